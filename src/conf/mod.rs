@@ -1,0 +1,752 @@
+//! dkms.conf: evaluation for one (module, version, kernel, arch) into a typed
+//! [`ModuleConf`], with the original's strict checks.
+//!
+//! Evaluation is bash's (see [`eval`]); plain-assignment files take a proven pure-Rust
+//! path ([`fast`]). Validation collects every problem, like the original, and reports
+//! each with the file, the line of the offending assignment where there is one, and the
+//! fix; the whole is exit code 8 ("Bad conf file").
+
+pub mod eval;
+pub mod fast;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::bash::BashError;
+use eval::{RawValues, Scope};
+
+/// One problem found in a dkms.conf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<u32>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message)?,
+            None => write!(f, "{}: {}", self.file.display(), self.message)?,
+        }
+        write!(f, "\n  fix: {}", self.fix)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfError {
+    #[error("Could not locate dkms.conf file.\nFile: {0} does not exist.")]
+    Missing(PathBuf),
+    #[error("Cannot read {file}: {source}")]
+    Unreadable {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Bad conf file.\nFile: {file} does not represent a valid dkms.conf file.\n{}", render(.problems))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+    #[error("Bad conf file.\n{file}: {source}\n  fix: make the file finish quickly; dkms.conf is sourced every time dkms reads it")]
+    Bash {
+        file: PathBuf,
+        #[source]
+        source: BashError,
+    },
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfError::Missing(_) => 4,
+            _ => 8,
+        }
+    }
+}
+
+/// Per-kernel restrictions (`BUILD_EXCLUSIVE_*`), already decided for this kernel/arch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Exclusion {
+    /// Why this kernel/arch is excluded, if it is.
+    pub reasons: Vec<String>,
+}
+
+impl Exclusion {
+    pub fn excluded(&self) -> bool {
+        !self.reasons.is_empty()
+    }
+}
+
+/// One kernel module of a package (one index of the module arrays).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModuleEntry {
+    pub index: usize,
+    pub built_name: String,
+    /// Relative to the build directory, with a trailing `/` (or empty).
+    pub built_location: String,
+    pub dest_name: String,
+    /// The raw `DEST_MODULE_LOCATION` (the distribution may override where it installs).
+    pub dest_location: String,
+    pub strip: bool,
+    pub exclusion: Exclusion,
+}
+
+/// A dkms.conf evaluated for one kernel and architecture.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModuleConf {
+    pub file: PathBuf,
+    pub package_name: String,
+    pub package_version: String,
+    pub modules: Vec<ModuleEntry>,
+    /// MAKE / MAKE_MATCH resolved for this kernel, or the default kbuild command.
+    pub make_command: String,
+    pub make_is_default: bool,
+    pub clean: Option<String>,
+    pub patches: Vec<String>,
+    pub pre_build: Option<String>,
+    pub post_build: Option<String>,
+    pub post_add: Option<String>,
+    pub pre_install: Option<String>,
+    pub post_install: Option<String>,
+    pub post_remove: Option<String>,
+    pub autoinstall: bool,
+    pub build_depends: Vec<String>,
+    pub build_depends_rebuild: bool,
+    pub no_weak_modules: bool,
+    pub obsolete_by: Option<String>,
+    /// Package-wide BUILD_EXCLUSIVE verdict for this kernel/arch.
+    pub exclusion: Exclusion,
+    pub deprecated: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything needed to evaluate one dkms.conf.
+#[derive(Debug, Clone)]
+pub struct ConfRequest<'a> {
+    pub file: PathBuf,
+    pub module: &'a str,
+    pub version: &'a str,
+    pub kernel: &'a str,
+    pub arch: &'a str,
+    pub kernel_source_dir: PathBuf,
+    pub kernel_config: PathBuf,
+    pub settings: &'a crate::framework::Settings,
+    /// `--directive NAME=VALUE`, applied after the files.
+    pub directives: &'a [String],
+}
+
+/// Result of evaluation before validation, with the bash messages about the files.
+#[derive(Debug)]
+pub struct Evaluated {
+    pub files: Vec<PathBuf>,
+    pub values: RawValues,
+    pub messages: Vec<String>,
+    pub syntax_error: Option<(PathBuf, u32, String)>,
+}
+
+/// Evaluate the conf files for `req` (fast path first, bash otherwise).
+pub fn evaluate(req: &ConfRequest) -> Result<Evaluated, ConfError> {
+    if !req.file.exists() {
+        return Err(ConfError::Missing(req.file.clone()));
+    }
+    if let Err(source) = std::fs::File::open(&req.file) {
+        return Err(ConfError::Unreadable {
+            file: req.file.clone(),
+            source,
+        });
+    }
+    let mut files = vec![req.file.clone()];
+    files.extend(
+        eval::override_files(
+            &req.settings.config_dir,
+            req.module,
+            req.version,
+            req.kernel,
+            req.arch,
+        )
+        .into_iter()
+        .filter(|f| f.exists()),
+    );
+    let directives = parse_directives(req.directives);
+    let scope = scope_for(req);
+    if directives.is_empty() {
+        if let Some(values) = fast::evaluate(&files, &scope) {
+            return Ok(Evaluated {
+                files,
+                values,
+                messages: Vec::new(),
+                syntax_error: None,
+            });
+        }
+    }
+    let out = eval::evaluate(&files, &scope, &directives).map_err(|source| ConfError::Bash {
+        file: req.file.clone(),
+        source,
+    })?;
+    Ok(Evaluated {
+        syntax_error: eval::first_syntax_error(&out.stderr, &files),
+        messages: eval::messages_about(&out.stderr, &files),
+        files,
+        values: out.values,
+    })
+}
+
+/// `NAME=VALUE` → `(NAME, VALUE)`; names must be identifiers, optionally `NAME[i]`.
+fn parse_directives(raw: &[String]) -> Vec<(String, String)> {
+    raw.iter()
+        .filter_map(|d| {
+            let (name, value) = d.split_once('=')?;
+            let base = name.split('[').next().unwrap_or("");
+            let ok = !base.is_empty()
+                && base.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !base.starts_with(|c: char| c.is_ascii_digit());
+            ok.then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// The variables the original has in scope while sourcing.
+fn scope_for(req: &ConfRequest) -> Scope {
+    let s = req.settings;
+    let mut scope = Scope::default();
+    let p = |p: &Path| p.to_string_lossy().into_owned();
+    scope.set("kernelver", req.kernel);
+    scope.set("arch", req.arch);
+    scope.set("kernel_source_dir", p(&req.kernel_source_dir));
+    scope.set("kernel_config", p(&req.kernel_config));
+    scope.set("dkms_tree", p(&s.dkms_tree));
+    scope.set("source_tree", p(&s.source_tree));
+    scope.set("install_tree", p(&s.install_tree));
+    scope.set("tmp_location", p(&s.tmp_location));
+    scope.set("module", req.module);
+    scope.set("module_version", req.version);
+    scope.set(
+        "parallel_jobs",
+        s.parallel_jobs.map(|n| n.to_string()).unwrap_or_default(),
+    );
+    scope.set("current_kernel", s.current_kernel.as_str());
+    scope.set("current_os", "Linux");
+    scope.set("verbose", if s.verbose { "true" } else { "" });
+    if let Ok(d) = s.distribution() {
+        scope.set("running_distribution", d.running);
+    }
+    scope
+}
+
+/// Evaluate and validate strictly (add/build/install): any problem is an error.
+pub fn load_strict(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
+    let evaluated = evaluate(req)?;
+    let (conf, problems) = interpret(req, &evaluated);
+    if problems.is_empty() {
+        Ok(conf)
+    } else {
+        Err(ConfError::Invalid {
+            file: req.file.clone(),
+            problems,
+        })
+    }
+}
+
+/// Evaluate leniently (status): problems are ignored, whatever could be read is used.
+pub fn load_lenient(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
+    let evaluated = evaluate(req)?;
+    Ok(interpret(req, &evaluated).0)
+}
+
+/// Turn raw values into a [`ModuleConf`] and the list of problems the strict read
+/// rejects.
+pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>) {
+    let v = &ev.values;
+    let mut problems = Vec::new();
+    let locate = |name: &str| locate_assignment(&ev.files, name);
+    let problem = |name: &str, message: String, fix: String| {
+        let (file, line) = locate(name)
+            .map(|(f, l)| (f, Some(l)))
+            .unwrap_or((req.file.clone(), None));
+        Problem {
+            file,
+            line,
+            message,
+            fix,
+        }
+    };
+
+    if let Some((file, line, message)) = &ev.syntax_error {
+        problems.push(Problem {
+            file: file.clone(),
+            line: Some(*line),
+            message: format!("bash: {message}"),
+            fix: "correct the shell syntax on that line (the file is sourced by bash)".into(),
+        });
+    }
+    for file in &v.exited {
+        problems.push(Problem {
+            file: file.clone(),
+            line: None,
+            message: "the file calls `exit`, so none of its settings can be read".into(),
+            fix: "remove the `exit` statement; dkms.conf must only assign variables".into(),
+        });
+    }
+
+    let text = |name: &str| v.scalar(name).filter(|s| !s.is_empty()).map(str::to_string);
+    let package_name = text("PACKAGE_NAME").unwrap_or_default();
+    let package_version = text("PACKAGE_VERSION").unwrap_or_default();
+
+    let empty = BTreeMap::new();
+    let arr = |name: &str| v.array(name).unwrap_or(&empty);
+    let module_arrays = [
+        "BUILT_MODULE_NAME",
+        "BUILT_MODULE_LOCATION",
+        "DEST_MODULE_NAME",
+        "DEST_MODULE_LOCATION",
+    ];
+    let count = module_arrays
+        .iter()
+        .filter_map(|n| arr(n).keys().next_back())
+        .map(|i| i + 1)
+        .max()
+        .unwrap_or(0);
+    let dest_locations_set = arr("DEST_MODULE_LOCATION")
+        .values()
+        .filter(|s| !s.is_empty())
+        .count();
+
+    let exclusion = package_exclusion(req, v);
+    let mut modules = Vec::new();
+    let mut strip0 = None;
+    for index in 0..count {
+        let get = |name: &str| arr(name).get(&index).cloned().unwrap_or_default();
+        let strip = match get("STRIP").chars().next() {
+            Some('n') | Some('N') => false,
+            Some('y') | Some('Y') => true,
+            _ => strip0.unwrap_or(true),
+        };
+        if index == 0 {
+            strip0 = Some(strip);
+        }
+        let mut built_name = get("BUILT_MODULE_NAME");
+        if built_name.is_empty() && count == 1 {
+            built_name = package_name.clone();
+        }
+        let mut dest_name = get("DEST_MODULE_NAME");
+        if dest_name.is_empty() {
+            dest_name = built_name.clone();
+        }
+        let mut built_location = get("BUILT_MODULE_LOCATION");
+        if !built_location.is_empty() && !built_location.ends_with('/') {
+            built_location.push('/');
+        }
+        let dest_location = get("DEST_MODULE_LOCATION");
+        let record = format!("record #{index}");
+        if built_name.is_empty() {
+            problems.push(problem(
+                "BUILT_MODULE_NAME",
+                format!("No 'BUILT_MODULE_NAME' directive specified for {record}."),
+                format!("add BUILT_MODULE_NAME[{index}]=\"<module name without .ko>\""),
+            ));
+        }
+        for (label, value) in [
+            ("BUILT_MODULE_NAME", &built_name),
+            ("DEST_MODULE_NAME", &dest_name),
+        ] {
+            if value.ends_with(".o") || value.ends_with(".ko") {
+                problems.push(problem(
+                    label,
+                    format!("'{label}' directive ends in '.o' or '.ko' in {record}."),
+                    format!("write {label}[{index}] without the suffix"),
+                ));
+            }
+        }
+        check_module_name(
+            &built_name,
+            "BUILT_MODULE_NAME",
+            index,
+            &mut problems,
+            &problem,
+        );
+        check_module_name(
+            &dest_name,
+            "DEST_MODULE_NAME",
+            index,
+            &mut problems,
+            &problem,
+        );
+        if dest_location.is_empty() {
+            problems.push(problem(
+                "DEST_MODULE_LOCATION",
+                format!("No 'DEST_MODULE_LOCATION' directive specified for {record}."),
+                format!("add DEST_MODULE_LOCATION[{index}]=\"/updates/dkms\""),
+            ));
+        } else if !["/kernel", "/updates", "/extra"]
+            .iter()
+            .any(|p| dest_location.starts_with(p))
+        {
+            problems.push(problem(
+                "DEST_MODULE_LOCATION",
+                format!("Directive 'DEST_MODULE_LOCATION' does not begin with '/kernel', '/updates', or '/extra' in {record}."),
+                format!("set DEST_MODULE_LOCATION[{index}] to a path under /kernel, /updates or /extra"),
+            ));
+        } else if dest_location.split('/').any(|c| c == "..") {
+            problems.push(problem(
+                "DEST_MODULE_LOCATION",
+                format!(
+                    "Directive 'DEST_MODULE_LOCATION' leaves the module tree ('..') in {record}."
+                ),
+                format!("remove '..' from DEST_MODULE_LOCATION[{index}]"),
+            ));
+        }
+        let entry_exclusion = module_exclusion(req, v, index, &exclusion);
+        modules.push(ModuleEntry {
+            index,
+            built_name,
+            built_location,
+            dest_name,
+            dest_location,
+            strip,
+            exclusion: entry_exclusion,
+        });
+    }
+    if count > 0
+        && dest_locations_set == 0
+        && !problems
+            .iter()
+            .any(|p| p.message.contains("DEST_MODULE_LOCATION"))
+    {
+        problems.push(problem(
+            "DEST_MODULE_LOCATION",
+            "No 'DEST_MODULE_LOCATION' directive specified.".into(),
+            "add DEST_MODULE_LOCATION[0]=\"/updates/dkms\"".into(),
+        ));
+    }
+    check_duplicates(&modules, &mut problems, &problem);
+
+    if package_name.is_empty() {
+        problems.push(problem(
+            "PACKAGE_NAME",
+            "No 'PACKAGE_NAME' directive specified.".into(),
+            format!("add PACKAGE_NAME=\"{}\"", req.module),
+        ));
+    }
+    if package_version.is_empty() {
+        problems.push(problem(
+            "PACKAGE_VERSION",
+            "No 'PACKAGE_VERSION' directive specified.".into(),
+            format!("add PACKAGE_VERSION=\"{}\"", req.version),
+        ));
+    }
+    let yes_no = |name: &str, problems: &mut Vec<Problem>| -> bool {
+        let raw = v.scalar(name).unwrap_or("");
+        match raw.to_ascii_lowercase().as_str() {
+            "yes" => true,
+            "no" | "" => false,
+            _ => {
+                problems.push(problem(
+                    name,
+                    format!("Unsupported {name} value '{raw}'"),
+                    format!("set {name}=\"yes\", {name}=\"no\" or leave it empty"),
+                ));
+                false
+            }
+        }
+    };
+    let autoinstall = yes_no("AUTOINSTALL", &mut problems);
+    let no_weak_modules = yes_no("NO_WEAK_MODULES", &mut problems);
+    let build_depends_rebuild = yes_no("BUILD_DEPENDS_REBUILD", &mut problems);
+
+    let mut warnings = Vec::new();
+    if count == 0 {
+        warnings.push("dkms.conf: Warning! Zero modules specified.".to_string());
+    }
+    let mut deprecated = Vec::new();
+    for name in [
+        "REMAKE_INITRD",
+        "MODULES_CONF",
+        "MODULES_CONF_OBSOLETES",
+        "MODULES_CONF_ALIAS_TYPE",
+        "MODULES_CONF_OBSOLETE_ONLY",
+    ] {
+        if v.vars.contains_key(name) {
+            deprecated.push(format!("{name} ({})", req.file.display()));
+        }
+    }
+    if v.scalar("CLEAN")
+        .is_some_and(|c| !c.is_empty() && c != "true")
+    {
+        deprecated.push(format!("CLEAN ({})", req.file.display()));
+    }
+    if v.scalar("OBSOLETE_BY").is_some_and(|c| !c.is_empty()) {
+        deprecated.push(format!("OBSOLETE_BY ({})", req.file.display()));
+    }
+
+    let (make_command, make_is_default) = select_make(req, v);
+    let patches = matching_entries(v, "PATCH", "PATCH_MATCH");
+    let script = |name: &str| text(name);
+    let conf = ModuleConf {
+        file: req.file.clone(),
+        package_name,
+        package_version,
+        modules,
+        make_command,
+        make_is_default,
+        clean: script("CLEAN"),
+        patches,
+        pre_build: script("PRE_BUILD"),
+        post_build: script("POST_BUILD"),
+        post_add: script("POST_ADD"),
+        pre_install: script("PRE_INSTALL"),
+        post_install: script("POST_INSTALL"),
+        post_remove: script("POST_REMOVE"),
+        autoinstall,
+        build_depends: arr("BUILD_DEPENDS")
+            .values()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
+        build_depends_rebuild,
+        no_weak_modules,
+        obsolete_by: script("OBSOLETE_BY"),
+        exclusion,
+        deprecated,
+        warnings,
+    };
+    (conf, problems)
+}
+
+fn check_module_name(
+    name: &str,
+    label: &str,
+    index: usize,
+    problems: &mut Vec<Problem>,
+    problem: &dyn Fn(&str, String, String) -> Problem,
+) {
+    if name.contains('/') || name == ".." || name == "." {
+        problems.push(problem(
+            label,
+            format!("'{label}' in record #{index} is a path ('{name}'), not a module name."),
+            format!("set {label}[{index}] to a plain name; use BUILT_MODULE_LOCATION / DEST_MODULE_LOCATION for directories"),
+        ));
+    }
+}
+
+fn check_duplicates(
+    modules: &[ModuleEntry],
+    problems: &mut Vec<Problem>,
+    problem: &dyn Fn(&str, String, String) -> Problem,
+) {
+    let mut built = BTreeMap::new();
+    let mut dest = BTreeMap::new();
+    for m in modules {
+        let key = format!("{}{}", m.built_location, m.built_name);
+        if let Some(first) = built.insert(key.clone(), m.index) {
+            problems.push(problem(
+                "BUILT_MODULE_NAME",
+                format!(
+                    "Duplicate module '{key}' in records #{first} and #{}.",
+                    m.index
+                ),
+                "give every BUILT_MODULE_LOCATION + BUILT_MODULE_NAME pair once".into(),
+            ));
+        }
+        if let Some(first) = dest.insert(m.dest_name.clone(), m.index) {
+            problems.push(problem(
+                "DEST_MODULE_NAME",
+                format!(
+                    "Duplicate destination module name '{}' in records #{first} and #{}.",
+                    m.dest_name, m.index
+                ),
+                "give every DEST_MODULE_NAME once".into(),
+            ));
+        }
+    }
+}
+
+/// MAKE[0] unless MAKE_MATCH[0] is set; the last MAKE[i] whose MAKE_MATCH[i] matches the
+/// kernel wins; else the default kbuild command.
+fn select_make(req: &ConfRequest, v: &RawValues) -> (String, bool) {
+    let empty = BTreeMap::new();
+    let make = v.array("MAKE").unwrap_or(&empty);
+    let matches = v.array("MAKE_MATCH").unwrap_or(&empty);
+    let mut command = if matches.get(&0).is_none_or(|m| m.is_empty()) {
+        make.get(&0).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    for (i, cmd) in make {
+        let has_match = matches.get(i).is_some_and(|m| !m.is_empty());
+        if !cmd.is_empty()
+            && has_match
+            && v.regex_results.get(&format!("MAKE_MATCH[{i}]")) == Some(&1)
+        {
+            command = cmd.clone();
+        }
+    }
+    if command.is_empty() {
+        let build = req
+            .settings
+            .dkms_tree
+            .join(req.module)
+            .join(req.version)
+            .join("build");
+        (
+            format!(
+                "make -C {} M={}",
+                req.kernel_source_dir.display(),
+                build.display()
+            ),
+            true,
+        )
+    } else {
+        (command, false)
+    }
+}
+
+/// `PATCH[i]` entries whose `PATCH_MATCH[i]` is empty or matches.
+fn matching_entries(v: &RawValues, name: &str, match_name: &str) -> Vec<String> {
+    let empty = BTreeMap::new();
+    let matches = v.array(match_name).unwrap_or(&empty);
+    v.array(name)
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|(i, p)| {
+            !p.is_empty()
+                && (matches.get(i).is_none_or(|m| m.is_empty())
+                    || v.regex_results.get(&format!("{match_name}[{i}]")) == Some(&1))
+        })
+        .map(|(_, p)| p.clone())
+        .collect()
+}
+
+/// Package-wide BUILD_EXCLUSIVE: the directives set as plain scalars (index 0 only).
+fn package_exclusion(req: &ConfRequest, v: &RawValues) -> Exclusion {
+    exclusion_for_index(req, v, 0, |name| {
+        v.array(name)
+            .is_some_and(|a| a.len() == 1 && a.contains_key(&0))
+    })
+}
+
+/// Per-module BUILD_EXCLUSIVE (3.3+): arrays with more than one index apply per record.
+fn module_exclusion(
+    req: &ConfRequest,
+    v: &RawValues,
+    index: usize,
+    package: &Exclusion,
+) -> Exclusion {
+    let mut own = exclusion_for_index(req, v, index, |name| {
+        v.array(name)
+            .is_some_and(|a| !(a.len() == 1 && a.contains_key(&0)))
+    });
+    own.reasons.extend(package.reasons.iter().cloned());
+    own
+}
+
+fn exclusion_for_index(
+    req: &ConfRequest,
+    v: &RawValues,
+    index: usize,
+    applies: impl Fn(&str) -> bool,
+) -> Exclusion {
+    let mut reasons = Vec::new();
+    let get = |name: &str| -> Option<String> {
+        if !applies(name) {
+            return None;
+        }
+        v.array(name)
+            .and_then(|a| a.get(&index))
+            .filter(|s| !s.is_empty())
+            .cloned()
+    };
+    if let Some(re) = get("BUILD_EXCLUSIVE_KERNEL") {
+        if v.regex_results
+            .get(&format!("BUILD_EXCLUSIVE_KERNEL[{index}]"))
+            != Some(&1)
+        {
+            reasons.push(format!(
+                "kernel {} does not match BUILD_EXCLUSIVE_KERNEL=\"{re}\"",
+                req.kernel
+            ));
+        }
+    }
+    if let Some(re) = get("BUILD_EXCLUSIVE_ARCH") {
+        if v.regex_results
+            .get(&format!("BUILD_EXCLUSIVE_ARCH[{index}]"))
+            != Some(&1)
+        {
+            reasons.push(format!(
+                "arch {} does not match BUILD_EXCLUSIVE_ARCH=\"{re}\"",
+                req.arch
+            ));
+        }
+    }
+    if let Some(min) = get("BUILD_EXCLUSIVE_KERNEL_MIN") {
+        if crate::kernel::ver(req.kernel) < crate::kernel::ver(&min) {
+            reasons.push(format!(
+                "kernel {} is older than BUILD_EXCLUSIVE_KERNEL_MIN=\"{min}\"",
+                req.kernel
+            ));
+        }
+    }
+    let max = get("BUILD_EXCLUSIVE_KERNEL_MAX").or_else(|| {
+        if index == 0 {
+            get("OBSOLETE_BY")
+        } else {
+            None
+        }
+    });
+    if let Some(max) = max {
+        if crate::kernel::ver(req.kernel) > crate::kernel::ver(&max) {
+            reasons.push(format!(
+                "kernel {} is newer than BUILD_EXCLUSIVE_KERNEL_MAX=\"{max}\"",
+                req.kernel
+            ));
+        }
+    }
+    if let Some(list) = get("BUILD_EXCLUSIVE_CONFIG") {
+        if let Some(config) = crate::kernel::KernelConfig::read(&req.kernel_config) {
+            for item in list.split_whitespace() {
+                let (negated, name) = match item.strip_prefix('!') {
+                    Some(n) => (true, n),
+                    None => (false, item),
+                };
+                if config.is_enabled(name) == negated {
+                    reasons.push(format!(
+                        "kernel config does not satisfy BUILD_EXCLUSIVE_CONFIG item '{item}'"
+                    ));
+                }
+            }
+        }
+    }
+    Exclusion { reasons }
+}
+
+/// The file and line of the last assignment to `name` among `files` (the effective one).
+pub fn locate_assignment(files: &[PathBuf], name: &str) -> Option<(PathBuf, u32)> {
+    let mut found = None;
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start();
+            let t = t.strip_prefix("export ").map(str::trim_start).unwrap_or(t);
+            if let Some(rest) = t.strip_prefix(name) {
+                if rest.starts_with('=') || rest.starts_with('[') || rest.starts_with("+=") {
+                    found = Some((file.clone(), i as u32 + 1));
+                }
+            }
+        }
+    }
+    found
+}

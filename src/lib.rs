@@ -1,0 +1,71 @@
+//! dkms: Dynamic Kernel Module Support, a drop-in replacement for the bash original.
+//!
+//! Data flows one way: [`cli`] → [`plan`] → ([`conf`], [`kernel`], [`state`]) →
+//! [`report`]. [`run`] is the edge: it renders every error exactly once, with the
+//! original's exit code.
+
+pub mod bash;
+pub mod cli;
+pub mod conf;
+pub mod error;
+pub mod framework;
+pub mod kernel;
+pub mod plan;
+pub mod report;
+pub mod state;
+
+use cli::{Notice, Parsed};
+use error::Error;
+use report::Reporter;
+
+/// The version printed by `dkms --version` (the upstream release we are compatible with).
+pub const UPSTREAM_VERSION: &str = "3.4.3";
+
+/// Run dkms with `args` (without the program name); returns the process exit code.
+pub fn run<I, S>(args: I) -> i32
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let parsed = match cli::parse(args) {
+        Ok(p) => p,
+        Err(e) => {
+            let report = Reporter::default();
+            report.error(&e.to_string());
+            if e.shows_usage() {
+                report.line(cli::usage());
+            }
+            return e.exit_code();
+        }
+    };
+    let req = match parsed {
+        Parsed::Version => {
+            println!("dkms-{UPSTREAM_VERSION}");
+            return 0;
+        }
+        Parsed::Help => {
+            println!("{}", cli::usage());
+            return 0;
+        }
+        Parsed::Run(req) => req,
+    };
+    let report = Reporter { quiet: req.quiet };
+    for notice in &req.notices {
+        match notice {
+            Notice::Deprecated(name) => report.deprecated(name),
+            Notice::UnknownWord(word) => {
+                report.warn(&format!("I do not know how to handle {word}."))
+            }
+        }
+    }
+    let result = framework::Settings::load(&req)
+        .map_err(Error::from)
+        .and_then(|settings| plan::run(&req, &settings, &report));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report.error(&e.to_string());
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The `dkms` binary: all behaviour lives in the library.
+
+fn main() {
+    // Files and directories we create must be readable by anyone (the original's umask).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    std::process::exit(dkms::run(std::env::args().skip(1)));
+}

@@ -1,0 +1,224 @@
+//! `dkms add`: register `<source_tree>/<m>-<v>` in the state tree, optionally copying a
+//! source directory there first.
+
+use std::path::{Path, PathBuf};
+
+use super::{check_name, require_root, script, Context};
+use crate::conf::{self, ConfRequest, ModuleConf};
+use crate::error::{ActionError, Result};
+use crate::state::{lock, KernelArch, Registration};
+
+pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
+    let req = ctx.req;
+    let _lock = take_lock(ctx)?;
+    let (mut module, mut version) = (req.module.clone(), req.version.clone());
+    if req.archive.is_some() && module.is_none() && version.is_none() {
+        return Err(ActionError::NotImplemented("add of a tarball (ldtarball)".into()).into());
+    }
+    if let (Some(dir), None, None) = (&req.source_dir, &module, &version) {
+        let (m, v) = add_source_tree(ctx, dir, ka)?;
+        module = Some(m);
+        version = Some(v);
+    }
+    let (Some(m), Some(v)) = (
+        module.filter(|m| !m.is_empty()),
+        version.filter(|v| !v.is_empty()),
+    ) else {
+        return Err(ActionError::MissingModuleArgs("add").into());
+    };
+    check_name(&m)?;
+    check_name(&v)?;
+    if matches!(
+        ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
+        Registration::Added { .. }
+    ) {
+        return Err(ActionError::AlreadyAdded(m, v).into());
+    }
+    let source = ctx.settings.source_tree.join(format!("{m}-{v}"));
+    if !source.is_dir() {
+        return Err(ActionError::SourceDirMissing(source).into());
+    }
+    let conf_file = req.conf.clone().unwrap_or_else(|| source.join("dkms.conf"));
+    let conf = read_strict(ctx, &conf_file, &m, &v, ka)?;
+    let link = ctx.tree.version_dir(&m, &v).join("source");
+    ctx.report.line(&format!(
+        "Creating symlink {} -> {}",
+        link.display(),
+        source.display()
+    ));
+    ctx.tree.add(&m, &v, &source)?;
+    if let Some(cmd) = &conf.post_add {
+        script::run(ctx, "post_add", cmd, &m, &source);
+    }
+    Ok(0)
+}
+
+pub(crate) fn take_lock(ctx: &Context) -> Result<lock::Lock> {
+    Ok(lock::acquire(&ctx.settings.dkms_tree, |pid| {
+        let who = pid
+            .map(|p| format!("process {p}"))
+            .unwrap_or_else(|| "another process".into());
+        ctx.report.stderr(&format!(
+            "Waiting for the dkms lock held by {who} ({})...",
+            ctx.settings.dkms_tree.join(".lock").display()
+        ));
+    })?)
+}
+
+/// Strict read with the original's console side effects (deprecations, warnings).
+pub(crate) fn read_strict(
+    ctx: &Context,
+    file: &Path,
+    m: &str,
+    v: &str,
+    ka: &KernelArch,
+) -> Result<ModuleConf> {
+    let build_dir = crate::kernel::build_dir(
+        ctx.settings,
+        ctx.req.kernel_source_dir.as_deref(),
+        &ka.kernel,
+    );
+    let creq = ConfRequest {
+        file: file.to_path_buf(),
+        module: m,
+        version: v,
+        kernel: &ka.kernel,
+        arch: &ka.arch,
+        kernel_config: crate::kernel::config_file(&build_dir, ctx.req.kernel_config.as_deref()),
+        kernel_source_dir: build_dir,
+        settings: ctx.settings,
+        directives: &ctx.req.directives,
+    };
+    for d in &ctx.req.directives {
+        if let Some((name, value)) = d.split_once('=') {
+            ctx.report.line(&format!("DIRECTIVE: {name}=\"{value}\""));
+        }
+    }
+    let evaluated = conf::evaluate(&creq)?;
+    for message in &evaluated.messages {
+        ctx.report.stderr(message);
+    }
+    let (conf, problems) = conf::interpret(&creq, &evaluated);
+    for d in &conf.deprecated {
+        ctx.report.deprecated(d);
+    }
+    for w in &conf.warnings {
+        ctx.report.stderr(w);
+    }
+    if !problems.is_empty() {
+        return Err(conf::ConfError::Invalid {
+            file: file.to_path_buf(),
+            problems,
+        }
+        .into());
+    }
+    Ok(conf)
+}
+
+/// Copy a source directory to `<source_tree>/<PACKAGE_NAME>-<PACKAGE_VERSION>`.
+fn add_source_tree(ctx: &Context, dir: &Path, ka: &KernelArch) -> Result<(String, String)> {
+    let from = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let conf_file = from.join("dkms.conf");
+    if !conf_file.is_file() {
+        return Err(ActionError::NoDkmsConf(dir.to_path_buf()).into());
+    }
+    require_root()?;
+    let build_dir = crate::kernel::build_dir(
+        ctx.settings,
+        ctx.req.kernel_source_dir.as_deref(),
+        &ka.kernel,
+    );
+    let creq = ConfRequest {
+        file: conf_file.clone(),
+        module: "",
+        version: "",
+        kernel: &ka.kernel,
+        arch: &ka.arch,
+        kernel_config: crate::kernel::config_file(&build_dir, None),
+        kernel_source_dir: build_dir,
+        settings: ctx.settings,
+        directives: &[],
+    };
+    let conf =
+        conf::load_lenient(&creq).map_err(|e| ActionError::MalformedSourceConf(Box::new(e)))?;
+    if conf.package_name.is_empty() || conf.package_version.is_empty() {
+        let problem = conf::Problem {
+            file: conf_file,
+            line: None,
+            message: "PACKAGE_NAME and PACKAGE_VERSION must both be set".into(),
+            fix: "add PACKAGE_NAME=\"<name>\" and PACKAGE_VERSION=\"<version>\"".into(),
+        };
+        let err = conf::ConfError::Invalid {
+            file: problem.file.clone(),
+            problems: vec![problem],
+        };
+        return Err(ActionError::MalformedSourceConf(Box::new(err)).into());
+    }
+    let (m, v) = (conf.package_name, conf.package_version);
+    check_name(&m)?;
+    check_name(&v)?;
+    let target = ctx.settings.source_tree.join(format!("{m}-{v}"));
+    if ctx.req.force && target.is_dir() {
+        ctx.report.stderr("");
+        ctx.report.line(&format!("Forcing install of {m}-{v}"));
+        std::fs::remove_dir_all(&target).map_err(|source| ActionError::Copy {
+            from: from.clone(),
+            to: target.clone(),
+            source,
+        })?;
+    }
+    let same = std::fs::canonicalize(&target).is_ok_and(|t| t == from);
+    let inside_tree = from.starts_with(ctx.tree.version_dir(&m, &v));
+    if !same && !inside_tree {
+        copy_source(&from, &target)?;
+    }
+    Ok((m, v))
+}
+
+/// Copy a tree into place: into a staging directory renamed in one step when the target
+/// is new, file by file over an existing target (the original's `cp -fr`).
+fn copy_source(from: &Path, target: &Path) -> Result<()> {
+    let copy_err = |source| ActionError::Copy {
+        from: from.to_path_buf(),
+        to: target.to_path_buf(),
+        source,
+    };
+    if target.exists() {
+        return copy_tree(from, target).map_err(|e| copy_err(e).into());
+    }
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(copy_err)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staged: PathBuf = parent.join(format!(".{name}.copy.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staged);
+    let result = copy_tree(from, &staged).and_then(|_| std::fs::rename(&staged, target));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(copy_err(e).into());
+    }
+    Ok(())
+}
+
+/// Recursive copy keeping symlinks as symlinks and permission bits (`cp -pr`).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let ty = entry.file_type()?;
+        if ty.is_symlink() {
+            let _ = std::fs::remove_file(&dst);
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ty.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}

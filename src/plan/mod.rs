@@ -1,0 +1,180 @@
+//! Turning a request into work: the original's per-action preconditions (in its order,
+//! with its exit codes), the kernel/arch list, and dispatch to the actions.
+
+mod add;
+mod remove;
+mod script;
+mod status;
+
+use crate::cli::{Action, Request};
+use crate::error::{ActionError, Result};
+use crate::framework::Settings;
+use crate::report::Reporter;
+use crate::state::{KernelArch, Registration, StateTree};
+
+/// Everything an action needs.
+pub struct Context<'a> {
+    pub req: &'a Request,
+    pub settings: &'a Settings,
+    pub report: &'a Reporter,
+    pub tree: StateTree,
+}
+
+/// Run the request; returns the exit code on success paths that are not 0.
+pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32> {
+    let ctx = Context {
+        req,
+        settings,
+        report,
+        tree: StateTree::new(&settings.dkms_tree),
+    };
+    let Some(action) = req.action else {
+        report.error("Unknown action specified: \"\"");
+        report.line(crate::cli::usage());
+        return Ok(0);
+    };
+    match action {
+        Action::Status => status::run(&ctx),
+        Action::Remove | Action::Unbuild | Action::Uninstall => {
+            let (m, v) = module_args(&ctx, action)?;
+            ensure_added(&ctx, &m, &v, action == Action::Remove)?;
+            if action == Action::Uninstall {
+                require_root()?;
+            } else {
+                ctx.tree.check_writable()?;
+            }
+            let kernels = kernels_for(&ctx, Some((&m, &v)))?;
+            match action {
+                Action::Remove => remove::remove(&ctx, &m, &v, &kernels),
+                Action::Unbuild => remove::unbuild(&ctx, &m, &v, &kernels),
+                _ => Err(ActionError::NotImplemented(action.name().into()).into()),
+            }
+        }
+        Action::Add | Action::Build | Action::Install => {
+            if req.all {
+                return Err(ActionError::AllNotSupported(action.name()).into());
+            }
+            if action == Action::Install {
+                require_root()?;
+            } else {
+                ctx.tree.check_writable()?;
+            }
+            let kernels = kernels_for(&ctx, None)?;
+            match action {
+                Action::Add => add::run(&ctx, &kernels[0]),
+                _ => Err(ActionError::NotImplemented(action.name().into()).into()),
+            }
+        }
+        Action::Autoinstall
+        | Action::Match
+        | Action::KernelPreinst
+        | Action::KernelPostinst
+        | Action::KernelPrerm => {
+            require_root()?;
+            if req.all {
+                return Err(ActionError::AllNotSupported(action.name()).into());
+            }
+            if req.kernels.len() > 1 {
+                return Err(ActionError::OneKernelOnly(action.name()).into());
+            }
+            Err(ActionError::NotImplemented(action.name().into()).into())
+        }
+        Action::Mktarball => {
+            let (m, v) = module_args(&ctx, action)?;
+            ensure_added(&ctx, &m, &v, false)?;
+            Err(ActionError::NotImplemented(action.name().into()).into())
+        }
+        Action::Ldtarball | Action::GenerateMok => {
+            Err(ActionError::NotImplemented(action.name().into()).into())
+        }
+    }
+}
+
+/// Module and version must both be given (exit 1), and must be usable as names.
+fn module_args(ctx: &Context, action: Action) -> Result<(String, String)> {
+    match (&ctx.req.module, &ctx.req.version) {
+        (Some(m), Some(v)) if !m.is_empty() && !v.is_empty() => {
+            check_name(m)?;
+            check_name(v)?;
+            Ok((m.clone(), v.clone()))
+        }
+        _ => Err(ActionError::MissingModuleArgs(action.name()).into()),
+    }
+}
+
+/// Names become path components of the state and source trees.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
+        return Err(ActionError::BadModuleName(name.to_string()).into());
+    }
+    Ok(())
+}
+
+/// The module version must be added (3) and, unless `allow_broken`, not broken (4).
+fn ensure_added(ctx: &Context, m: &str, v: &str, allow_broken: bool) -> Result<()> {
+    match ctx.tree.registration(m, v, &ctx.settings.source_tree) {
+        Registration::Added { .. } => Ok(()),
+        Registration::Broken if allow_broken => Ok(()),
+        Registration::Broken => Err(ActionError::Broken {
+            module: m.into(),
+            version: v.into(),
+        }
+        .into()),
+        Registration::NotAdded => Err(ActionError::NotAdded(m.into(), v.into()).into()),
+    }
+}
+
+fn require_root() -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(ActionError::NotRoot.into())
+    }
+}
+
+/// The original's `setup_kernels_arches`: `--all` takes every built kernel (version
+/// sorted), the default kernel is the running one, a single arch applies to all kernels.
+fn kernels_for(ctx: &Context, module: Option<(&str, &str)>) -> Result<Vec<KernelArch>> {
+    let req = ctx.req;
+    let mut kernels = req.kernels.clone();
+    let mut arches = req.arches.clone();
+    if req.all {
+        if let Some((m, v)) = module {
+            let mut built = ctx.tree.built(m, v, None, None);
+            built.sort_by(|a, b| {
+                version_sort_key(&a.kernel, &a.arch).cmp(&version_sort_key(&b.kernel, &b.arch))
+            });
+            kernels = built.iter().map(|ka| ka.kernel.clone()).collect();
+            arches = built.into_iter().map(|ka| ka.arch).collect();
+        }
+    } else if kernels.is_empty() {
+        kernels.push(ctx.settings.current_kernel.clone());
+    }
+    if arches.is_empty() && !kernels.is_empty() {
+        arches.push(ctx.settings.machine.clone());
+    }
+    while arches.len() < kernels.len() {
+        arches.push(arches[0].clone());
+    }
+    let pairs: Vec<KernelArch> = kernels
+        .into_iter()
+        .zip(arches)
+        .map(|(kernel, arch)| KernelArch { kernel, arch })
+        .collect();
+    if pairs
+        .iter()
+        .any(|ka| ka.kernel.is_empty() || ka.arch.is_empty())
+    {
+        return Err(ActionError::EmptyKernelOrArch.into());
+    }
+    for ka in &pairs {
+        check_name(&ka.kernel)?;
+        check_name(&ka.arch)?;
+    }
+    Ok(pairs)
+}
+
+/// `sort -V` on `kernel/arch` strings, closely enough: numbers compare as numbers.
+fn version_sort_key(kernel: &str, arch: &str) -> String {
+    crate::kernel::ver(&format!("{kernel}/{arch}"))
+}

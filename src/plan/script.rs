@@ -1,0 +1,50 @@
+//! POST_ADD / PRE_INSTALL / POST_INSTALL / POST_REMOVE scripts, run as the original runs
+//! them: `/etc/dkms/<module>/<script>` wins over the one in the source directory
+//! (3.4+), the first word must be executable, cwd is the source directory, the command
+//! line is split on blanks (no shell), output goes to the console.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::Context;
+
+/// Run a module script; returns its exit status (`None` if it was not run).
+pub fn run(
+    ctx: &Context,
+    kind: &str,
+    command: &str,
+    module: &str,
+    source_dir: &Path,
+) -> Option<i32> {
+    let mut words = command.split_whitespace();
+    let first = words.next()?;
+    let override_path = ctx.settings.config_dir.join(module).join(first);
+    let program = if override_path.is_file() {
+        override_path
+    } else {
+        source_dir.join(first)
+    };
+    let executable =
+        rustix::fs::access(&program, rustix::fs::Access::EXEC_OK).is_ok() && program.is_file();
+    ctx.report.line("");
+    if !executable {
+        ctx.report
+            .warn(&format!("The {kind} script is not executable."));
+        return None;
+    }
+    ctx.report.line(&format!("Running the {kind} script:"));
+    let status = Command::new(&program)
+        .args(words)
+        .current_dir(source_dir)
+        .status();
+    match status {
+        Ok(s) => s.code(),
+        Err(e) => {
+            ctx.report.warn(&format!(
+                "Cannot run the {kind} script {}: {e}",
+                program.display()
+            ));
+            None
+        }
+    }
+}

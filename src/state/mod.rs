@@ -1,0 +1,320 @@
+//! The dkms state tree (`/var/lib/dkms`): what is added, built, installed or broken.
+//!
+//! The layout is the original's (reference §4), so a machine can switch between the bash
+//! dkms and this one in both directions. Our own additions are dot-files (the lock,
+//! staging directories), which the original's globs never match.
+//!
+//! Reads are plain directory listings and `readlink` calls: no dkms.conf evaluation is
+//! needed to know a module's state. Writes go through a staging name and a `rename`, so
+//! an interrupted `add` or `remove` leaves either the old or the new state.
+
+pub mod lock;
+pub mod status;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("No write access to DKMS tree at {0}")]
+    NotWritable(PathBuf),
+}
+
+impl StateError {
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+}
+
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
+    let path = path.to_path_buf();
+    move |source| StateError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// How a module version stands in the tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registration {
+    /// `<m>/<v>/source` is a symlink to (or, for binaries-only tarballs, is) a directory.
+    Added { source: PathBuf },
+    /// `<m>/<v>` exists but its source is gone (dangling link, or no link while the
+    /// source directory exists).
+    Broken,
+    /// Not a module version (e.g. `original_module`, a `kernel-*` link) or not added.
+    NotAdded,
+}
+
+/// One built (kernel, arch) of a module version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KernelArch {
+    pub kernel: String,
+    pub arch: String,
+}
+
+/// The state tree rooted at `dkms_tree`.
+#[derive(Debug, Clone)]
+pub struct StateTree {
+    pub root: PathBuf,
+}
+
+impl StateTree {
+    pub fn new(root: impl Into<PathBuf>) -> StateTree {
+        StateTree { root: root.into() }
+    }
+
+    pub fn version_dir(&self, module: &str, version: &str) -> PathBuf {
+        self.root.join(module).join(version)
+    }
+
+    pub fn build_dir(&self, module: &str, version: &str, ka: &KernelArch) -> PathBuf {
+        self.version_dir(module, version)
+            .join(&ka.kernel)
+            .join(&ka.arch)
+    }
+
+    pub fn kernel_link(&self, module: &str, ka: &KernelArch) -> PathBuf {
+        self.root
+            .join(module)
+            .join(format!("kernel-{}-{}", ka.kernel, ka.arch))
+    }
+
+    pub fn original_module_dir(&self, module: &str, ka: &KernelArch) -> PathBuf {
+        self.root
+            .join(module)
+            .join("original_module")
+            .join(&ka.kernel)
+            .join(&ka.arch)
+    }
+
+    /// Every `<m>/<v>` pair in the original's glob order (`$dkms_tree/*/*`, whole paths
+    /// sorted bytewise), optionally filtered. Only directories qualify.
+    pub fn module_versions(
+        &self,
+        module: Option<&str>,
+        version: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for m in visible_entries(&self.root) {
+            if module.is_some_and(|want| want != m) {
+                continue;
+            }
+            for v in visible_entries(&self.root.join(&m)) {
+                if version.is_some_and(|want| want != v) {
+                    continue;
+                }
+                if self.root.join(&m).join(&v).is_dir() {
+                    out.push((m.clone(), v));
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            format!("{}/{}", a.0, a.1)
+                .as_bytes()
+                .cmp(format!("{}/{}", b.0, b.1).as_bytes())
+        });
+        out
+    }
+
+    /// Whether `<m>/<v>` is added, broken, or neither.
+    pub fn registration(&self, module: &str, version: &str, source_tree: &Path) -> Registration {
+        let dir = self.version_dir(module, version);
+        let source = dir.join("source");
+        match std::fs::symlink_metadata(&source) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if source.is_dir() {
+                    Registration::Added {
+                        source: std::fs::read_link(&source).unwrap_or(source),
+                    }
+                } else {
+                    Registration::Broken
+                }
+            }
+            Ok(meta) if meta.is_dir() => Registration::Added { source },
+            _ => {
+                if dir.is_dir() && source_tree.join(format!("{module}-{version}")).is_dir() {
+                    Registration::Broken
+                } else {
+                    Registration::NotAdded
+                }
+            }
+        }
+    }
+
+    /// Built (kernel, arch) pairs of `<m>/<v>` in glob order: kernel directories whose
+    /// name looks like a kernel release (or equals `kernel`), arch directories (or
+    /// `arch`), holding a `module/` directory.
+    pub fn built(
+        &self,
+        module: &str,
+        version: &str,
+        kernel: Option<&str>,
+        arch: Option<&str>,
+    ) -> Vec<KernelArch> {
+        let dir = self.version_dir(module, version);
+        let mut out = Vec::new();
+        for k in visible_entries(&dir) {
+            let kernel_ok = match kernel {
+                Some(want) => want == k,
+                None => crate::kernel::is_kernel_name(&k),
+            };
+            if !kernel_ok {
+                continue;
+            }
+            for a in visible_entries(&dir.join(&k)) {
+                if arch.is_some_and(|want| want != a) {
+                    continue;
+                }
+                if dir.join(&k).join(&a).join("module").is_dir() {
+                    out.push(KernelArch {
+                        kernel: k.clone(),
+                        arch: a,
+                    });
+                }
+            }
+        }
+        out.sort_by(|x, y| {
+            format!("{}/{}", x.kernel, x.arch)
+                .as_bytes()
+                .cmp(format!("{}/{}", y.kernel, y.arch).as_bytes())
+        });
+        out
+    }
+
+    /// Installed: built, and `kernel-<k>-<a>` resolves to this version's build.
+    pub fn is_installed(&self, module: &str, version: &str, ka: &KernelArch) -> bool {
+        let link = self.kernel_link(module, ka);
+        match (
+            std::fs::canonicalize(&link),
+            std::fs::canonicalize(self.build_dir(module, version, ka)),
+        ) {
+            (Ok(a), Ok(b)) => {
+                a == b && std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink())
+            }
+            _ => false,
+        }
+    }
+
+    pub fn has_original_modules(&self, module: &str, ka: &KernelArch) -> bool {
+        self.original_module_dir(module, ka).is_dir()
+    }
+
+    /// Kernel directories of `<m>/<v>` other than the original's bookkeeping names.
+    pub fn kernel_dirs(&self, module: &str, version: &str) -> Vec<String> {
+        const NOT_KERNELS: &[&str] = &["build", "tarball", "driver_disk", "rpm", "deb", "source"];
+        visible_entries(&self.version_dir(module, version))
+            .into_iter()
+            .filter(|n| !NOT_KERNELS.contains(&n.as_str()))
+            .filter(|n| self.version_dir(module, version).join(n).is_dir())
+            .collect()
+    }
+
+    /// Record `<m>/<v>` as added: `build/` and the `source` link, committed by renaming
+    /// a staged directory into place (or completing an existing directory).
+    pub fn add(&self, module: &str, version: &str, source: &Path) -> Result<(), StateError> {
+        let module_dir = self.root.join(module);
+        std::fs::create_dir_all(&module_dir).map_err(io_err("create", &module_dir))?;
+        let final_dir = module_dir.join(version);
+        if final_dir.exists() {
+            let build = final_dir.join("build");
+            std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
+            let link = final_dir.join("source");
+            let staged = final_dir.join(format!(".source.{}", std::process::id()));
+            let _ = std::fs::remove_file(&staged);
+            std::os::unix::fs::symlink(source, &staged)
+                .map_err(io_err("create symlink", &staged))?;
+            return std::fs::rename(&staged, &link).map_err(io_err("rename", &link));
+        }
+        let staged = module_dir.join(format!(".{version}.adding.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staged);
+        let build = staged.join("build");
+        std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
+        std::os::unix::fs::symlink(source, staged.join("source"))
+            .map_err(io_err("create symlink", &staged))?;
+        std::fs::rename(&staged, &final_dir).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staged);
+            io_err("rename", &final_dir)(e)
+        })
+    }
+
+    /// Delete `<m>/<v>` completely: renamed away first (one atomic step), then deleted;
+    /// `<m>/` goes too when nothing else is left in it.
+    pub fn remove_version(&self, module: &str, version: &str) -> Result<(), StateError> {
+        let module_dir = self.root.join(module);
+        let dir = module_dir.join(version);
+        let doomed = module_dir.join(format!(".{version}.removing.{}", std::process::id()));
+        std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
+        self.prune_module_dir(module);
+        Ok(())
+    }
+
+    /// Remove `<m>/` if it is empty (dot-files of ours included in "empty").
+    pub fn prune_module_dir(&self, module: &str) {
+        let dir = self.root.join(module);
+        if visible_entries(&dir).is_empty() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// Delete leftover in-progress builds (`<v>/<k>/.tmp_*`).
+    pub fn remove_stale_builds(&self, module: &str, version: &str) {
+        for k in visible_entries(&self.version_dir(module, version)) {
+            let kdir = self.version_dir(module, version).join(k);
+            if let Ok(entries) = std::fs::read_dir(&kdir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(".tmp_") {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the current user may write the tree (creating it if needed).
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        if !self.root.exists() {
+            let _ = std::fs::create_dir_all(&self.root);
+        }
+        match rustix::fs::access(&self.root, rustix::fs::Access::WRITE_OK) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StateError::NotWritable(self.root.clone())),
+        }
+    }
+}
+
+/// Directory entries not starting with `.`, as names (unsorted callers sort).
+pub fn visible_entries(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
+        .map(|n: std::ffi::OsString| OsStr::to_string_lossy(&n).into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The file of a built or installed module: `<dir>/<name>.ko`, else with a compression
+/// suffix (the original tries the uncompressed name first).
+pub fn module_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    ["", ".zst", ".xz", ".gz"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.ko{ext}")))
+        .find(|p| p.exists())
+}

@@ -1,0 +1,243 @@
+//! The status model: one entry per line of `dkms status`, with the facts behind it.
+//!
+//! State comes from the tree alone; only the suffixes need the module names from
+//! dkms.conf, which is evaluated leniently (plain files without bash, see
+//! `conf::fast`), like the original's `read_conf ... 2>/dev/null`.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{module_file, KernelArch, Registration, StateTree};
+use crate::conf::{self, ConfRequest};
+use crate::framework::Settings;
+
+/// The state word of a status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Added,
+    Broken,
+    Built,
+    Installed,
+}
+
+/// A suffix problem, in the original's order of checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Problem {
+    /// A module named in dkms.conf has no built copy in the dkms tree.
+    BuiltModulesMissing,
+    /// The installed copy differs from the built copy (or is gone).
+    InstalledDiffers,
+}
+
+/// Files of one kernel module of a built entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleFiles {
+    pub name: String,
+    pub built: Option<PathBuf>,
+    pub installed: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusEntry {
+    pub module: String,
+    pub version: String,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    pub original_modules: bool,
+    pub problem: Option<Problem>,
+    pub modules: Vec<ModuleFiles>,
+}
+
+/// Filters of `dkms status`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    pub module: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub kernel: Option<&'a str>,
+    pub arch: Option<&'a str>,
+}
+
+/// The entries for one filter, in the original's order.
+pub fn collect(settings: &Settings, filter: &Filter) -> Vec<StatusEntry> {
+    let tree = StateTree::new(&settings.dkms_tree);
+    let install_dir = settings
+        .addon_modules_dir()
+        .map(|d| format!("/{d}"))
+        .or_else(|| {
+            settings
+                .distribution()
+                .ok()
+                .and_then(|d| d.module_dir_override().map(str::to_string))
+        });
+    let mut out = Vec::new();
+    for (m, v) in tree.module_versions(filter.module, filter.version) {
+        match tree.registration(&m, &v, &settings.source_tree) {
+            Registration::NotAdded => continue,
+            Registration::Broken => out.push(simple(&m, &v, State::Broken)),
+            Registration::Added { .. } => {
+                let built = tree.built(&m, &v, filter.kernel, filter.arch);
+                if built.is_empty() {
+                    out.push(simple(&m, &v, State::Added));
+                }
+                for ka in built {
+                    out.push(built_entry(
+                        settings,
+                        &tree,
+                        &m,
+                        &v,
+                        ka,
+                        install_dir.as_deref(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn simple(m: &str, v: &str, state: State) -> StatusEntry {
+    StatusEntry {
+        module: m.into(),
+        version: v.into(),
+        state,
+        kernel: None,
+        arch: None,
+        original_modules: false,
+        problem: None,
+        modules: Vec::new(),
+    }
+}
+
+fn built_entry(
+    settings: &Settings,
+    tree: &StateTree,
+    m: &str,
+    v: &str,
+    ka: KernelArch,
+    install_dir: Option<&str>,
+) -> StatusEntry {
+    let installed = tree.is_installed(m, v, &ka);
+    let module_dir = tree.build_dir(m, v, &ka).join("module");
+    let mut modules = Vec::new();
+    let mut problem = None;
+    let build_dir = crate::kernel::build_dir(settings, None, &ka.kernel);
+    let req = ConfRequest {
+        file: tree.version_dir(m, v).join("source/dkms.conf"),
+        module: m,
+        version: v,
+        kernel: &ka.kernel,
+        arch: &ka.arch,
+        kernel_config: crate::kernel::config_file(&build_dir, None),
+        kernel_source_dir: build_dir,
+        settings,
+        directives: &[],
+    };
+    if let Ok(conf) = conf::load_lenient(&req) {
+        for entry in conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
+            let built = module_file(&module_dir, &entry.dest_name);
+            let installed_file = if installed && built.is_some() {
+                installed_copy(
+                    settings,
+                    &ka.kernel,
+                    install_dir,
+                    &entry.dest_location,
+                    &entry.dest_name,
+                    built.as_deref(),
+                )
+            } else {
+                None
+            };
+            if problem.is_none() {
+                if built.is_none() {
+                    problem = Some(Problem::BuiltModulesMissing);
+                } else if installed && installed_file.as_ref().is_none_or(|(_, same)| !same) {
+                    problem = Some(Problem::InstalledDiffers);
+                }
+            }
+            modules.push(ModuleFiles {
+                name: entry.dest_name.clone(),
+                built,
+                installed: installed_file.map(|(p, _)| p),
+            });
+        }
+    }
+    StatusEntry {
+        module: m.into(),
+        version: v.into(),
+        state: if installed {
+            State::Installed
+        } else {
+            State::Built
+        },
+        original_modules: tree.has_original_modules(m, &ka),
+        kernel: Some(ka.kernel),
+        arch: Some(ka.arch),
+        problem,
+        modules,
+    }
+}
+
+/// The installed copy (distribution directory first, then the raw DEST_MODULE_LOCATION)
+/// and whether it is byte-identical to the built copy.
+fn installed_copy(
+    settings: &Settings,
+    kernel: &str,
+    install_dir: Option<&str>,
+    dest_location: &str,
+    name: &str,
+    built: Option<&Path>,
+) -> Option<(PathBuf, bool)> {
+    let mut found = None;
+    for dir in install_dir
+        .into_iter()
+        .chain(std::iter::once(dest_location))
+    {
+        let dir = settings
+            .install_tree
+            .join(kernel)
+            .join(dir.trim_start_matches('/'));
+        if let Some(file) = module_file(&dir, name) {
+            let same = built.is_some_and(|b| same_contents(b, &file));
+            if same {
+                return Some((file, true));
+            }
+            found.get_or_insert((file, false));
+        }
+    }
+    found
+}
+
+/// Byte comparison, sizes first.
+fn same_contents(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    if ma.len() != mb.len() {
+        return false;
+    }
+    let (Ok(mut fa), Ok(mut fb)) = (File::open(a), File::open(b)) else {
+        return false;
+    };
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let n = match fa.read(&mut ba) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if n == 0 {
+            return true;
+        }
+        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
