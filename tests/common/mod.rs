@@ -1,0 +1,256 @@
+//! A scratch root for hermetic tests, built fluently:
+//!
+//! ```ignore
+//! let root = Root::new();
+//! root.fake_kernel("6.1.0-1-amd64", "").source("foo", "1.0", FOO_CONF).added("foo", "1.0");
+//! let out = root.dkms(&["status"]);
+//! ```
+//!
+//! Our binary runs with `DKMS_SYSROOT` pointing at the root (so every system path is
+//! inside it); Debian's bash dkms runs with `--dkmstree/--sourcetree/--installtree` and
+//! its signing key confined to the root. Nothing touches the real `/var/lib/dkms` or
+//! `/lib/modules`.
+#![allow(dead_code)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+pub struct Root {
+    dir: TempDir,
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub const DEBIAN_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+
+/// A minimal valid dkms.conf for a one-module package.
+pub fn simple_conf(m: &str, v: &str) -> String {
+    format!("PACKAGE_NAME=\"{m}\"\nPACKAGE_VERSION=\"{v}\"\nBUILT_MODULE_NAME[0]=\"{m}\"\nDEST_MODULE_LOCATION[0]=\"/updates/dkms\"\nAUTOINSTALL=yes\n")
+}
+
+impl Root {
+    pub fn new() -> Root {
+        let dir = tempfile::Builder::new()
+            .prefix("dkms-root")
+            .tempdir()
+            .unwrap();
+        for d in ["etc/dkms", "var/lib/dkms", "usr/src", "lib/modules"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("etc/os-release"), DEBIAN_OS_RELEASE).unwrap();
+        Root { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn dkms_tree(&self) -> PathBuf {
+        self.path().join("var/lib/dkms")
+    }
+
+    pub fn source_tree(&self) -> PathBuf {
+        self.path().join("usr/src")
+    }
+
+    pub fn install_tree(&self) -> PathBuf {
+        self.path().join("lib/modules")
+    }
+
+    /// Settings as our binary would load them for this root.
+    pub fn settings(&self) -> dkms::framework::Settings {
+        let req = dkms::cli::Request {
+            dkms_tree: Some(self.dkms_tree()),
+            source_tree: Some(self.source_tree()),
+            install_tree: Some(self.install_tree()),
+            framework_conf: Some(self.path().join("etc/dkms/framework.conf")),
+            ..Default::default()
+        };
+        let mut s = dkms::framework::Settings::load(&req).unwrap();
+        s.sysroot = self.path().to_path_buf();
+        s
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    /// A kernel with a headers-like build directory (`include/` and a `.config`).
+    pub fn fake_kernel(&self, k: &str, config: &str) -> &Self {
+        let build = self.install_tree().join(k).join("build");
+        std::fs::create_dir_all(build.join("include")).unwrap();
+        std::fs::write(build.join(".config"), config).unwrap();
+        self
+    }
+
+    /// A kernel whose build directory is real installed headers.
+    pub fn real_kernel(&self, k: &str) -> &Self {
+        let dir = self.install_tree().join(k);
+        std::fs::create_dir_all(&dir).unwrap();
+        symlink(format!("/usr/src/linux-headers-{k}"), dir.join("build")).unwrap();
+        self
+    }
+
+    pub fn source(&self, m: &str, v: &str, conf: &str) -> &Self {
+        self.write(&format!("usr/src/{m}-{v}/dkms.conf"), conf)
+    }
+
+    /// `<m>/<v>` added as the original does it (absolute source link, empty build/).
+    pub fn added(&self, m: &str, v: &str) -> &Self {
+        let dir = self.dkms_tree().join(m).join(v);
+        std::fs::create_dir_all(dir.join("build")).unwrap();
+        symlink(
+            self.source_tree().join(format!("{m}-{v}")),
+            dir.join("source"),
+        )
+        .unwrap();
+        self
+    }
+
+    /// Built for k/a with the given module files (`name.ko` or with a suffix).
+    pub fn built(&self, m: &str, v: &str, k: &str, a: &str, files: &[&str]) -> &Self {
+        let dir = self.dkms_tree().join(m).join(v).join(k).join(a);
+        std::fs::create_dir_all(dir.join("module")).unwrap();
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        std::fs::write(dir.join("log/make.log"), "log\n").unwrap();
+        for f in files {
+            std::fs::write(
+                dir.join("module").join(f),
+                format!("ELF of {m} {v} {k} {f}"),
+            )
+            .unwrap();
+        }
+        self
+    }
+
+    /// Installed: relative `kernel-<k>-<a>` link and copies under updates/dkms.
+    pub fn installed(&self, m: &str, v: &str, k: &str, a: &str) -> &Self {
+        let link = self.dkms_tree().join(m).join(format!("kernel-{k}-{a}"));
+        let _ = std::fs::remove_file(&link);
+        symlink(format!("{v}/{k}/{a}"), &link).unwrap();
+        let module_dir = self
+            .dkms_tree()
+            .join(m)
+            .join(v)
+            .join(k)
+            .join(a)
+            .join("module");
+        let dest = self.install_tree().join(k).join("updates/dkms");
+        std::fs::create_dir_all(&dest).unwrap();
+        for e in std::fs::read_dir(module_dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dest.join(e.file_name())).unwrap();
+        }
+        self
+    }
+
+    pub fn original(&self, m: &str, k: &str, a: &str) -> &Self {
+        let dir = self
+            .dkms_tree()
+            .join(m)
+            .join("original_module")
+            .join(k)
+            .join(a);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{m}.ko")), "original").unwrap();
+        std::fs::write(
+            dir.join(format!("{m}.ko.origin")),
+            format!("/lib/modules/{k}/kernel/{m}.ko\n"),
+        )
+        .unwrap();
+        self
+    }
+
+    /// Run our dkms inside the root.
+    pub fn dkms(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_dkms"))
+            .args(args)
+            .env("DKMS_SYSROOT", self.path())
+            .env("DKMS_CONF_TIMEOUT", "5")
+            .output()
+            .unwrap();
+        Output::from(out)
+    }
+
+    /// Run Debian's bash dkms against the same trees.
+    pub fn bash_dkms(&self, args: &[&str]) -> Output {
+        let out = Command::new("/usr/sbin/dkms")
+            .args(args)
+            .arg("--dkmstree")
+            .arg(self.dkms_tree())
+            .arg("--sourcetree")
+            .arg(self.source_tree())
+            .arg("--installtree")
+            .arg(self.install_tree())
+            .env("mok_signing_key", self.path().join("mok.key"))
+            .env("mok_certificate", self.path().join("mok.pub"))
+            .output()
+            .unwrap();
+        Output::from(out)
+    }
+
+    /// Every path under the root with its kind, for "nothing changed" assertions.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.path(), self.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let rel = p.strip_prefix(base).unwrap().display().to_string();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.file_type().is_symlink() {
+            out.push(format!(
+                "L {rel} -> {}",
+                std::fs::read_link(&p).unwrap().display()
+            ));
+        } else if meta.is_dir() {
+            out.push(format!("D {rel}"));
+            walk(base, &p, out);
+        } else {
+            out.push(format!(
+                "F {rel} {}",
+                std::fs::read_to_string(&p).unwrap_or_default().len()
+            ));
+        }
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(o: std::process::Output) -> Output {
+        Output {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}

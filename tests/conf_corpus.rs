@@ -1,0 +1,309 @@
+//! Real dkms.conf files from Debian's `*-dkms` packages, evaluated for two kernels by
+//! our evaluator and by the original's own bash code (`safe_source`, extracted from
+//! Debian's `/usr/sbin/dkms`), must give identical directives. Where our pure-Rust fast
+//! path accepts a file, its result must equal bash's too.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Root;
+use dkms::conf::{self, eval, fast, ConfRequest};
+
+/// The whitelist of Debian's dkms 3.0.10 (its `dkms_conf_variables`, upper-case names).
+const DEBIAN_NAMES: &[&str] = &[
+    "CLEAN",
+    "PACKAGE_NAME",
+    "PACKAGE_VERSION",
+    "POST_ADD",
+    "POST_BUILD",
+    "POST_INSTALL",
+    "POST_REMOVE",
+    "PRE_BUILD",
+    "PRE_INSTALL",
+    "BUILD_DEPENDS",
+    "BUILD_EXCLUSIVE_KERNEL",
+    "BUILD_EXCLUSIVE_ARCH",
+    "BUILD_EXCLUSIVE_CONFIG",
+    "OBSOLETE_BY",
+    "MAKE",
+    "MAKE_MATCH",
+    "PATCH",
+    "PATCH_MATCH",
+    "BUILT_MODULE_NAME",
+    "BUILT_MODULE_LOCATION",
+    "DEST_MODULE_NAME",
+    "DEST_MODULE_LOCATION",
+    "STRIP",
+    "AUTOINSTALL",
+    "NO_WEAK_MODULES",
+    "SIGN_FILE",
+    "MOK_SIGNING_KEY",
+    "MOK_CERTIFICATE",
+    "REMAKE_INITRD",
+    "MODULES_CONF",
+    "MODULES_CONF_OBSOLETES",
+    "MODULES_CONF_ALIAS_TYPE",
+    "MODULES_CONF_OBSOLETE_ONLY",
+];
+
+const KERNELS: &[&str] = &["6.1.0-56-amd64", "6.12.117+deb12-rt-amd64"];
+
+type Values = BTreeMap<String, BTreeMap<usize, String>>;
+
+fn corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dkms-conf");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The scope our evaluator puts in place, as (name, value) pairs, for the oracle.
+fn scope_of(root: &Root, kernel: &str, module: &str, version: &str) -> Vec<(String, String)> {
+    let settings = root.settings();
+    let build = settings.install_tree.join(kernel).join("build");
+    vec![
+        ("kernelver".into(), kernel.into()),
+        ("arch".into(), "x86_64".into()),
+        ("kernel_source_dir".into(), build.display().to_string()),
+        (
+            "kernel_config".into(),
+            build.join(".config").display().to_string(),
+        ),
+        ("dkms_tree".into(), settings.dkms_tree.display().to_string()),
+        (
+            "source_tree".into(),
+            settings.source_tree.display().to_string(),
+        ),
+        (
+            "install_tree".into(),
+            settings.install_tree.display().to_string(),
+        ),
+        (
+            "tmp_location".into(),
+            settings.tmp_location.display().to_string(),
+        ),
+        ("module".into(), module.into()),
+        ("module_version".into(), version.into()),
+        (
+            "parallel_jobs".into(),
+            settings
+                .parallel_jobs
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
+        ("current_kernel".into(), settings.current_kernel.clone()),
+        ("current_os".into(), "Linux".into()),
+        ("verbose".into(), String::new()),
+        (
+            "running_distribution".into(),
+            settings.distribution().unwrap().running,
+        ),
+    ]
+}
+
+/// Evaluate with the original's `safe_source`, taken verbatim from /usr/sbin/dkms.
+fn oracle(file: &Path, scope: &[(String, String)]) -> Values {
+    let dkms = std::fs::read_to_string("/usr/sbin/dkms")
+        .expect("Debian's dkms is installed (.ci/install-deps)");
+    let start = dkms
+        .find("\nsafe_source() {")
+        .expect("safe_source in /usr/sbin/dkms");
+    let end = start + dkms[start..].find("\n}\n").unwrap() + 3;
+    let mut script =
+        String::from("shopt -s extglob\nmktemp_or_die() { mktemp \"$@\"; }\ndeprecated() { :; }\n");
+    script.push_str(&dkms[start..end]);
+    for (k, v) in scope {
+        script.push_str(&format!("{k}={}\n", dkms::bash::quote(v)));
+    }
+    let names = DEBIAN_NAMES.join(" ");
+    script.push_str(&format!(
+        "for v in {names}; do unset $v; done\nsafe_source {} {names}\n\
+         for __v in {names}; do eval \"__idx=(\\\"\\${{!$__v[@]}}\\\")\"; for __i in \"${{__idx[@]}}\"; do \
+         eval \"printf '%s\\0%s\\0%s\\0' \\\"\\$__v\\\" \\\"\\$__i\\\" \\\"\\${{$__v[\\$__i]}}\\\"\"; done; done\n",
+        dkms::bash::quote(&file.display().to_string())
+    ));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env_remove("CC")
+        .output()
+        .unwrap();
+    let mut values = Values::new();
+    for (name, index, value) in eval::parse_records(&out.stdout) {
+        values
+            .entry(name)
+            .or_default()
+            .insert(index.parse().unwrap(), value);
+    }
+    values
+}
+
+fn restrict(values: &Values) -> Values {
+    values
+        .iter()
+        .filter(|(k, _)| DEBIAN_NAMES.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn root_with_kernels() -> Root {
+    let root = Root::new();
+    root.fake_kernel(
+        KERNELS[0],
+        "CONFIG_MODULE_SIG_HASH=\"sha256\"\nCONFIG_MODULES=y\n",
+    );
+    root.fake_kernel(
+        KERNELS[1],
+        "CONFIG_MODULE_SIG_HASH=\"sha256\"\nCONFIG_PREEMPT_RT=y\n",
+    );
+    root
+}
+
+#[test]
+fn corpus_has_the_required_packages() {
+    let names: Vec<String> = corpus()
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for required in [
+        "nvidia-kernel-dkms",
+        "zfs-dkms",
+        "acpi-call-dkms",
+        "v4l2loopback-dkms",
+        "r8168-dkms",
+    ] {
+        assert!(names.iter().any(|n| n == required), "missing {required}");
+    }
+}
+
+#[test]
+fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
+    let root = root_with_kernels();
+    let settings = root.settings();
+    let mut fast_accepted = 0;
+    let mut compared = 0;
+    for file in corpus() {
+        for kernel in KERNELS {
+            let req = ConfRequest {
+                file: file.clone(),
+                module: "corpus",
+                version: "1.0",
+                kernel,
+                arch: "x86_64",
+                kernel_source_dir: settings.install_tree.join(kernel).join("build"),
+                kernel_config: settings.install_tree.join(kernel).join("build/.config"),
+                settings: &settings,
+                directives: &[],
+            };
+            let scope = scope_of(&root, kernel, "corpus", "1.0");
+            let expected = oracle(&file, &scope);
+            assert!(
+                expected.contains_key("PACKAGE_NAME"),
+                "oracle read nothing from {}",
+                file.display()
+            );
+            let mut our_scope = eval::Scope::default();
+            for (k, v) in &scope {
+                our_scope.set(k, v.clone());
+            }
+            let bash = eval::evaluate(std::slice::from_ref(&file), &our_scope, &[]).unwrap();
+            assert_eq!(
+                restrict(&bash.values.vars),
+                expected,
+                "bash driver differs on {} for {kernel}",
+                file.display()
+            );
+            if let Some(f) = fast::evaluate(std::slice::from_ref(&file), &our_scope) {
+                fast_accepted += 1;
+                assert_eq!(
+                    f.vars,
+                    bash.values.vars,
+                    "fast path differs on {} for {kernel}",
+                    file.display()
+                );
+            }
+            // And the public entry point agrees with both.
+            let public = conf::evaluate(&req).unwrap();
+            assert_eq!(
+                restrict(&public.values.vars),
+                expected,
+                "{}",
+                file.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 30);
+    eprintln!("compared {compared} evaluations; fast path accepted {fast_accepted}");
+    // The fast path must carry most real files, or status would start bash for them.
+    assert!(
+        fast_accepted >= compared / 2,
+        "fast path accepted only {fast_accepted} of {compared}"
+    );
+}
+
+#[test]
+fn shell_logic_depends_on_the_kernel() {
+    let root = root_with_kernels();
+    let settings = root.settings();
+    let file = corpus()
+        .into_iter()
+        .find(|p| p.ends_with("zfs-dkms.conf"))
+        .unwrap();
+    let load = |kernel: &str| {
+        conf::load_lenient(&ConfRequest {
+            file: file.clone(),
+            module: "zfs",
+            version: "2.1.11",
+            kernel,
+            arch: "x86_64",
+            kernel_source_dir: settings.install_tree.join(kernel).join("build"),
+            kernel_config: settings.install_tree.join(kernel).join("build/.config"),
+            settings: &settings,
+            directives: &[],
+        })
+        .unwrap()
+    };
+    assert!(!load(KERNELS[0]).exclusion.excluded());
+    assert!(
+        load(KERNELS[1]).exclusion.excluded(),
+        "zfs excludes PREEMPT_RT kernels"
+    );
+    let nvidia = corpus()
+        .into_iter()
+        .find(|p| p.ends_with("nvidia-kernel-dkms.conf"))
+        .unwrap();
+    let conf = conf::load_strict(&ConfRequest {
+        file: nvidia,
+        module: "nvidia-current",
+        version: "535.261.03",
+        kernel: KERNELS[0],
+        arch: "x86_64",
+        kernel_source_dir: settings.install_tree.join(KERNELS[0]).join("build"),
+        kernel_config: settings.install_tree.join(KERNELS[0]).join("build/.config"),
+        settings: &settings,
+        directives: &[],
+    })
+    .unwrap();
+    let dest: Vec<&str> = conf.modules.iter().map(|m| m.dest_name.as_str()).collect();
+    assert_eq!(
+        dest,
+        [
+            "nvidia-current",
+            "nvidia-current-modeset",
+            "nvidia-current-drm",
+            "nvidia-current-uvm",
+            "nvidia-current-peermem"
+        ]
+    );
+    assert!(conf.make_command.contains("KERNEL_UNAME=6.1.0-56-amd64"));
+    assert!(conf.autoinstall);
+}
