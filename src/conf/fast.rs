@@ -16,6 +16,17 @@ use super::eval::{RawValues, Scope, DIRECTIVES, REGEX_DIRECTIVES};
 /// Evaluate `files` (already filtered to existing ones) or return `None` when the files
 /// need bash.
 pub fn evaluate(files: &[PathBuf], scope: &Scope) -> Option<RawValues> {
+    evaluate_with(files, scope, false)
+}
+
+/// Like [`evaluate`]; with `regex_may_stay_unresolved`, package-wide regex directives
+/// (index 0 only) are returned without their bash `=~` verdict. Used by `status`, which
+/// only needs module names; builds always get bash's verdict.
+pub fn evaluate_with(
+    files: &[PathBuf],
+    scope: &Scope,
+    regex_may_stay_unresolved: bool,
+) -> Option<RawValues> {
     if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("DKMS_DIRECTIVE")) {
         return None;
     }
@@ -57,9 +68,7 @@ fn echo_back(
         }
         let mut kept = BTreeMap::new();
         for (i, v) in values {
-            if v.chars()
-                .any(|c| matches!(c, '$' | '`' | '"' | '\\' | '*' | '?' | '[' | '(' | '!'))
-            {
+            if !survives_echo_back(&v) {
                 return None;
             }
             // Unquoted echo: IFS word splitting, words joined by one space.
@@ -72,6 +81,31 @@ fn echo_back(
         out.insert(name, kept);
     }
     Some(out)
+}
+
+/// Whether `eval echo NAME[i]=\"$value\"` followed by re-sourcing yields the value with
+/// its words joined by single spaces, and nothing else:
+/// * `$`, backquotes and `"` would be interpreted again;
+/// * a backslash is kept inside double quotes unless it precedes `$`, backquote, `"` or
+///   a backslash (or ends the value, where it would escape the closing quote);
+/// * glob characters are harmless only in a single-word value, whose one word carries
+///   the literal `NAME[i]="` prefix and closing `"`, so it cannot match a file name.
+fn survives_echo_back(value: &str) -> bool {
+    if value.chars().any(|c| matches!(c, '$' | '`' | '"')) {
+        return false;
+    }
+    let chars: Vec<char> = value.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '\\' && matches!(chars.get(i + 1), None | Some('\\')) {
+            return false;
+        }
+    }
+    let globby = value.chars().any(|c| matches!(c, '*' | '?' | '[' | '('));
+    let words = value
+        .split([' ', '\t', '\n'])
+        .filter(|w| !w.is_empty())
+        .count();
+    !globby || words <= 1
 }
 
 /// Parse one file of plain assignments into `vars`; `None` on anything else.
@@ -237,8 +271,11 @@ impl Parser {
             Some('{') => {
                 self.pos += 1;
                 let name = self.name();
-                if name.is_empty() || self.peek() != Some('}') {
+                if name.is_empty() {
                     return None;
+                }
+                if self.peek() != Some('}') {
+                    return self.operator_expansion(&name, scope, vars);
                 }
                 self.pos += 1;
                 name
@@ -247,14 +284,68 @@ impl Parser {
             Some(c) if c.is_ascii_digit() || "@*#?-$!(".contains(c) => return None,
             _ => return Some("$".into()),
         };
-        if let Some(values) = vars.get(&name) {
-            return Some(values.get(&0).cloned().unwrap_or_default());
+        self.lookup(&name, scope, vars)
+            .map(|v| v.unwrap_or_default())
+    }
+
+    /// `Some(Some(v))` set, `Some(None)` unset, `None` unknown (needs bash).
+    fn lookup(
+        &self,
+        name: &str,
+        scope: &Scope,
+        vars: &BTreeMap<String, BTreeMap<usize, String>>,
+    ) -> Option<Option<String>> {
+        if let Some(values) = vars.get(name) {
+            return Some(values.get(&0).cloned());
         }
-        if DIRECTIVES.contains(&name.as_str()) {
+        if DIRECTIVES.contains(&name) {
             // Whitelisted names are unset before sourcing.
-            return Some(String::new());
+            return Some(None);
         }
-        scope.get(&name).map(str::to_string)
+        scope.get(name).map(|v| Some(v.to_string()))
+    }
+
+    /// `${name+word}`, `${name-word}`, `${name:+word}`, `${name:-word}` with a word of
+    /// plain characters and simple expansions (inside double quotes, as used in practice).
+    fn operator_expansion(
+        &mut self,
+        name: &str,
+        scope: &Scope,
+        vars: &BTreeMap<String, BTreeMap<usize, String>>,
+    ) -> Option<String> {
+        let colon = self.peek() == Some(':');
+        if colon {
+            self.pos += 1;
+        }
+        let op = self.peek()?;
+        if op != '+' && op != '-' {
+            return None;
+        }
+        self.pos += 1;
+        let mut word = String::new();
+        loop {
+            match self.peek()? {
+                '}' => break,
+                '$' => word.push_str(&self.expansion(scope, vars)?),
+                c if "\\\"'`{".contains(c) => return None,
+                c => {
+                    word.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        self.pos += 1;
+        let value = self.lookup(name, scope, vars)?;
+        let set = match (&value, colon) {
+            (Some(v), true) => !v.is_empty(),
+            (Some(_), false) => true,
+            (None, _) => false,
+        };
+        Some(match (op, set) {
+            ('+', true) | ('-', false) => word,
+            ('+', false) => String::new(),
+            _ => value.unwrap_or_default(),
+        })
     }
 }
 

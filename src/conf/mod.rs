@@ -159,6 +159,12 @@ pub struct Evaluated {
 
 /// Evaluate the conf files for `req` (fast path first, bash otherwise).
 pub fn evaluate(req: &ConfRequest) -> Result<Evaluated, ConfError> {
+    evaluate_with(req, false)
+}
+
+/// [`evaluate`], letting the fast path leave package-wide regex verdicts unresolved
+/// when `lenient` (status needs only module names).
+fn evaluate_with(req: &ConfRequest, lenient: bool) -> Result<Evaluated, ConfError> {
     if !req.file.exists() {
         return Err(ConfError::Missing(req.file.clone()));
     }
@@ -183,7 +189,7 @@ pub fn evaluate(req: &ConfRequest) -> Result<Evaluated, ConfError> {
     let directives = parse_directives(req.directives);
     let scope = scope_for(req);
     if directives.is_empty() {
-        if let Some(values) = fast::evaluate(&files, &scope) {
+        if let Some(values) = fast::evaluate_with(&files, &scope, lenient) {
             return Ok(Evaluated {
                 files,
                 values,
@@ -192,16 +198,70 @@ pub fn evaluate(req: &ConfRequest) -> Result<Evaluated, ConfError> {
             });
         }
     }
-    let out = eval::evaluate(&files, &scope, &directives).map_err(|source| ConfError::Bash {
-        file: req.file.clone(),
-        source,
+    let stripped = CrStripped::new(&files, &req.settings.tmp_location);
+    let out = eval::evaluate(&stripped.sourced, &scope, &directives).map_err(|source| {
+        ConfError::Bash {
+            file: req.file.clone(),
+            source,
+        }
     })?;
+    let stderr = stripped.restore_names(&out.stderr);
     Ok(Evaluated {
-        syntax_error: eval::first_syntax_error(&out.stderr, &files),
-        messages: eval::messages_about(&out.stderr, &files),
+        syntax_error: eval::first_syntax_error(&stderr, &files),
+        messages: eval::messages_about(&stderr, &files),
         files,
         values: out.values,
     })
+}
+
+/// CR+LF files are accepted (3.4.3): bash sources a copy without the CRs, and messages
+/// about the copy are reported against the real file.
+struct CrStripped {
+    sourced: Vec<PathBuf>,
+    copies: Vec<(tempfile::TempPath, PathBuf)>,
+}
+
+impl CrStripped {
+    fn new(files: &[PathBuf], tmp: &Path) -> CrStripped {
+        let mut sourced = Vec::new();
+        let mut copies = Vec::new();
+        for f in files {
+            match strip_cr_copy(f, tmp) {
+                Some(copy) => {
+                    sourced.push(copy.to_path_buf());
+                    copies.push((copy, f.clone()));
+                }
+                None => sourced.push(f.clone()),
+            }
+        }
+        CrStripped { sourced, copies }
+    }
+
+    fn restore_names(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (copy, real) in &self.copies {
+            out = out.replace(&copy.display().to_string(), &real.display().to_string());
+        }
+        out
+    }
+}
+
+/// A temporary copy of `file` without CRs before LFs, if it has any.
+fn strip_cr_copy(file: &Path, tmp: &Path) -> Option<tempfile::TempPath> {
+    let bytes = std::fs::read(file).ok()?;
+    if !bytes.windows(2).any(|w| w == b"\r\n") {
+        return None;
+    }
+    let lines: Vec<&[u8]> = bytes
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect();
+    let mut copy = tempfile::Builder::new()
+        .prefix("dkms.conf.")
+        .tempfile_in(tmp)
+        .ok()?;
+    std::io::Write::write_all(&mut copy, &lines.join(&b'\n')).ok()?;
+    Some(copy.into_temp_path())
 }
 
 /// `NAME=VALUE` → `(NAME, VALUE)`; names must be identifiers, optionally `NAME[i]`.
@@ -262,7 +322,7 @@ pub fn load_strict(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
 
 /// Evaluate leniently (status): problems are ignored, whatever could be read is used.
 pub fn load_lenient(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
-    let evaluated = evaluate(req)?;
+    let evaluated = evaluate_with(req, true)?;
     Ok(interpret(req, &evaluated).0)
 }
 

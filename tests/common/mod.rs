@@ -227,6 +227,9 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
     for e in entries.flatten() {
         let p = e.path();
         let rel = p.strip_prefix(base).unwrap().display().to_string();
+        if rel.ends_with("var/lib/dkms/.lock") {
+            continue; // our lock file, not state
+        }
         let meta = std::fs::symlink_metadata(&p).unwrap();
         if meta.file_type().is_symlink() {
             out.push(format!(

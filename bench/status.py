@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Benchmark `dkms status`: ours against Debian's bash dkms on the same scratch tree.
+
+30 modules x 3 kernels: 10 installed everywhere (5 of them with archived original
+modules), 10 built but not installed, 10 only added. dkms.conf files are real ones from
+the corpus (tests/fixtures/dkms-conf), so some need bash even for us. Prints a table with
+the median of N runs and our max RSS. Usage: bench/status.py [runs] (default 10).
+"""
+import os, shutil, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OURS = REPO / "target/release/dkms"
+BASH = Path("/usr/sbin/dkms")
+KERNELS = ["6.1.0-56-amd64", "6.12.117+deb12-amd64", "6.12.117+deb12-cloud-amd64"]
+CORPUS = sorted((REPO / "tests/fixtures/dkms-conf").glob("*.conf"))
+
+def conf_for(i, name, version):
+    """A real corpus file with its package name/version replaced, module arrays kept."""
+    text = CORPUS[i % len(CORPUS)].read_text()
+    lines = [l for l in text.splitlines() if not l.startswith(("PACKAGE_NAME=", "PACKAGE_VERSION="))]
+    return f'PACKAGE_NAME="{name}"\nPACKAGE_VERSION="{version}"\n' + "\n".join(lines) + "\n"
+
+def dest_names(conf_path, name, version, root, kernel):
+    """Ask our own evaluator which module files the conf declares (via --json of a probe)."""
+    out = subprocess.run(["bash", "-c", f'''
+        kernelver={kernel}; arch=x86_64; kernel_source_dir={root}/lib/modules/{kernel}/build
+        dkms_tree={root}/var/lib/dkms; module={name}; module_version={version}; parallel_jobs=2
+        . {conf_path} >/dev/null 2>&1
+        for i in "${{!BUILT_MODULE_NAME[@]}}" "${{!DEST_MODULE_LOCATION[@]}}"; do
+          n="${{DEST_MODULE_NAME[$i]:-${{BUILT_MODULE_NAME[$i]:-$PACKAGE_NAME}}}}"; echo "$n"; done | sort -u'''],
+        capture_output=True, text=True)
+    return [n for n in out.stdout.split() if n] or [name]
+
+def make_tree(root):
+    for k in KERNELS:
+        (root / f"lib/modules/{k}/build/include").mkdir(parents=True)
+        (root / f"lib/modules/{k}/build/.config").write_text("CONFIG_MODULES=y\n")
+    for i in range(30):
+        name, version = f"bench{i:02d}", f"1.{i}"
+        src = root / f"usr/src/{name}-{version}"
+        src.mkdir(parents=True)
+        (src / "dkms.conf").write_text(conf_for(i, name, version))
+        vdir = root / f"var/lib/dkms/{name}/{version}"
+        (vdir / "build").mkdir(parents=True)
+        os.symlink(src, vdir / "source")
+        if i >= 20:
+            continue  # added only
+        for k in KERNELS:
+            mdir = vdir / k / "x86_64" / "module"
+            mdir.mkdir(parents=True)
+            (vdir / k / "x86_64/log").mkdir()
+            for n in dest_names(src / "dkms.conf", name, version, root, k):
+                data = os.urandom(200_000)
+                (mdir / f"{n}.ko").write_bytes(data)
+                if i < 10:
+                    dest = root / f"lib/modules/{k}/updates/dkms"
+                    dest.mkdir(parents=True, exist_ok=True)
+                    (dest / f"{n}.ko").write_bytes(data)
+            if i < 10:
+                os.symlink(f"{version}/{k}/x86_64", root / f"var/lib/dkms/{name}/kernel-{k}-x86_64")
+                if i < 5:
+                    o = root / f"var/lib/dkms/{name}/original_module/{k}/x86_64"
+                    o.mkdir(parents=True)
+                    (o / f"{name}.ko").write_bytes(b"orig")
+
+def timed(cmd, env):
+    start = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start, out
+
+def max_rss_kib(cmd, env):
+    """Peak RSS of one run of cmd alone (wait4 gives that child's own rusage)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(p.pid, 0)
+    return usage.ru_maxrss
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    root = Path(tempfile.mkdtemp(prefix="dkms-bench-"))
+    try:
+        make_tree(root)
+        trees = ["--dkmstree", f"{root}/var/lib/dkms", "--sourcetree", f"{root}/usr/src", "--installtree", f"{root}/lib/modules"]
+        env = dict(os.environ)
+        ours_cmd = [str(OURS), "status"] + trees
+        bash_cmd = [str(BASH), "status"] + trees
+        _, o = timed(ours_cmd, env)
+        _, b = timed(bash_cmd, env)
+        lines = len(o.stdout.splitlines())
+        ours_times = [timed(ours_cmd, env)[0] for _ in range(runs)]
+        rss_kib = max_rss_kib(ours_cmd, env)
+        bash_times = [timed(bash_cmd, env)[0] for _ in range(runs)]
+        mo, mb = statistics.median(ours_times), statistics.median(bash_times)
+        def old_words(s):
+            return (s.replace("(Original modules exist)", "(original_module exists)")
+                     .replace("(Built modules are missing in the kernel modules folder)", "(WARNING! Missing some built modules!)")
+                     .replace("(Differences between built and installed modules)", "(WARNING! Diff between built and installed module!)"))
+        same = old_words(o.stdout) == b.stdout
+        print(f"dkms status on 30 modules x 3 kernels ({lines} lines), median of {runs} runs")
+        print(f"| {'implementation':<22} | {'median':>10} | {'max RSS':>9} |")
+        print(f"|{'-'*24}|{'-'*12}|{'-'*11}|")
+        print(f"| {'ours (Rust)':<22} | {mo*1000:>7.2f} ms | {rss_kib/1024:>5.1f} MiB |")
+        print(f"| {'Debian bash dkms 3.0.10':<22} | {mb*1000:>7.1f} ms | {'':>9} |")
+        print(f"speedup: {mb/mo:.0f}x   same lines as bash (3.0.10 wording): {'yes' if same else 'NO'}")
+        print(f"targets: >=100x faster: {'met' if mb/mo >= 100 else 'MISSED'}; under 10 ms: {'met' if mo < 0.010 else 'MISSED'}")
+        if not same:
+            sys.stdout.write("--- ours\n" + o.stdout + "--- bash\n" + b.stdout)
+    finally:
+        shutil.rmtree(root)
+
+if __name__ == "__main__":
+    main()

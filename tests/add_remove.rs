@@ -1,0 +1,417 @@
+//! `add` and `remove`, argument errors and bad input: exit codes, messages, and that a
+//! failure modifies nothing.
+
+mod common;
+
+use common::{simple_conf, Root};
+
+const K1: &str = "6.1.0-56-amd64";
+
+#[test]
+fn add_then_remove_round_trip_readable_by_the_original() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("foo", "1.0", &simple_conf("foo", "1.0"));
+    let out = root.dkms(&["add", "-m", "foo", "-v", "1.0", "-k", K1]);
+    out.ok();
+    let link = root.dkms_tree().join("foo/1.0/source");
+    assert!(out.stdout.contains(&format!(
+        "Creating symlink {} -> {}",
+        link.display(),
+        root.source_tree().join("foo-1.0").display()
+    )));
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        root.source_tree().join("foo-1.0")
+    );
+    assert!(root.dkms_tree().join("foo/1.0/build").is_dir());
+    // The original sees what we did...
+    assert_eq!(root.bash_dkms(&["status"]).stdout, "foo/1.0: added\n");
+    // ...and refuses to add it twice, like us.
+    assert_eq!(root.dkms(&["add", "foo/1.0", "-k", K1]).code, 3);
+    assert_eq!(root.bash_dkms(&["add", "foo/1.0", "-k", K1]).code, 3);
+    let out = root.dkms(&["remove", "foo/1.0", "--all"]);
+    out.ok();
+    assert!(out
+        .stdout
+        .contains("Deleting module foo/1.0 completely from the DKMS tree."));
+    assert!(!root.dkms_tree().join("foo").exists());
+    // The source is never deleted.
+    assert!(root.source_tree().join("foo-1.0/dkms.conf").exists());
+}
+
+#[test]
+fn remove_of_a_module_added_by_the_original() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("bar", "2", &simple_conf("bar", "2"));
+    root.bash_dkms(&["add", "bar/2"]).ok();
+    let out = root.dkms(&["remove", "bar/2", "-k", K1]);
+    out.ok();
+    assert!(out.stdout.contains(&format!(
+        "Module bar/2 is not installed for kernel {K1} (x86_64). Skipping..."
+    )));
+    assert!(out.stdout.contains(&format!(
+        "Module bar/2 is not built for kernel {K1} (x86_64). Skipping..."
+    )));
+    assert_eq!(root.bash_dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn remove_keeps_the_version_while_other_kernels_are_built() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("m", "1", &simple_conf("m", "1"))
+        .added("m", "1");
+    root.built("m", "1", K1, "x86_64", &["m.ko"]).built(
+        "m",
+        "1",
+        "6.12.1-amd64",
+        "x86_64",
+        &["m.ko"],
+    );
+    root.dkms(&["remove", "m/1", "-k", K1]).ok();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        "m/1, 6.12.1-amd64, x86_64: built\n"
+    );
+    root.dkms(&["remove", "m/1", "--all"]).ok();
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn remove_of_an_installed_module_is_refused_until_uninstall_exists_and_changes_nothing() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("m", "1", &simple_conf("m", "1"))
+        .added("m", "1");
+    root.built("m", "1", K1, "x86_64", &["m.ko"])
+        .installed("m", "1", K1, "x86_64");
+    let before = root.snapshot();
+    let out = root.dkms(&["remove", "m/1", "--all"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("not implemented yet"), "{}", out.stderr);
+    assert_eq!(root.snapshot(), before);
+}
+
+#[test]
+fn add_from_a_source_directory_copies_it() {
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    let elsewhere = root.path().join("home/src/pkg");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("dkms.conf"), simple_conf("pkg", "0.9")).unwrap();
+    std::fs::write(elsewhere.join("pkg.c"), "int x;").unwrap();
+    root.dkms(&["add", elsewhere.to_str().unwrap(), "-k", K1])
+        .ok();
+    assert!(root.source_tree().join("pkg-0.9/pkg.c").exists());
+    assert_eq!(root.dkms(&["status"]).stdout, "pkg/0.9: added\n");
+    // A path to the dkms.conf works too, for another version.
+    std::fs::write(elsewhere.join("dkms.conf"), simple_conf("pkg", "1.0")).unwrap();
+    root.dkms(&[
+        "add",
+        elsewhere.join("dkms.conf").to_str().unwrap(),
+        "-k",
+        K1,
+    ])
+    .ok();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        "pkg/0.9: added\npkg/1.0: added\n"
+    );
+}
+
+#[test]
+fn post_add_runs_in_the_source_directory() {
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    let conf = simple_conf("hooked", "1") + "POST_ADD=\"post-add.sh arg\"\n";
+    root.source("hooked", "1", &conf);
+    let script = root.source_tree().join("hooked-1/post-add.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"post_add ran in $(pwd) with $1\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&script).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = root.dkms(&["add", "hooked/1", "-k", K1]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "post_add ran in {} with arg",
+            root.source_tree().join("hooked-1").display()
+        )),
+        "{}",
+        out.stdout
+    );
+}
+
+/// (args, expected exit code, text expected on stderr)
+#[test]
+fn argument_errors_have_the_originals_exit_codes() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("foo", "1.0", &simple_conf("foo", "1.0"))
+        .added("foo", "1.0");
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["status", "--bogus"], 2, "Unknown option: --bogus"),
+        (&["add", "remove"], 4, "more than one action"),
+        (
+            &["mktarball", "--binaries-only", "--source-only", "foo/1.0"],
+            8,
+            "both --binaries-only and --source-only",
+        ),
+        (&["build", "-a", "x", "-a", "y", "-k", K1], 1, "1:1"),
+        (&["remove", "foo/1.0", "--all", "-k", K1], 2, "--all"),
+        (&["remove", "foo/1.0", "--all", "-a", "x86_64"], 3, "--all"),
+        (
+            &["remove", "-m", "foo"],
+            1,
+            "Arguments <module> and <module-version> are not specified.",
+        ),
+        (
+            &["remove", "foo/9.9", "-k", K1],
+            3,
+            "is not located in the DKMS tree",
+        ),
+        (
+            &["add", "nosuch/1.0", "-k", K1],
+            2,
+            "Could not find module source directory.",
+        ),
+        (
+            &["add", "foo/1.0", "--all"],
+            5,
+            "does not support the --all parameter",
+        ),
+        (
+            &["autoinstall", "-k", K1, "-k", "6.2.0"],
+            4,
+            "multiple kernel version",
+        ),
+        (&["remove", "foo/1.0", "-k", ""], 16, "Empty kernel version"),
+        (&["remove", "../x/1.0", "-k", K1], 1, "is not a valid name"),
+    ];
+    for (args, code, text) in cases {
+        let before = root.snapshot();
+        let out = root.dkms(args);
+        assert_eq!(out.code, *code, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(text), "{args:?}: {}", out.stderr);
+        assert_eq!(root.snapshot(), before, "{args:?} modified the tree");
+    }
+    // No action: usage, exit 0 (like the original); -V and -h.
+    let out = root.dkms(&["-m", "foo"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stderr.contains("Unknown action specified: \"\""));
+    assert_eq!(root.dkms(&["-V"]).stdout, "dkms-3.4.3\n");
+    assert_eq!(root.dkms(&["--help"]).code, 0);
+    // Actions of later releases say so and fail.
+    let out = root.dkms(&["build", "foo/1.0", "-k", K1]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("'dkms build' is not implemented yet"));
+}
+
+fn add_bad(conf: &[u8]) -> (common::Output, bool) {
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    std::fs::create_dir_all(root.source_tree().join("bad-1")).unwrap();
+    std::fs::write(root.source_tree().join("bad-1/dkms.conf"), conf).unwrap();
+    let before = root.snapshot();
+    let out = root.dkms(&["add", "bad/1", "-k", K1]);
+    let unchanged = root.snapshot() == before;
+    (out, unchanged)
+}
+
+#[test]
+fn bad_dkms_conf_is_exit_8_naming_file_line_and_fix() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"", "No 'PACKAGE_NAME' directive specified."),
+        (b"\x7fELF\x02\x01\x01\0\0\0garbage", "PACKAGE_NAME"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=bad\nDEST_MODULE_LOCATION=/usr/lib\n", "dkms.conf:4: Directive 'DEST_MODULE_LOCATION' does not begin with"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=bad.ko\nDEST_MODULE_LOCATION=/updates\n", "dkms.conf:3: 'BUILT_MODULE_NAME' directive ends in '.o' or '.ko'"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=bad\nDEST_MODULE_LOCATION=/updates\nAUTOINSTALL=maybe\n", "dkms.conf:5: Unsupported AUTOINSTALL value 'maybe'"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=a\nBUILT_MODULE_NAME[1]=a\nDEST_MODULE_LOCATION[0]=/updates\nDEST_MODULE_LOCATION[1]=/updates\n", "Duplicate"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nif then\n", "dkms.conf:3: bash: syntax error"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nexit 0\n", "calls `exit`"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=bad\nDEST_MODULE_LOCATION=/updates/../../../etc\n", "leaves the module tree"),
+        (b"PACKAGE_NAME=bad\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=../../x\nDEST_MODULE_LOCATION=/updates\n", "is a path"),
+    ];
+    for (conf, text) in cases {
+        let (out, unchanged) = add_bad(conf);
+        assert_eq!(
+            out.code,
+            8,
+            "{}: {}",
+            String::from_utf8_lossy(conf),
+            out.stderr
+        );
+        assert!(out.stderr.contains("Bad conf file."), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(text),
+            "expected {text:?} in:\n{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("fix:"), "{}", out.stderr);
+        assert!(unchanged, "{}", String::from_utf8_lossy(conf));
+    }
+}
+
+#[test]
+fn crlf_prints_and_functions_do_not_disturb() {
+    let conf = b"PACKAGE_NAME=\"crlf\"\r\nPACKAGE_VERSION=\"1\"\r\necho noise on stdout\r\ndo_status() { echo hijack; }\r\nBUILT_MODULE_NAME[0]=\"crlf\"\r\nDEST_MODULE_LOCATION[0]=\"/updates\"\r\n";
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    std::fs::create_dir_all(root.source_tree().join("crlf-1")).unwrap();
+    std::fs::write(root.source_tree().join("crlf-1/dkms.conf"), conf).unwrap();
+    let out = root.dkms(&["add", "crlf/1", "-k", K1]);
+    out.ok();
+    assert!(!out.stdout.contains("noise"));
+    assert_eq!(root.dkms(&["status"]).stdout, "crlf/1: added\n");
+}
+
+#[test]
+fn a_dkms_conf_that_never_ends_is_stopped() {
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    root.source(
+        "slow",
+        "1",
+        "PACKAGE_NAME=slow\nPACKAGE_VERSION=1\nwhile :; do :; done\n",
+    );
+    let start = std::time::Instant::now();
+    let out = root.dkms(&["add", "slow/1", "-k", K1]);
+    assert_eq!(out.code, 8);
+    assert!(
+        out.stderr.contains("did not finish within"),
+        "{}",
+        out.stderr
+    );
+    assert!(start.elapsed().as_secs() < 30);
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn unreadable_or_missing_dkms_conf() {
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    std::fs::create_dir_all(root.source_tree().join("nc-1")).unwrap();
+    let out = root.dkms(&["add", "nc/1", "-k", K1]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("Could not locate dkms.conf file."));
+    let out = root.dkms(&["add", root.path().join("nowhere").to_str().unwrap()]);
+    assert_eq!(
+        out.code, 1,
+        "a word that is no path becomes a module name without version: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn dangling_source_link_is_broken_and_blocks_mktarball() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("gone", "1", &simple_conf("gone", "1"))
+        .added("gone", "1");
+    std::fs::remove_dir_all(root.source_tree().join("gone-1")).unwrap();
+    assert_eq!(root.dkms(&["status"]).stdout, "gone/1: broken\n");
+    let out = root.dkms(&["mktarball", "gone/1", "-k", K1]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    // remove may clean it up (a deliberate difference: see README).
+    root.dkms(&["remove", "gone/1", "--all"]).ok();
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn directives_override_after_the_files() {
+    let root = Root::new();
+    root.fake_kernel(K1, "").source(
+        "d",
+        "1",
+        "PACKAGE_NAME=d\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=d\n",
+    );
+    let out = root.dkms(&[
+        "add",
+        "d/1",
+        "-k",
+        K1,
+        "--directive",
+        "DEST_MODULE_LOCATION=/extra",
+    ]);
+    out.ok();
+    assert!(out
+        .stdout
+        .contains("DIRECTIVE: DEST_MODULE_LOCATION=\"/extra\""));
+}
+
+#[test]
+fn etc_dkms_override_files_apply_in_order() {
+    let root = Root::new();
+    root.fake_kernel(K1, "").source(
+        "o",
+        "1",
+        "PACKAGE_NAME=o\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=o\nDEST_MODULE_LOCATION=/nowhere\n",
+    );
+    root.write("etc/dkms/o.conf", "DEST_MODULE_LOCATION=/bad-again\n");
+    root.write(
+        &format!("etc/dkms/o--{K1}.conf"),
+        "DEST_MODULE_LOCATION=\"/updates\"\n",
+    );
+    root.dkms(&["add", "o/1", "-k", K1]).ok();
+}
+
+#[test]
+fn framework_conf_sets_the_trees() {
+    let root = Root::new();
+    let alt = root.path().join("srv/dkms");
+    root.write(
+        "etc/dkms/framework.conf",
+        &format!("# moved\ndkms_tree=\"{}\"\n", alt.display()),
+    );
+    root.write(
+        "etc/dkms/framework.conf.d/50-quiet.conf",
+        "verbose=\nfunction do_status() { :; }\n",
+    );
+    root.fake_kernel(K1, "")
+        .source("f", "1", &simple_conf("f", "1"));
+    root.dkms(&["add", "f/1", "-k", K1]).ok();
+    assert!(alt.join("f/1/source").exists());
+    assert!(!root.dkms_tree().join("f").exists());
+    // The command line wins over the file.
+    let out = root.dkms(&["status", "--dkmstree", root.dkms_tree().to_str().unwrap()]);
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn a_second_dkms_waits_for_the_lock() {
+    use std::io::Write;
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("l", "1", &simple_conf("l", "1"));
+    // Hold the lock from this process with flock(1).
+    let lock = root.dkms_tree().join(".lock");
+    std::fs::File::create(&lock)
+        .unwrap()
+        .write_all(b"4242\n")
+        .unwrap();
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let out = root.dkms(&["add", "l/1", "-k", K1]);
+    out.ok();
+    assert!(start.elapsed().as_millis() >= 1000, "did not wait");
+    assert!(
+        out.stderr
+            .contains("Waiting for the dkms lock held by process 4242"),
+        "{}",
+        out.stderr
+    );
+    holder.wait().unwrap();
+}
