@@ -37,10 +37,12 @@ pub fn evaluate_with(
         parse_file(&text, scope, &mut vars)?;
         kept = echo_back(vars)?;
     }
-    if REGEX_DIRECTIVES
-        .iter()
-        .any(|(name, _)| kept.contains_key(*name))
-    {
+    // Regex verdicts need bash's `=~`; status may do without package-wide ones (index 0).
+    let unresolvable = |name: &str| match kept.get(name) {
+        None => false,
+        Some(values) => !regex_may_stay_unresolved || values.keys().any(|i| *i != 0),
+    };
+    if REGEX_DIRECTIVES.iter().any(|(name, _)| unresolvable(name)) {
         return None;
     }
     for values in kept.values_mut() {

@@ -729,9 +729,10 @@ fn exclusion_for_index(
             .cloned()
     };
     if let Some(re) = get("BUILD_EXCLUSIVE_KERNEL") {
+        // Unresolved (status's fast path) is not a verdict: only a known non-match excludes.
         if v.regex_results
             .get(&format!("BUILD_EXCLUSIVE_KERNEL[{index}]"))
-            != Some(&1)
+            .is_some_and(|r| *r != 1)
         {
             reasons.push(format!(
                 "kernel {} does not match BUILD_EXCLUSIVE_KERNEL=\"{re}\"",
@@ -740,9 +741,10 @@ fn exclusion_for_index(
         }
     }
     if let Some(re) = get("BUILD_EXCLUSIVE_ARCH") {
+        // Unresolved (status's fast path) is not a verdict: only a known non-match excludes.
         if v.regex_results
             .get(&format!("BUILD_EXCLUSIVE_ARCH[{index}]"))
-            != Some(&1)
+            .is_some_and(|r| *r != 1)
         {
             reasons.push(format!(
                 "arch {} does not match BUILD_EXCLUSIVE_ARCH=\"{re}\"",
