@@ -4,7 +4,7 @@
 30 modules x 3 kernels: 10 installed everywhere (5 of them with archived original
 modules), 10 built but not installed, 10 only added. dkms.conf files are real ones from
 the corpus (tests/fixtures/dkms-conf), so some need bash even for us. Prints a table with
-the median of N runs and our max RSS. Usage: bench/status.py [runs] (default 10).
+the median of N runs and our max RSS. Usage: bench/status.py [runs] [--plain] (default 10 runs).
 """
 import os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -15,8 +15,15 @@ BASH = Path("/usr/sbin/dkms")
 KERNELS = ["6.1.0-56-amd64", "6.12.117+deb12-amd64", "6.12.117+deb12-cloud-amd64"]
 CORPUS = sorted((REPO / "tests/fixtures/dkms-conf").glob("*.conf"))
 
+PLAIN = "--plain" in sys.argv
+
 def conf_for(i, name, version):
-    """A real corpus file with its package name/version replaced, module arrays kept."""
+    """A real corpus file with its package name/version replaced, module arrays kept
+    (with --plain: a plain-assignment conf, which never needs bash)."""
+    if PLAIN:
+        return (f'PACKAGE_NAME="{name}"\nPACKAGE_VERSION="{version}"\nBUILT_MODULE_NAME[0]="{name}"\n'
+                f'MAKE[0]="make -C $kernel_source_dir M=$dkms_tree/$module/$module_version/build"\n'
+                f'DEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n')
     text = CORPUS[i % len(CORPUS)].read_text()
     lines = [l for l in text.splitlines() if not l.startswith(("PACKAGE_NAME=", "PACKAGE_VERSION="))]
     return f'PACKAGE_NAME="{name}"\nPACKAGE_VERSION="{version}"\n' + "\n".join(lines) + "\n"
@@ -76,7 +83,8 @@ def max_rss_kib(cmd, env):
     return usage.ru_maxrss
 
 def main():
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    args = [a for a in sys.argv[1:] if a != "--plain"]
+    runs = int(args[0]) if args else 10
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
     root = Path(tempfile.mkdtemp(prefix="dkms-bench-"))
     try:
@@ -97,7 +105,8 @@ def main():
                      .replace("(Built modules are missing in the kernel modules folder)", "(WARNING! Missing some built modules!)")
                      .replace("(Differences between built and installed modules)", "(WARNING! Diff between built and installed module!)"))
         same = old_words(o.stdout) == b.stdout
-        print(f"dkms status on 30 modules x 3 kernels ({lines} lines), median of {runs} runs")
+        kind = "plain-assignment dkms.conf files" if PLAIN else "real corpus dkms.conf files"
+        print(f"dkms status on 30 modules x 3 kernels ({lines} lines, {kind}), median of {runs} runs")
         print(f"| {'implementation':<22} | {'median':>10} | {'max RSS':>9} |")
         print(f"|{'-'*24}|{'-'*12}|{'-'*11}|")
         print(f"| {'ours (Rust)':<22} | {mo*1000:>7.2f} ms | {rss_kib/1024:>5.1f} MiB |")
