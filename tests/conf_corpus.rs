@@ -64,50 +64,6 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// The scope our evaluator puts in place, as (name, value) pairs, for the oracle.
-fn scope_of(root: &Root, kernel: &str, module: &str, version: &str) -> Vec<(String, String)> {
-    let settings = root.settings();
-    let build = settings.install_tree.join(kernel).join("build");
-    vec![
-        ("kernelver".into(), kernel.into()),
-        ("arch".into(), "x86_64".into()),
-        ("kernel_source_dir".into(), build.display().to_string()),
-        (
-            "kernel_config".into(),
-            build.join(".config").display().to_string(),
-        ),
-        ("dkms_tree".into(), settings.dkms_tree.display().to_string()),
-        (
-            "source_tree".into(),
-            settings.source_tree.display().to_string(),
-        ),
-        (
-            "install_tree".into(),
-            settings.install_tree.display().to_string(),
-        ),
-        (
-            "tmp_location".into(),
-            settings.tmp_location.display().to_string(),
-        ),
-        ("module".into(), module.into()),
-        ("module_version".into(), version.into()),
-        (
-            "parallel_jobs".into(),
-            settings
-                .parallel_jobs
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-        ),
-        ("current_kernel".into(), settings.current_kernel.clone()),
-        ("current_os".into(), "Linux".into()),
-        ("verbose".into(), String::new()),
-        (
-            "running_distribution".into(),
-            settings.distribution().unwrap().running,
-        ),
-    ]
-}
-
 /// Evaluate with the original's `safe_source`, taken verbatim from /usr/sbin/dkms.
 fn oracle(file: &Path, scope: &[(String, String)]) -> Values {
     let dkms = std::fs::read_to_string("/usr/sbin/dkms")
@@ -193,28 +149,14 @@ fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
     let mut compared = 0;
     for file in corpus() {
         for kernel in KERNELS {
-            let req = ConfRequest {
-                file: file.clone(),
-                module: "corpus",
-                version: "1.0",
-                kernel,
-                arch: "x86_64",
-                kernel_source_dir: settings.install_tree.join(kernel).join("build"),
-                kernel_config: settings.install_tree.join(kernel).join("build/.config"),
-                settings: &settings,
-                directives: &[],
-            };
-            let scope = scope_of(&root, kernel, "corpus", "1.0");
-            let expected = oracle(&file, &scope);
+            let req = ConfRequest::new(&settings, file.clone(), "corpus", "1.0", kernel, "x86_64");
+            let our_scope = conf::scope_for(&req);
+            let expected = oracle(&file, &our_scope.vars);
             assert!(
                 expected.contains_key("PACKAGE_NAME"),
                 "oracle read nothing from {}",
                 file.display()
             );
-            let mut our_scope = eval::Scope::default();
-            for (k, v) in &scope {
-                our_scope.set(k, v.clone());
-            }
             let bash = eval::evaluate(std::slice::from_ref(&file), &our_scope, &[]).unwrap();
             assert_eq!(
                 restrict(&bash.values.vars),
@@ -269,17 +211,14 @@ fn shell_logic_depends_on_the_kernel() {
         .find(|p| p.ends_with("zfs-dkms.conf"))
         .unwrap();
     let load = |kernel: &str| {
-        conf::load_lenient(&ConfRequest {
-            file: file.clone(),
-            module: "zfs",
-            version: "2.1.11",
+        conf::load_lenient(&ConfRequest::new(
+            &settings,
+            file.clone(),
+            "zfs",
+            "2.1.11",
             kernel,
-            arch: "x86_64",
-            kernel_source_dir: settings.install_tree.join(kernel).join("build"),
-            kernel_config: settings.install_tree.join(kernel).join("build/.config"),
-            settings: &settings,
-            directives: &[],
-        })
+            "x86_64",
+        ))
         .unwrap()
     };
     assert!(!load(KERNELS[0]).exclusion.excluded());
@@ -291,17 +230,14 @@ fn shell_logic_depends_on_the_kernel() {
         .into_iter()
         .find(|p| p.ends_with("nvidia-kernel-dkms.conf"))
         .unwrap();
-    let conf = conf::load_strict(&ConfRequest {
-        file: nvidia,
-        module: "nvidia-current",
-        version: "535.261.03",
-        kernel: KERNELS[0],
-        arch: "x86_64",
-        kernel_source_dir: settings.install_tree.join(KERNELS[0]).join("build"),
-        kernel_config: settings.install_tree.join(KERNELS[0]).join("build/.config"),
-        settings: &settings,
-        directives: &[],
-    })
+    let conf = conf::load_strict(&ConfRequest::new(
+        &settings,
+        nvidia,
+        "nvidia-current",
+        "535.261.03",
+        KERNELS[0],
+        "x86_64",
+    ))
     .unwrap();
     let dest: Vec<&str> = conf.modules.iter().map(|m| m.dest_name.as_str()).collect();
     assert_eq!(

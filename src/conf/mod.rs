@@ -148,6 +148,49 @@ pub struct ConfRequest<'a> {
     pub directives: &'a [String],
 }
 
+impl<'a> ConfRequest<'a> {
+    /// A request for `file` on kernel/arch, with the kernel's default build directory and
+    /// config (`<install_tree>/<k>/build`, auto.conf or .config) and no directives.
+    pub fn new(
+        settings: &'a crate::framework::Settings,
+        file: PathBuf,
+        module: &'a str,
+        version: &'a str,
+        kernel: &'a str,
+        arch: &'a str,
+    ) -> ConfRequest<'a> {
+        ConfRequest {
+            file,
+            module,
+            version,
+            kernel,
+            arch,
+            kernel_source_dir: PathBuf::new(),
+            kernel_config: PathBuf::new(),
+            settings,
+            directives: &[],
+        }
+        .with_kernel_overrides(None, None)
+    }
+
+    /// Apply `--kernelsourcedir` / `--config` (or the defaults when `None`).
+    pub fn with_kernel_overrides(
+        mut self,
+        source_dir: Option<&Path>,
+        config: Option<&Path>,
+    ) -> ConfRequest<'a> {
+        self.kernel_source_dir = crate::kernel::build_dir(self.settings, source_dir, self.kernel);
+        self.kernel_config = crate::kernel::config_file(&self.kernel_source_dir, config);
+        self
+    }
+
+    /// `--directive NAME=VALUE` values applied after the files.
+    pub fn with_directives(mut self, directives: &'a [String]) -> ConfRequest<'a> {
+        self.directives = directives;
+        self
+    }
+}
+
 /// Result of evaluation before validation, with the bash messages about the files.
 #[derive(Debug)]
 pub struct Evaluated {
@@ -279,7 +322,7 @@ fn parse_directives(raw: &[String]) -> Vec<(String, String)> {
 }
 
 /// The variables the original has in scope while sourcing.
-fn scope_for(req: &ConfRequest) -> Scope {
+pub fn scope_for(req: &ConfRequest) -> Scope {
     let s = req.settings;
     let mut scope = Scope::default();
     let p = |p: &Path| p.to_string_lossy().into_owned();

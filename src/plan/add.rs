@@ -73,22 +73,12 @@ pub(crate) fn read_strict(
     v: &str,
     ka: &KernelArch,
 ) -> Result<ModuleConf> {
-    let build_dir = crate::kernel::build_dir(
-        ctx.settings,
-        ctx.req.kernel_source_dir.as_deref(),
-        &ka.kernel,
-    );
-    let creq = ConfRequest {
-        file: file.to_path_buf(),
-        module: m,
-        version: v,
-        kernel: &ka.kernel,
-        arch: &ka.arch,
-        kernel_config: crate::kernel::config_file(&build_dir, ctx.req.kernel_config.as_deref()),
-        kernel_source_dir: build_dir,
-        settings: ctx.settings,
-        directives: &ctx.req.directives,
-    };
+    let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
+        .with_kernel_overrides(
+            ctx.req.kernel_source_dir.as_deref(),
+            ctx.req.kernel_config.as_deref(),
+        )
+        .with_directives(&ctx.req.directives);
     for d in &ctx.req.directives {
         if let Some((name, value)) = d.split_once('=') {
             ctx.report.line(&format!("DIRECTIVE: {name}=\"{value}\""));
@@ -123,22 +113,18 @@ fn add_source_tree(ctx: &Context, dir: &Path, ka: &KernelArch) -> Result<(String
         return Err(ActionError::NoDkmsConf(dir.to_path_buf()).into());
     }
     require_root()?;
-    let build_dir = crate::kernel::build_dir(
+    let creq = ConfRequest::new(
         ctx.settings,
-        ctx.req.kernel_source_dir.as_deref(),
+        conf_file.clone(),
+        "",
+        "",
         &ka.kernel,
+        &ka.arch,
+    )
+    .with_kernel_overrides(
+        ctx.req.kernel_source_dir.as_deref(),
+        ctx.req.kernel_config.as_deref(),
     );
-    let creq = ConfRequest {
-        file: conf_file.clone(),
-        module: "",
-        version: "",
-        kernel: &ka.kernel,
-        arch: &ka.arch,
-        kernel_config: crate::kernel::config_file(&build_dir, None),
-        kernel_source_dir: build_dir,
-        settings: ctx.settings,
-        directives: &[],
-    };
     let conf =
         conf::load_lenient(&creq).map_err(|e| ActionError::MalformedSourceConf(Box::new(e)))?;
     if conf.package_name.is_empty() || conf.package_version.is_empty() {

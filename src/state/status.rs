@@ -128,18 +128,8 @@ fn built_entry(
     let module_dir = tree.build_dir(m, v, &ka).join("module");
     let mut modules = Vec::new();
     let mut problem = None;
-    let build_dir = crate::kernel::build_dir(settings, None, &ka.kernel);
-    let req = ConfRequest {
-        file: tree.version_dir(m, v).join("source/dkms.conf"),
-        module: m,
-        version: v,
-        kernel: &ka.kernel,
-        arch: &ka.arch,
-        kernel_config: crate::kernel::config_file(&build_dir, None),
-        kernel_source_dir: build_dir,
-        settings,
-        directives: &[],
-    };
+    let file = tree.version_dir(m, v).join("source/dkms.conf");
+    let req = ConfRequest::new(settings, file, m, v, &ka.kernel, &ka.arch);
     if let Ok(conf) = conf::load_lenient(&req) {
         for entry in conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
             let built = module_file(&module_dir, &entry.dest_name);
