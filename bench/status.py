@@ -4,7 +4,8 @@
 30 modules x 3 kernels: 10 installed everywhere (5 of them with archived original
 modules), 10 built but not installed, 10 only added. dkms.conf files are real ones from
 the corpus (tests/fixtures/dkms-conf), so some need bash even for us. Prints a table with
-the median of N runs and our max RSS. Usage: bench/status.py [runs] [--plain] (default 10 runs).
+the median of N runs and our max RSS. Our first run is shown apart: it evaluates the
+dkms.conf files that need bash and caches them for later runs (src/conf/cache.rs). Usage: bench/status.py [runs] [--plain] (default 10 runs).
 """
 import os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -12,7 +13,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OURS = REPO / "target/release/dkms"
 BASH = Path("/usr/sbin/dkms")
-KERNELS = ["6.1.0-56-amd64", "6.12.117+deb12-amd64", "6.12.117+deb12-cloud-amd64"]
+# Kernel names that exist nowhere on the machine: Debian's dkms 3.0.10 reads
+# /lib/modules/<k>/build (not --installtree), so a real kernel's config would reach
+# only its evaluation of confs that source the kernel config (lttng-modules).
+KERNELS = ["6.1.0-99-bench", "6.12.999+deb12-bench", "6.12.999+deb12-cloud-bench"]
 CORPUS = sorted((REPO / "tests/fixtures/dkms-conf").glob("*.conf"))
 
 PLAIN = "--plain" in sys.argv
@@ -42,7 +46,6 @@ def dest_names(conf_path, name, version, root, kernel):
 def make_tree(root):
     for k in KERNELS:
         (root / f"lib/modules/{k}/build/include").mkdir(parents=True)
-        (root / f"lib/modules/{k}/build/.config").write_text("CONFIG_MODULES=y\n")
     for i in range(30):
         name, version = f"bench{i:02d}", f"1.{i}"
         src = root / f"usr/src/{name}-{version}"
@@ -93,7 +96,7 @@ def main():
         env = dict(os.environ)
         ours_cmd = [str(OURS), "status"] + trees
         bash_cmd = [str(BASH), "status"] + trees
-        _, o = timed(ours_cmd, env)
+        cold, o = timed(ours_cmd, env)  # first run: evaluates bash-needing confs, fills the cache
         _, b = timed(bash_cmd, env)
         lines = len(o.stdout.splitlines())
         ours_times = [timed(ours_cmd, env)[0] for _ in range(runs)]
@@ -110,6 +113,7 @@ def main():
         print(f"| {'implementation':<22} | {'median':>10} | {'max RSS':>9} |")
         print(f"|{'-'*24}|{'-'*12}|{'-'*11}|")
         print(f"| {'ours (Rust)':<22} | {mo*1000:>7.2f} ms | {rss_kib/1024:>5.1f} MiB |")
+        print(f"| {'ours, first run (cold)':<22} | {cold*1000:>7.2f} ms | {'':>9} |")
         print(f"| {'Debian bash dkms 3.0.10':<22} | {mb*1000:>7.1f} ms | {'':>9} |")
         print(f"speedup: {mb/mo:.0f}x   same lines as bash (3.0.10 wording): {'yes' if same else 'NO'}")
         print(f"targets: >=100x faster: {'met' if mb/mo >= 100 else 'MISSED'}; under 10 ms: {'met' if mo < 0.010 else 'MISSED'}")

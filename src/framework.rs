@@ -118,6 +118,8 @@ pub struct Settings {
     /// `uname -r` and `uname -m` of the running system.
     pub current_kernel: String,
     pub machine: String,
+    /// The distribution from os-release, read on first use.
+    os_release: std::cell::OnceCell<Option<Distribution>>,
 }
 
 impl Settings {
@@ -179,6 +181,7 @@ impl Settings {
             mok_certificate: opt("mok_certificate"),
             current_kernel: uname.release().to_string_lossy().into_owned(),
             machine: uname.machine().to_string_lossy().into_owned(),
+            os_release: std::cell::OnceCell::new(),
             sysroot,
         }
     }
@@ -209,13 +212,17 @@ impl Settings {
     }
 
     /// The distribution, read from `<sysroot>/etc/os-release` or `usr/lib/os-release`.
+    /// Read once per process (status evaluates many confs, each needing it).
     pub fn distribution(&self) -> Result<Distribution, FrameworkError> {
-        for candidate in ["etc/os-release", "usr/lib/os-release"] {
-            if let Ok(text) = std::fs::read_to_string(self.sysroot.join(candidate)) {
-                return Ok(Distribution::from_os_release(&text));
-            }
-        }
-        Err(FrameworkError::NoOsRelease(self.sysroot.clone()))
+        let found = self.os_release.get_or_init(|| {
+            ["etc/os-release", "usr/lib/os-release"]
+                .iter()
+                .find_map(|c| std::fs::read_to_string(self.sysroot.join(c)).ok())
+                .map(|text| Distribution::from_os_release(&text))
+        });
+        found
+            .clone()
+            .ok_or_else(|| FrameworkError::NoOsRelease(self.sysroot.clone()))
     }
 
     /// `ADDON_MODULES_DIR` from the environment overrides every distribution rule.

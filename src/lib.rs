@@ -12,6 +12,7 @@ pub mod framework;
 pub mod kernel;
 pub mod plan;
 pub mod report;
+pub mod stamp;
 pub mod state;
 
 use cli::{Notice, Parsed};

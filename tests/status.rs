@@ -101,12 +101,33 @@ fn filters() {
 }
 
 #[test]
-fn status_always_exits_zero_and_changes_nothing() {
+fn status_always_exits_zero_and_changes_no_state() {
     let root = zoo();
     let before = root.snapshot();
     assert_eq!(root.dkms(&["status", "nosuchmodule"]).code, 0);
     assert_eq!(root.dkms(&["status"]).code, 0);
-    assert_eq!(root.snapshot(), before);
+    // The only files status may add are its caches, dot-files inside build directories.
+    let after = root.snapshot();
+    let added: Vec<&String> = after.iter().filter(|e| !before.contains(e)).collect();
+    assert!(
+        before.iter().all(|e| after.contains(e)),
+        "status removed or changed something"
+    );
+    assert!(
+        !added.is_empty(),
+        "the installed modules' comparison is memoized"
+    );
+    for entry in added {
+        assert!(
+            entry.contains("/x86_64/.dkms-identical.json")
+                || entry.contains("/x86_64/.dkms-conf-cache.json"),
+            "{entry}"
+        );
+    }
+    // A second status adds nothing more.
+    let settled = root.snapshot();
+    root.dkms(&["status"]).ok();
+    assert_eq!(root.snapshot(), settled);
     let empty = Root::new();
     std::fs::remove_dir_all(empty.dkms_tree()).unwrap();
     let out = empty.dkms(&["status"]);
@@ -233,5 +254,80 @@ fn side_by_side_on_a_tree_written_by_debians_dkms() {
     assert_eq!(
         root.dkms(&["status"]).stdout,
         "one/1.0: added\ntwo/2.0: added\n"
+    );
+}
+
+#[test]
+fn bash_evaluations_are_cached_for_status_and_invalidated_by_changes() {
+    let root = Root::new();
+    root.fake_kernel(K1, "").fake_kernel(K2, "");
+    // Shell logic (a command substitution) forces bash; each evaluation leaves a line.
+    let counter = root.path().join("evaluations");
+    let conf = format!(
+        "PACKAGE_NAME=c\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME=c\nDEST_MODULE_LOCATION=/updates\n: $(echo $kernelver >> {})\n",
+        counter.display()
+    );
+    root.source("c", "1", &conf).added("c", "1");
+    root.built("c", "1", K1, A, &["c.ko"])
+        .built("c", "1", K2, A, &["c.ko"]);
+    let evaluations = || {
+        std::fs::read_to_string(&counter)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    let first = root.dkms(&["status"]);
+    first.ok();
+    assert_eq!(evaluations(), 2, "one bash evaluation per kernel");
+    assert_eq!(root.dkms(&["status"]).stdout, first.stdout);
+    assert_eq!(evaluations(), 2, "the second status used the cache");
+
+    // An override file for one kernel appears: only that kernel is evaluated again, and
+    // the new module name shows.
+    root.write(
+        &format!("etc/dkms/c--{K2}.conf"),
+        "DEST_MODULE_NAME=renamed\n",
+    );
+    let third = root.dkms(&["status"]);
+    assert_eq!(evaluations(), 3);
+    assert_eq!(
+        third.stdout,
+        format!("c/1, {K1}, x86_64: built\nc/1, {K2}, x86_64: built (Built modules are missing in the kernel modules folder)\n")
+    );
+    // Editing dkms.conf itself invalidates both.
+    std::fs::write(
+        root.source_tree().join("c-1/dkms.conf"),
+        conf.replace("BUILT_MODULE_NAME=c", "BUILT_MODULE_NAME=c # edited"),
+    )
+    .unwrap();
+    root.dkms(&["status"]).ok();
+    assert_eq!(evaluations(), 5);
+    // The cache is a dot-file in the build directory: the original ignores it.
+    assert_eq!(
+        root.bash_dkms(&["status", "-k", K1]).stdout,
+        format!("c/1, {K1}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn a_memoized_identical_module_that_changes_shows_differences() {
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    root.source("m", "1", &simple_conf("m", "1"))
+        .added("m", "1")
+        .built("m", "1", K1, A, &["m.ko"])
+        .installed("m", "1", K1, A);
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("m/1, {K1}, x86_64: installed\n")
+    );
+    // Same size, other bytes, written after the memo was made.
+    let installed = root.install_tree().join(K1).join("updates/dkms/m.ko");
+    let len = std::fs::metadata(&installed).unwrap().len() as usize;
+    std::fs::write(&installed, "x".repeat(len)).unwrap();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("m/1, {K1}, x86_64: installed (Differences between built and installed modules)\n")
     );
 }

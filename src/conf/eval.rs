@@ -122,7 +122,7 @@ impl Scope {
 }
 
 /// Raw result of evaluating the configuration files.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RawValues {
     /// name → index → value (trailing CR stripped), whitelisted names only.
     pub vars: BTreeMap<String, BTreeMap<usize, String>>,

@@ -27,7 +27,7 @@ pub fn evaluate_with(
     scope: &Scope,
     regex_may_stay_unresolved: bool,
 ) -> Option<RawValues> {
-    if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("DKMS_DIRECTIVE")) {
+    if directive_environment() {
         return None;
     }
     let mut kept: BTreeMap<String, BTreeMap<usize, String>> = BTreeMap::new();
@@ -56,6 +56,11 @@ pub fn evaluate_with(
         vars: kept,
         ..RawValues::default()
     })
+}
+
+/// Whether `DKMS_DIRECTIVE*` variables inject directives (only bash handles them).
+pub(crate) fn directive_environment() -> bool {
+    std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("DKMS_DIRECTIVE"))
 }
 
 /// Keep whitelisted variables, transformed as the original's `eval echo` + re-source

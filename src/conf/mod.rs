@@ -6,6 +6,7 @@
 //! each with the file, the line of the offending assignment where there is one, and the
 //! fix; the whole is exit code 8 ("Bad conf file").
 
+pub mod cache;
 pub mod eval;
 pub mod fast;
 
@@ -146,6 +147,8 @@ pub struct ConfRequest<'a> {
     pub settings: &'a crate::framework::Settings,
     /// `--directive NAME=VALUE`, applied after the files.
     pub directives: &'a [String],
+    /// Where `status` may cache a bash evaluation (see [`cache`]); never set for builds.
+    pub cache: Option<PathBuf>,
 }
 
 impl<'a> ConfRequest<'a> {
@@ -169,6 +172,7 @@ impl<'a> ConfRequest<'a> {
             kernel_config: PathBuf::new(),
             settings,
             directives: &[],
+            cache: None,
         }
         .with_kernel_overrides(None, None)
     }
@@ -181,6 +185,12 @@ impl<'a> ConfRequest<'a> {
     ) -> ConfRequest<'a> {
         self.kernel_source_dir = crate::kernel::build_dir(self.settings, source_dir, self.kernel);
         self.kernel_config = crate::kernel::config_file(&self.kernel_source_dir, config);
+        self
+    }
+
+    /// Let a lenient (status) evaluation cache bash's result at `path`.
+    pub fn with_cache(mut self, path: PathBuf) -> ConfRequest<'a> {
+        self.cache = Some(path);
         self
     }
 
@@ -211,24 +221,23 @@ fn evaluate_with(req: &ConfRequest, lenient: bool) -> Result<Evaluated, ConfErro
     if !req.file.exists() {
         return Err(ConfError::Missing(req.file.clone()));
     }
-    if let Err(source) = std::fs::File::open(&req.file) {
+    if let Err(source) =
+        rustix::fs::access(&req.file, rustix::fs::Access::READ_OK).map_err(std::io::Error::from)
+    {
         return Err(ConfError::Unreadable {
             file: req.file.clone(),
             source,
         });
     }
-    let mut files = vec![req.file.clone()];
-    files.extend(
-        eval::override_files(
-            &req.settings.config_dir,
-            req.module,
-            req.version,
-            req.kernel,
-            req.arch,
-        )
-        .into_iter()
-        .filter(|f| f.exists()),
+    let overrides = eval::override_files(
+        &req.settings.config_dir,
+        req.module,
+        req.version,
+        req.kernel,
+        req.arch,
     );
+    let mut files = vec![req.file.clone()];
+    files.extend(overrides.iter().filter(|f| f.exists()).cloned());
     let directives = parse_directives(req.directives);
     let scope = scope_for(req);
     if directives.is_empty() {
@@ -241,6 +250,29 @@ fn evaluate_with(req: &ConfRequest, lenient: bool) -> Result<Evaluated, ConfErro
             });
         }
     }
+    // Status may reuse an earlier bash evaluation made with exactly the same inputs.
+    let cached = req
+        .cache
+        .as_ref()
+        .filter(|_| lenient && directives.is_empty() && !fast::directive_environment())
+        .map(|path| {
+            let mut inputs = vec![req.file.clone()];
+            inputs.extend(overrides.iter().cloned());
+            inputs.push(req.kernel_config.clone());
+            inputs.push(req.kernel_source_dir.join(".config"));
+            (path.clone(), cache::key(&scope, &inputs))
+        });
+    if let Some(values) = cached
+        .as_ref()
+        .and_then(|(path, key)| cache::load(path, key))
+    {
+        return Ok(Evaluated {
+            files,
+            values,
+            messages: Vec::new(),
+            syntax_error: None,
+        });
+    }
     let stripped = CrStripped::new(&files, &req.settings.tmp_location);
     let out = eval::evaluate(&stripped.sourced, &scope, &directives).map_err(|source| {
         ConfError::Bash {
@@ -249,6 +281,9 @@ fn evaluate_with(req: &ConfRequest, lenient: bool) -> Result<Evaluated, ConfErro
         }
     })?;
     let stderr = stripped.restore_names(&out.stderr);
+    if let Some((path, key)) = cached {
+        cache::store(&path, key, &out.values);
+    }
     Ok(Evaluated {
         syntax_error: eval::first_syntax_error(&stderr, &files),
         messages: eval::messages_about(&stderr, &files),

@@ -8,6 +8,7 @@
 //! needed to know a module's state. Writes go through a staging name and a `rename`, so
 //! an interrupted `add` or `remove` leaves either the old or the new state.
 
+pub mod identical;
 pub mod lock;
 pub mod status;
 
@@ -193,16 +194,21 @@ impl StateTree {
         out
     }
 
-    /// Installed: built, and `kernel-<k>-<a>` resolves to this version's build.
+    /// Installed: built, and `kernel-<k>-<a>` resolves to this version's build. Both
+    /// dkms write the link as `<v>/<k>/<a>`; that form (or the absolute path) is
+    /// compared directly, anything else by resolving both paths.
     pub fn is_installed(&self, module: &str, version: &str, ka: &KernelArch) -> bool {
         let link = self.kernel_link(module, ka);
-        match (
-            std::fs::canonicalize(&link),
-            std::fs::canonicalize(self.build_dir(module, version, ka)),
-        ) {
-            (Ok(a), Ok(b)) => {
-                a == b && std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink())
-            }
+        let Ok(target) = std::fs::read_link(&link) else {
+            return false;
+        };
+        let build = self.build_dir(module, version, ka);
+        let relative = Path::new(version).join(&ka.kernel).join(&ka.arch);
+        if target == relative || target == build {
+            return build.is_dir();
+        }
+        match (std::fs::canonicalize(&link), std::fs::canonicalize(&build)) {
+            (Ok(a), Ok(b)) => a == b,
             _ => false,
         }
     }

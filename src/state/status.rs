@@ -4,12 +4,11 @@
 //! dkms.conf, which is evaluated leniently (plain files without bash, see
 //! `conf::fast`), like the original's `read_conf ... 2>/dev/null`.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::identical::Memo;
 use super::{module_file, KernelArch, Registration, StateTree};
 use crate::conf::{self, ConfRequest};
 use crate::framework::Settings;
@@ -128,13 +127,16 @@ fn built_entry(
     let module_dir = tree.build_dir(m, v, &ka).join("module");
     let mut modules = Vec::new();
     let mut problem = None;
+    let mut memo = Memo::open(&tree.build_dir(m, v, &ka));
     let file = tree.version_dir(m, v).join("source/dkms.conf");
-    let req = ConfRequest::new(settings, file, m, v, &ka.kernel, &ka.arch);
+    let req = ConfRequest::new(settings, file, m, v, &ka.kernel, &ka.arch)
+        .with_cache(tree.build_dir(m, v, &ka).join(conf::cache::FILE_NAME));
     if let Ok(conf) = conf::load_lenient(&req) {
         for entry in conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
             let built = module_file(&module_dir, &entry.dest_name);
             let installed_file = if installed && built.is_some() {
                 installed_copy(
+                    &mut memo,
                     settings,
                     &ka.kernel,
                     install_dir,
@@ -159,6 +161,7 @@ fn built_entry(
             });
         }
     }
+    memo.save();
     StatusEntry {
         module: m.into(),
         version: v.into(),
@@ -178,6 +181,7 @@ fn built_entry(
 /// The installed copy (distribution directory first, then the raw DEST_MODULE_LOCATION)
 /// and whether it is byte-identical to the built copy.
 fn installed_copy(
+    memo: &mut Memo,
     settings: &Settings,
     kernel: &str,
     install_dir: Option<&str>,
@@ -195,7 +199,7 @@ fn installed_copy(
             .join(kernel)
             .join(dir.trim_start_matches('/'));
         if let Some(file) = module_file(&dir, name) {
-            let same = built.is_some_and(|b| same_contents(b, &file));
+            let same = built.is_some_and(|b| memo.same(b, &file));
             if same {
                 return Some((file, true));
             }
@@ -203,31 +207,4 @@ fn installed_copy(
         }
     }
     found
-}
-
-/// Byte comparison, sizes first.
-fn same_contents(a: &Path, b: &Path) -> bool {
-    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
-        return false;
-    };
-    if ma.len() != mb.len() {
-        return false;
-    }
-    let (Ok(mut fa), Ok(mut fb)) = (File::open(a), File::open(b)) else {
-        return false;
-    };
-    let mut ba = vec![0u8; 64 * 1024];
-    let mut bb = vec![0u8; 64 * 1024];
-    loop {
-        let n = match fa.read(&mut ba) {
-            Ok(n) => n,
-            Err(_) => return false,
-        };
-        if n == 0 {
-            return true;
-        }
-        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
-            return false;
-        }
-    }
 }
