@@ -129,7 +129,7 @@ fn parse_file(
         p.skip_blanks();
         match p.peek() {
             None => return Some(()),
-            Some('\n') | Some(';') if p.peek() == Some('\n') => {
+            Some('\n') => {
                 p.pos += 1;
             }
             Some('#') => p.skip_comment(),

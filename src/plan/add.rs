@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_name, require_root, script, Context};
+use super::{check_name, require_root, script, take_lock, Context};
 use crate::conf::{self, ConfRequest, ModuleConf};
 use crate::error::{ActionError, Result};
-use crate::state::{lock, KernelArch, Registration};
+use crate::state::{KernelArch, Registration};
 
 pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
     let req = ctx.req;
@@ -51,18 +51,6 @@ pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
         script::run(ctx, "post_add", cmd, &m, &source);
     }
     Ok(0)
-}
-
-pub(crate) fn take_lock(ctx: &Context) -> Result<lock::Lock> {
-    Ok(lock::acquire(&ctx.settings.dkms_tree, |pid| {
-        let who = pid
-            .map(|p| format!("process {p}"))
-            .unwrap_or_else(|| "another process".into());
-        ctx.report.stderr(&format!(
-            "Waiting for the dkms lock held by {who} ({})...",
-            ctx.settings.dkms_tree.join(".lock").display()
-        ));
-    })?)
 }
 
 /// Strict read with the original's console side effects (deprecations, warnings).

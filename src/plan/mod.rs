@@ -124,6 +124,22 @@ fn ensure_added(ctx: &Context, m: &str, v: &str, allow_broken: bool) -> Result<(
     }
 }
 
+/// Take the global lock, saying who holds it if we have to wait.
+pub(crate) fn take_lock(ctx: &Context) -> Result<crate::state::lock::Lock> {
+    Ok(crate::state::lock::acquire(
+        &ctx.settings.dkms_tree,
+        |pid| {
+            let who = pid
+                .map(|p| format!("process {p}"))
+                .unwrap_or_else(|| "another process".into());
+            ctx.report.stderr(&format!(
+                "Waiting for the dkms lock held by {who} ({})...",
+                ctx.settings.dkms_tree.join(".lock").display()
+            ));
+        },
+    )?)
+}
+
 fn require_root() -> Result<()> {
     if rustix::process::geteuid().is_root() {
         Ok(())

@@ -4,8 +4,7 @@
 //! originals, depmod) arrives with the build/install work; until then a request that
 //! would need it is refused *before anything changes*, naming the kernels concerned.
 
-use super::add::take_lock;
-use super::Context;
+use super::{take_lock, Context};
 use crate::error::{ActionError, Result};
 use crate::state::{io_err, KernelArch};
 
