@@ -6,10 +6,12 @@
 
 pub mod bash;
 pub mod cli;
+pub mod compress;
 pub mod conf;
 pub mod error;
 pub mod framework;
 pub mod kernel;
+pub mod modinfo;
 pub mod plan;
 pub mod report;
 pub mod stamp;
