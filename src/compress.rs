@@ -66,8 +66,8 @@ impl Compression {
     pub fn compress(self, data: &[u8], opts: &str) -> std::io::Result<Vec<u8>> {
         let level = opts
             .split_whitespace()
-            .filter_map(|w| w.strip_prefix('-')?.parse::<u32>().ok())
-            .last();
+            .rev()
+            .find_map(|w| w.strip_prefix('-')?.parse::<u32>().ok());
         match self {
             Compression::None => Ok(data.to_vec()),
             Compression::Gzip => {
