@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::build::BuildError;
 use crate::cli::CliError;
 use crate::conf::ConfError;
 use crate::framework::FrameworkError;
+use crate::install::InstallError;
 use crate::state::StateError;
 
 /// Failures of an action itself (argument combinations, tree preconditions).
@@ -79,6 +81,10 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Action(#[from] ActionError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Install(#[from] InstallError),
 }
 
 impl Error {
@@ -90,6 +96,8 @@ impl Error {
             Error::Conf(e) => e.exit_code(),
             Error::State(e) => e.exit_code(),
             Error::Action(e) => e.exit_code(),
+            Error::Build(e) => e.exit_code(),
+            Error::Install(e) => e.exit_code(),
         }
     }
 }

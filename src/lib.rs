@@ -5,11 +5,14 @@
 //! original's exit code.
 
 pub mod bash;
+pub mod build;
 pub mod cli;
 pub mod compress;
 pub mod conf;
 pub mod error;
 pub mod framework;
+pub mod fsutil;
+pub mod install;
 pub mod kernel;
 pub mod modinfo;
 pub mod plan;

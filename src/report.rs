@@ -96,8 +96,58 @@ pub fn status_json(entries: &[StatusEntry]) -> String {
     .expect("status serializes")
 }
 
+/// The time now, as `date -u` prints it in the C locale (`Wed Nov 25 07:45:00 UTC 2026`).
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+fn format_utc(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} UTC {year}",
+        DAYS[(days.rem_euclid(7)) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utc_dates_format_like_date() {
+        assert_eq!(super::format_utc(0), "Thu Jan  1 00:00:00 UTC 1970");
+        assert_eq!(
+            super::format_utc(1_795_590_000),
+            "Wed Nov 25 07:00:00 UTC 2026"
+        );
+        assert_eq!(
+            super::format_utc(951_782_400),
+            "Tue Feb 29 00:00:00 UTC 2000"
+        );
+    }
+
     use super::*;
     use crate::state::status::ModuleFiles;
 

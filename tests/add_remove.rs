@@ -80,18 +80,30 @@ fn remove_keeps_the_version_while_other_kernels_are_built() {
 }
 
 #[test]
-fn remove_of_an_installed_module_is_refused_until_uninstall_exists_and_changes_nothing() {
+fn remove_of_an_installed_module_uninstalls_it_everywhere() {
     let root = Root::new();
     root.fake_kernel(K1, "")
         .source("m", "1", &simple_conf("m", "1"))
         .added("m", "1");
     root.built("m", "1", K1, "x86_64", &["m.ko"])
         .installed("m", "1", K1, "x86_64");
-    let before = root.snapshot();
     let out = root.dkms(&["remove", "m/1", "--all"]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("not implemented yet"), "{}", out.stderr);
-    assert_eq!(root.snapshot(), before);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("Before uninstall, this module version was ACTIVE on this kernel."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !root.install_tree().join(K1).join("updates").exists(),
+        "installed file and its empty directories are gone"
+    );
+    assert!(!root.dkms_tree().join("m").exists());
+    assert!(
+        root.install_tree().join(K1).join("build").exists(),
+        "the kernel's own tree is untouched"
+    );
 }
 
 #[test]
@@ -210,9 +222,11 @@ fn argument_errors_have_the_originals_exit_codes() {
     assert_eq!(root.dkms(&["-V"]).stdout, "dkms-3.4.3\n");
     assert_eq!(root.dkms(&["--help"]).code, 0);
     // Actions of later releases say so and fail.
-    let out = root.dkms(&["build", "foo/1.0", "-k", K1]);
+    let out = root.dkms(&["mktarball", "foo/1.0", "-k", K1]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("'dkms build' is not implemented yet"));
+    assert!(out
+        .stderr
+        .contains("'dkms mktarball' is not implemented yet"));
 }
 
 fn add_bad(conf: &[u8]) -> (common::Output, bool) {

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_name, require_root, script, take_lock, Context};
-use crate::conf::{self, ConfRequest, ModuleConf};
+use super::{check_name, read_strict, require_root, script, take_lock, Context};
+use crate::conf::{self, ConfRequest};
 use crate::error::{ActionError, Result};
 use crate::state::{KernelArch, Registration};
 
@@ -26,71 +26,41 @@ pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
     ) else {
         return Err(ActionError::MissingModuleArgs("add").into());
     };
-    check_name(&m)?;
-    check_name(&v)?;
+    add_registered(ctx, &m, &v, ka)?;
+    Ok(0)
+}
+
+/// Register `<source_tree>/<m>-<v>` (the caller holds the lock).
+pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    check_name(m)?;
+    check_name(v)?;
     if matches!(
-        ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
+        ctx.tree.registration(m, v, &ctx.settings.source_tree),
         Registration::Added { .. }
     ) {
-        return Err(ActionError::AlreadyAdded(m, v).into());
+        return Err(ActionError::AlreadyAdded(m.into(), v.into()).into());
     }
     let source = ctx.settings.source_tree.join(format!("{m}-{v}"));
     if !source.is_dir() {
         return Err(ActionError::SourceDirMissing(source).into());
     }
-    let conf_file = req.conf.clone().unwrap_or_else(|| source.join("dkms.conf"));
-    let conf = read_strict(ctx, &conf_file, &m, &v, ka)?;
-    let link = ctx.tree.version_dir(&m, &v).join("source");
+    let conf_file = ctx
+        .req
+        .conf
+        .clone()
+        .unwrap_or_else(|| source.join("dkms.conf"));
+    let conf = read_strict(ctx, &conf_file, m, v, ka)?;
+    let link = ctx.tree.version_dir(m, v).join("source");
     ctx.report.line(&format!(
         "Creating symlink {} -> {}",
         link.display(),
         source.display()
     ));
-    ctx.tree.add(&m, &v, &source)?;
+    ctx.tree.add(m, v, &source)?;
     if let Some(cmd) = &conf.post_add {
-        script::run(ctx, "post_add", cmd, &m, &source);
+        script::run(ctx.settings, ctx.report, "post_add", cmd, m, &source);
     }
-    Ok(0)
-}
-
-/// Strict read with the original's console side effects (deprecations, warnings).
-pub(crate) fn read_strict(
-    ctx: &Context,
-    file: &Path,
-    m: &str,
-    v: &str,
-    ka: &KernelArch,
-) -> Result<ModuleConf> {
-    let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
-        .with_kernel_overrides(
-            ctx.req.kernel_source_dir.as_deref(),
-            ctx.req.kernel_config.as_deref(),
-        )
-        .with_directives(&ctx.req.directives);
-    for d in &ctx.req.directives {
-        if let Some((name, value)) = d.split_once('=') {
-            ctx.report.line(&format!("DIRECTIVE: {name}=\"{value}\""));
-        }
-    }
-    let evaluated = conf::evaluate(&creq)?;
-    for message in &evaluated.messages {
-        ctx.report.stderr(message);
-    }
-    let (conf, problems) = conf::interpret(&creq, &evaluated);
-    for d in &conf.deprecated {
-        ctx.report.deprecated(d);
-    }
-    for w in &conf.warnings {
-        ctx.report.stderr(w);
-    }
-    if !problems.is_empty() {
-        return Err(conf::ConfError::Invalid {
-            file: file.to_path_buf(),
-            problems,
-        }
-        .into());
-    }
-    Ok(conf)
+    Ok(())
 }
 
 /// Copy a source directory to `<source_tree>/<PACKAGE_NAME>-<PACKAGE_VERSION>`.
@@ -158,7 +128,7 @@ fn copy_source(from: &Path, target: &Path) -> Result<()> {
         source,
     };
     if target.exists() {
-        return copy_tree(from, target).map_err(|e| copy_err(e).into());
+        return crate::fsutil::copy_tree(from, target).map_err(|e| copy_err(e).into());
     }
     let parent = target.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(copy_err)?;
@@ -168,31 +138,11 @@ fn copy_source(from: &Path, target: &Path) -> Result<()> {
         .unwrap_or_default();
     let staged: PathBuf = parent.join(format!(".{name}.copy.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staged);
-    let result = copy_tree(from, &staged).and_then(|_| std::fs::rename(&staged, target));
+    let result =
+        crate::fsutil::copy_tree(from, &staged).and_then(|_| std::fs::rename(&staged, target));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staged);
         return Err(copy_err(e).into());
-    }
-    Ok(())
-}
-
-/// Recursive copy keeping symlinks as symlinks and permission bits (`cp -pr`).
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let ty = entry.file_type()?;
-        if ty.is_symlink() {
-            let _ = std::fs::remove_file(&dst);
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        } else if ty.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else {
-            std::fs::copy(&src, &dst)?;
-        }
     }
     Ok(())
 }

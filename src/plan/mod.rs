@@ -2,11 +2,17 @@
 //! with its exit codes), the kernel/arch list, and dispatch to the actions.
 
 mod add;
+mod build;
 mod remove;
 mod script;
 mod status;
 
+pub use script::run as run_source_script;
+
+use std::path::Path;
+
 use crate::cli::{Action, Request};
+use crate::conf::{self, ConfRequest, ModuleConf};
 use crate::error::{ActionError, Result};
 use crate::framework::Settings;
 use crate::report::Reporter;
@@ -47,7 +53,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
             match action {
                 Action::Remove => remove::remove(&ctx, &m, &v, &kernels),
                 Action::Unbuild => remove::unbuild(&ctx, &m, &v, &kernels),
-                _ => Err(ActionError::NotImplemented(action.name().into()).into()),
+                _ => build::uninstall(&ctx, &m, &v, &kernels),
             }
         }
         Action::Add | Action::Build | Action::Install => {
@@ -62,7 +68,14 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
             let kernels = kernels_for(&ctx, None)?;
             match action {
                 Action::Add => add::run(&ctx, &kernels[0]),
-                _ => Err(ActionError::NotImplemented(action.name().into()).into()),
+                Action::Build => {
+                    let (m, v) = module_args(&ctx, action)?;
+                    build::build(&ctx, &m, &v, &kernels)
+                }
+                _ => {
+                    let (m, v) = module_args(&ctx, action)?;
+                    build::install(&ctx, &m, &v, &kernels)
+                }
             }
         }
         Action::Autoinstall
@@ -122,6 +135,46 @@ fn ensure_added(ctx: &Context, m: &str, v: &str, allow_broken: bool) -> Result<(
         .into()),
         Registration::NotAdded => Err(ActionError::NotAdded(m.into(), v.into()).into()),
     }
+}
+
+/// Strict read with the original's console side effects (deprecations, warnings).
+pub(crate) fn read_strict(
+    ctx: &Context,
+    file: &Path,
+    m: &str,
+    v: &str,
+    ka: &KernelArch,
+) -> Result<ModuleConf> {
+    let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
+        .with_kernel_overrides(
+            ctx.req.kernel_source_dir.as_deref(),
+            ctx.req.kernel_config.as_deref(),
+        )
+        .with_directives(&ctx.req.directives);
+    for d in &ctx.req.directives {
+        if let Some((name, value)) = d.split_once('=') {
+            ctx.report.line(&format!("DIRECTIVE: {name}=\"{value}\""));
+        }
+    }
+    let evaluated = conf::evaluate(&creq)?;
+    for message in &evaluated.messages {
+        ctx.report.stderr(message);
+    }
+    let (conf, problems) = conf::interpret(&creq, &evaluated);
+    for d in &conf.deprecated {
+        ctx.report.deprecated(d);
+    }
+    for w in &conf.warnings {
+        ctx.report.stderr(w);
+    }
+    if !problems.is_empty() {
+        return Err(conf::ConfError::Invalid {
+            file: file.to_path_buf(),
+            problems,
+        }
+        .into());
+    }
+    Ok(conf)
 }
 
 /// Take the global lock, saying who holds it if we have to wait.

@@ -6,11 +6,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::Context;
+use crate::framework::Settings;
+use crate::report::Reporter;
 
 /// Run a module script; returns its exit status (`None` if it was not run).
 pub fn run(
-    ctx: &Context,
+    settings: &Settings,
+    report: &Reporter,
     kind: &str,
     command: &str,
     module: &str,
@@ -18,7 +20,7 @@ pub fn run(
 ) -> Option<i32> {
     let mut words = command.split_whitespace();
     let first = words.next()?;
-    let override_path = ctx.settings.config_dir.join(module).join(first);
+    let override_path = settings.config_dir.join(module).join(first);
     let program = if override_path.is_file() {
         override_path
     } else {
@@ -26,13 +28,12 @@ pub fn run(
     };
     let executable =
         rustix::fs::access(&program, rustix::fs::Access::EXEC_OK).is_ok() && program.is_file();
-    ctx.report.line("");
+    report.line("");
     if !executable {
-        ctx.report
-            .warn(&format!("The {kind} script is not executable."));
+        report.warn(&format!("The {kind} script is not executable."));
         return None;
     }
-    ctx.report.line(&format!("Running the {kind} script:"));
+    report.line(&format!("Running the {kind} script:"));
     let status = Command::new(&program)
         .args(words)
         .current_dir(source_dir)
@@ -40,7 +41,7 @@ pub fn run(
     match status {
         Ok(s) => s.code(),
         Err(e) => {
-            ctx.report.warn(&format!(
+            report.warn(&format!(
                 "Cannot run the {kind} script {}: {e}",
                 program.display()
             ));

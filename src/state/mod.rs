@@ -267,6 +267,25 @@ impl StateTree {
         Ok(())
     }
 
+    /// Delete `<v>/<k>/<a>` (renamed away first, so it disappears in one step) and
+    /// `<v>/<k>` when nothing else is left in it.
+    pub fn remove_build(
+        &self,
+        module: &str,
+        version: &str,
+        ka: &KernelArch,
+    ) -> Result<(), StateError> {
+        let dir = self.build_dir(module, version, ka);
+        let doomed = dir.with_file_name(format!(".{}.removing.{}", ka.arch, std::process::id()));
+        std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
+        let kernel_dir = self.version_dir(module, version).join(&ka.kernel);
+        if visible_entries(&kernel_dir).is_empty() {
+            let _ = std::fs::remove_dir_all(&kernel_dir);
+        }
+        Ok(())
+    }
+
     /// Remove `<m>/` if it is empty (dot-files of ours included in "empty").
     pub fn prune_module_dir(&self, module: &str) {
         let dir = self.root.join(module);

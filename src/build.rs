@@ -1,0 +1,607 @@
+//! Building one module version for one kernel with the kernel's own kbuild.
+//!
+//! Steps (reference §2, build): the kernel headers check, BUILD_EXCLUSIVE and
+//! BUILD_DEPENDS, a fresh copy of the source into `<v>/build/` (with the
+//! `/etc/dkms/<m>/patches` overlay), patches, PRE_BUILD, `make`, the built-module check,
+//! then strip + compress into a staging directory `<v>/<k>/.tmp_<a>_XXXXXX` that becomes
+//! `<v>/<k>/<a>` by one rename — a build is either absent or complete. Every external
+//! command is logged to `make.log` in the original's entry format.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::compress::Compression;
+use crate::conf::ModuleConf;
+use crate::framework::Settings;
+use crate::kernel::KernelConfig;
+use crate::report::Reporter;
+use crate::state::{KernelArch, StateTree};
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("This module/version has already been built on: {kernel}\nDirectory {dir} already exists. Use the dkms remove function before trying to build again.")]
+    AlreadyBuilt { kernel: String, dir: PathBuf },
+    #[error("The dkms.conf for module {module} includes a BUILD_EXCLUSIVE directive which does not match this kernel/arch/config:\n  {}\nThis indicates that it should not be built.", reasons.join("\n  "))]
+    Excluded {
+        module: String,
+        reasons: Vec<String>,
+    },
+    #[error(
+        "The directory {0} does not appear to have module source located within it.\nBuild halted."
+    )]
+    NoSource(PathBuf),
+    #[error("Your kernel headers for kernel {kernel} cannot be found at {dir}.\nPlease install your distribution's kernel headers package matching {kernel} (on Debian and Ubuntu: apt-get install linux-headers-{kernel}).")]
+    NoHeaders { kernel: String, dir: PathBuf },
+    #[error("The module {module} requires {dependency}, which is not installed for kernel {kernel} ({arch}) (BUILD_DEPENDS).\nInstall {dependency} first, or use --force.")]
+    MissingDependency {
+        module: String,
+        dependency: String,
+        kernel: String,
+        arch: String,
+    },
+    #[error("Patch {0} as specified in dkms.conf contains '..'.")]
+    PatchPath(String),
+    #[error("Patch {patch} as specified in dkms.conf cannot be found in {dir}.")]
+    PatchMissing { patch: String, dir: PathBuf },
+    #[error("Application of patch {patch} failed.\nCheck {log} for more information.")]
+    PatchFailed { patch: String, log: PathBuf },
+    #[error(
+        "The {kind} script failed with exit status {code}.\nCheck {log} for more information."
+    )]
+    Script {
+        kind: &'static str,
+        code: i32,
+        log: PathBuf,
+    },
+    #[error("Bad return status for module build on kernel: {kernel} ({arch})\nConsult {log} for more information.{excerpt}")]
+    Make {
+        kernel: String,
+        arch: String,
+        log: PathBuf,
+        excerpt: String,
+    },
+    #[error("Build of {name}.ko failed for: {kernel} ({arch})\nMake sure the name of the generated module is correct and at the root of the\nbuild directory (BUILT_MODULE_NAME / BUILT_MODULE_LOCATION), or consult make.log in\n{build_dir} for more information.")]
+    BuiltModuleMissing {
+        name: String,
+        kernel: String,
+        arch: String,
+        build_dir: PathBuf,
+    },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::AlreadyBuilt { .. } => 3,
+            BuildError::Excluded { .. } => 77,
+            BuildError::NoSource(_) => 8,
+            BuildError::NoHeaders { .. } => 21,
+            BuildError::MissingDependency { .. } => 13,
+            BuildError::PatchPath(_) | BuildError::PatchMissing { .. } => 5,
+            BuildError::PatchFailed { .. } => 6,
+            BuildError::Script { code, .. } => *code,
+            BuildError::Make { .. } => 10,
+            BuildError::BuiltModuleMissing { .. } | BuildError::Io { .. } => 7,
+        }
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Everything one build needs.
+pub struct BuildJob<'a> {
+    pub settings: &'a Settings,
+    pub tree: &'a StateTree,
+    pub report: &'a Reporter,
+    pub module: &'a str,
+    pub version: &'a str,
+    pub ka: &'a KernelArch,
+    pub conf: &'a ModuleConf,
+    pub kernel_source_dir: PathBuf,
+    pub kernel_config: PathBuf,
+    pub force: bool,
+}
+
+/// The kernel's headers are present: `<build dir>/include` exists.
+pub fn check_headers(kernel: &str, dir: &Path) -> Result<(), BuildError> {
+    if dir.join("include").is_dir() {
+        Ok(())
+    } else {
+        Err(BuildError::NoHeaders {
+            kernel: kernel.into(),
+            dir: dir.into(),
+        })
+    }
+}
+
+impl BuildJob<'_> {
+    fn version_dir(&self) -> PathBuf {
+        self.tree.version_dir(self.module, self.version)
+    }
+
+    fn build_dir(&self) -> PathBuf {
+        self.version_dir().join("build")
+    }
+
+    pub fn run(&self) -> Result<(), BuildError> {
+        let result_dir = self.tree.build_dir(self.module, self.version, self.ka);
+        if result_dir.exists() {
+            return Err(BuildError::AlreadyBuilt {
+                kernel: self.ka.kernel.clone(),
+                dir: result_dir,
+            });
+        }
+        let buildable: Vec<_> = self
+            .conf
+            .modules
+            .iter()
+            .filter(|m| !m.exclusion.excluded())
+            .collect();
+        if self.conf.exclusion.excluded() || (!self.conf.modules.is_empty() && buildable.is_empty())
+        {
+            let mut reasons = self.conf.exclusion.reasons.clone();
+            reasons.extend(
+                self.conf
+                    .modules
+                    .iter()
+                    .flat_map(|m| m.exclusion.reasons.clone()),
+            );
+            reasons.dedup();
+            return Err(BuildError::Excluded {
+                module: self.module.into(),
+                reasons,
+            });
+        }
+        let source = self.version_dir().join("source");
+        if crate::state::visible_entries(&source).len() + hidden_count(&source) < 2 {
+            return Err(BuildError::NoSource(source));
+        }
+        check_headers(&self.ka.kernel, &self.kernel_source_dir)?;
+        self.check_dependencies()?;
+        let config = KernelConfig::read(&self.kernel_config);
+
+        self.prepare_build_dir(&source)?;
+        let log_path = self.build_dir().join("make.log");
+        let mut log = Log::create(&log_path)?;
+        log.header(self.module, self.version, self.ka)?;
+        self.apply_patches(&mut log)?;
+        if let Some(script) = &self.conf.pre_build {
+            self.build_script(&mut log, "pre_build", script)?;
+        }
+
+        let make = make_command(
+            &self.conf.make_command,
+            self.settings.parallel_jobs,
+            &self.ka.kernel,
+            config.as_ref(),
+        );
+        self.report.line(&format!(
+            "Building module(s) for kernel {} ({})...",
+            self.ka.kernel, self.ka.arch
+        ));
+        let status = log.run(
+            "Building module(s)",
+            &make,
+            &self.build_dir(),
+            &compiler_env(config.as_ref()),
+        )?;
+        if status != 0 {
+            return Err(BuildError::Make {
+                kernel: self.ka.kernel.clone(),
+                arch: self.ka.arch.clone(),
+                excerpt: error_excerpt(&log_path),
+                log: log_path,
+            });
+        }
+        for m in &buildable {
+            let built = self
+                .build_dir()
+                .join(format!("{}{}.ko", m.built_location, m.built_name));
+            if !built.is_file() {
+                return Err(BuildError::BuiltModuleMissing {
+                    name: format!("{}{}", m.built_location, m.built_name),
+                    kernel: self.ka.kernel.clone(),
+                    arch: self.ka.arch.clone(),
+                    build_dir: self.build_dir(),
+                });
+            }
+        }
+        self.commit(&mut log, config.as_ref(), &buildable)?;
+        if let Some(script) = &self.conf.post_build {
+            // The log now lives in the committed build; POST_BUILD appends to it.
+            let mut log = Log::append(&result_dir.join("log/make.log"))?;
+            self.build_script(&mut log, "post_build", script)?;
+        }
+        self.clean_build_dir();
+        Ok(())
+    }
+
+    fn check_dependencies(&self) -> Result<(), BuildError> {
+        for dep in &self.conf.build_depends {
+            let link = self.tree.kernel_link(dep, self.ka);
+            if link.exists() {
+                continue;
+            }
+            let err = BuildError::MissingDependency {
+                module: self.module.into(),
+                dependency: dep.clone(),
+                kernel: self.ka.kernel.clone(),
+                arch: self.ka.arch.clone(),
+            };
+            if !self.force {
+                return Err(err);
+            }
+            self.report.warn(&err.to_string());
+        }
+        Ok(())
+    }
+
+    /// `rm -rf build/; cp -a source/ build/`, then the `/etc/dkms/<m>/patches` overlay.
+    fn prepare_build_dir(&self, source: &Path) -> Result<(), BuildError> {
+        let build = self.build_dir();
+        if build.exists() {
+            std::fs::remove_dir_all(&build).map_err(io("delete", &build))?;
+        }
+        let source = std::fs::canonicalize(source).map_err(io("resolve", source))?;
+        crate::fsutil::copy_tree(&source, &build).map_err(io("copy the source to", &build))?;
+        let overlay = self.settings.config_dir.join(self.module).join("patches");
+        if overlay.is_dir() {
+            crate::fsutil::copy_tree(&overlay, &build.join("patches"))
+                .map_err(io("copy patches to", &build))?;
+        }
+        Ok(())
+    }
+
+    fn apply_patches(&self, log: &mut Log) -> Result<(), BuildError> {
+        for p in &self.conf.patches {
+            if p.split('/').any(|c| c == "..") || p.starts_with('/') {
+                return Err(BuildError::PatchPath(p.clone()));
+            }
+            let dir = self.build_dir().join("patches");
+            if !dir.join(p).is_file() {
+                return Err(BuildError::PatchMissing {
+                    patch: p.clone(),
+                    dir,
+                });
+            }
+            let cmd = format!("patch -p1 < ./patches/{}", crate::bash::quote(p));
+            if log.run(&format!("Applying patch {p}"), &cmd, &self.build_dir(), &[])? != 0 {
+                return Err(BuildError::PatchFailed {
+                    patch: p.clone(),
+                    log: log.path.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// PRE_BUILD / POST_BUILD: `<build>/<script>` must be executable; run from the build
+    /// directory, output to make.log, a non-zero status aborts with that status.
+    fn build_script(
+        &self,
+        log: &mut Log,
+        kind: &'static str,
+        script: &str,
+    ) -> Result<(), BuildError> {
+        let first = script.split_whitespace().next().unwrap_or("");
+        let program = self.build_dir().join(first);
+        if !program.is_file() || rustix::fs::access(&program, rustix::fs::Access::EXEC_OK).is_err()
+        {
+            self.report
+                .warn(&format!("The {kind} script is not executable."));
+            return Ok(());
+        }
+        let cmd = format!(
+            "{} {}",
+            crate::bash::quote(&program.to_string_lossy()),
+            script[first.len()..].trim()
+        );
+        let code = log.run(
+            &format!("Running the {kind} script"),
+            &cmd,
+            &self.build_dir(),
+            &[],
+        )?;
+        if code != 0 {
+            return Err(BuildError::Script {
+                kind,
+                code,
+                log: log.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Strip, compress and place every built module into a staging directory, then
+    /// rename it to `<v>/<k>/<a>`.
+    fn commit(
+        &self,
+        log: &mut Log,
+        config: Option<&KernelConfig>,
+        modules: &[&crate::conf::ModuleEntry],
+    ) -> Result<(), BuildError> {
+        let kernel_dir = self.version_dir().join(&self.ka.kernel);
+        std::fs::create_dir_all(&kernel_dir).map_err(io("create", &kernel_dir))?;
+        let staging = tempfile::Builder::new()
+            .prefix(&format!(".tmp_{}_", self.ka.arch))
+            .tempdir_in(&kernel_dir)
+            .map_err(io("create a staging directory in", &kernel_dir))?;
+        let module_dir = staging.path().join("module");
+        let log_dir = staging.path().join("log");
+        for d in [&module_dir, &log_dir] {
+            std::fs::create_dir(d).map_err(io("create", d))?;
+        }
+        let symvers = self.build_dir().join("Module.symvers");
+        if symvers.is_file() {
+            std::fs::copy(&symvers, module_dir.join("Module.symvers"))
+                .map_err(io("copy", &symvers))?;
+        }
+        if self.kernel_config.is_file() {
+            let _ = std::fs::copy(&self.kernel_config, log_dir.join(".config"));
+        }
+        let compression =
+            Compression::for_kernel(config, &self.settings.install_tree.join(&self.ka.kernel));
+        let opts = match compression {
+            Compression::Gzip => &self.settings.compress_gzip_opts,
+            Compression::Xz => &self.settings.compress_xz_opts,
+            Compression::Zstd => &self.settings.compress_zstd_opts,
+            Compression::None => "",
+        };
+        let clang = config.is_some_and(|c| c.get("CONFIG_CC_IS_CLANG") == Some("y"));
+        for m in modules {
+            let built = self
+                .build_dir()
+                .join(format!("{}{}.ko", m.built_location, m.built_name));
+            if m.strip {
+                let tool = if clang { "llvm-strip" } else { "strip" };
+                let cmd = format!("{tool} -g {}", crate::bash::quote(&built.to_string_lossy()));
+                if log.run(
+                    &format!("Stripping {}.ko", m.built_name),
+                    &cmd,
+                    &self.build_dir(),
+                    &[],
+                )? != 0
+                {
+                    self.report.warn(&format!(
+                        "Could not strip {}; keeping it unstripped.",
+                        built.display()
+                    ));
+                }
+            }
+            let data = std::fs::read(&built).map_err(io("read", &built))?;
+            let (bytes, suffix) = match compression.compress(&data, opts) {
+                Ok(c) => (c, compression.suffix()),
+                Err(e) => {
+                    self.report.warn(&format!(
+                        "Compressing {} failed ({e}); installing it uncompressed.",
+                        built.display()
+                    ));
+                    (data, "")
+                }
+            };
+            let dest = module_dir.join(format!("{}.ko{suffix}", m.dest_name));
+            std::fs::write(&dest, bytes).map_err(io("write", &dest))?;
+        }
+        log.flush()?;
+        std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io("copy", &log.path))?;
+        let staged = staging.keep();
+        let final_dir = kernel_dir.join(&self.ka.arch);
+        std::fs::rename(&staged, &final_dir).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staged);
+            io("rename the staged build to", &final_dir)(e)
+        })
+    }
+
+    /// After success the scratch copy goes; `build/` stays as an empty directory.
+    fn clean_build_dir(&self) {
+        let build = self.build_dir();
+        if let Ok(entries) = std::fs::read_dir(&build) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+    }
+}
+
+fn hidden_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|es| {
+            es.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The original's make command: ` LLVM=1` for clang-built kernels, then a leading
+/// `make` becomes `make -j<N> KERNELRELEASE=<k>` (a quoted `'make'` is left alone).
+pub fn make_command(
+    command: &str,
+    jobs: Option<u32>,
+    kernel: &str,
+    config: Option<&KernelConfig>,
+) -> String {
+    let mut cmd = command.to_string();
+    if config.is_some_and(|c| c.get("CONFIG_CC_IS_CLANG") == Some("y")) {
+        cmd.push_str(" LLVM=1");
+    }
+    if let Some(rest) = cmd.strip_prefix("make") {
+        let j = jobs.map(|n| n.to_string()).unwrap_or_default();
+        cmd = format!("make -j{j} KERNELRELEASE={kernel}{rest}");
+    }
+    cmd
+}
+
+/// The compiler the kernel was built with: the original exports `CC` (and
+/// `KERNEL_CC`) as the first word of `CONFIG_CC_VERSION_TEXT` when that command exists.
+fn compiler_env(config: Option<&KernelConfig>) -> Vec<(String, String)> {
+    let Some(text) = config.and_then(|c| c.get("CONFIG_CC_VERSION_TEXT")) else {
+        return Vec::new();
+    };
+    let Some(cc) = text.split_whitespace().next() else {
+        return Vec::new();
+    };
+    let exists = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(cc).is_file()))
+        .unwrap_or(false);
+    if exists {
+        vec![("CC".into(), cc.into()), ("KERNEL_CC".into(), cc.into())]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The first error lines of a make.log, for the console.
+fn error_excerpt(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("error") || l.contains("Error "))
+        .take(5)
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("\nFirst errors:\n  {}", lines.join("\n  "))
+    }
+}
+
+/// make.log, in the original's entry format: a blank line, the description,
+/// `# command: ...`, the output, a blank line, `# exit code: N`, `# elapsed time:
+/// HH:MM:SS`, 64 dashes.
+struct Log {
+    path: PathBuf,
+    file: File,
+}
+
+impl Log {
+    fn create(path: &Path) -> Result<Log, BuildError> {
+        let file = File::create(path).map_err(io("create", path))?;
+        Ok(Log {
+            path: path.into(),
+            file,
+        })
+    }
+
+    fn append(path: &Path) -> Result<Log, BuildError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io("open", path))?;
+        Ok(Log {
+            path: path.into(),
+            file,
+        })
+    }
+
+    fn write(&mut self, text: &str) -> Result<(), BuildError> {
+        self.file
+            .write_all(text.as_bytes())
+            .map_err(io("write", &self.path))
+    }
+
+    fn flush(&mut self) -> Result<(), BuildError> {
+        self.file.flush().map_err(io("write", &self.path))
+    }
+
+    fn header(&mut self, m: &str, v: &str, ka: &KernelArch) -> Result<(), BuildError> {
+        self.write(&format!(
+            "DKMS (dkms-{}) make.log for {m}/{v} for kernel {} ({})\n{}\n",
+            crate::UPSTREAM_VERSION,
+            ka.kernel,
+            ka.arch,
+            crate::report::now_utc()
+        ))
+    }
+
+    /// Run `command` with bash in `dir`, output into the log; returns the exit status.
+    fn run(
+        &mut self,
+        description: &str,
+        command: &str,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<i32, BuildError> {
+        self.write(&format!("\n{description}\n# command: {command}\n"))?;
+        self.flush()?;
+        let out = self.file.try_clone().map_err(io("write", &self.path))?;
+        let err = self.file.try_clone().map_err(io("write", &self.path))?;
+        let start = Instant::now();
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!("{{ {command}\n}}"))
+            .current_dir(dir);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        for v in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS"] {
+            cmd.env_remove(v);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let status = cmd.status().map_err(io("run bash in", dir))?;
+        let code = status.code().unwrap_or(128);
+        let secs = start.elapsed().as_secs();
+        self.write(&format!(
+            "\n# exit code: {code}\n# elapsed time: {:02}:{:02}:{:02}\n{}\n",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            "-".repeat(64)
+        ))?;
+        Ok(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn make_command_rewrites_like_the_original() {
+        let k = "6.1.0-1-amd64";
+        assert_eq!(
+            make_command("make -C /k M=/b", Some(4), k, None),
+            "make -j4 KERNELRELEASE=6.1.0-1-amd64 -C /k M=/b"
+        );
+        assert_eq!(
+            make_command("make", None, k, None),
+            "make -j KERNELRELEASE=6.1.0-1-amd64"
+        );
+        assert_eq!(
+            make_command("'make' -j2 KVER=x", Some(4), k, None),
+            "'make' -j2 KVER=x"
+        );
+        let clang = KernelConfig::parse("CONFIG_CC_IS_CLANG=y\n");
+        assert_eq!(
+            make_command("make -C /k", Some(1), k, Some(&clang)),
+            "make -j1 KERNELRELEASE=6.1.0-1-amd64 -C /k LLVM=1"
+        );
+        assert_eq!(
+            make_command("env X=1 make", Some(1), k, None),
+            "env X=1 make"
+        );
+    }
+}

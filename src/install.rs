@@ -1,0 +1,684 @@
+//! Installing built modules into `/lib/modules/<k>/...`, uninstalling them, depmod.
+//!
+//! Transactional: every change is recorded in a [`Transaction`] — a new file is written
+//! beside its destination and renamed into place, a file it replaces is first renamed to
+//! a backup, an original module is moved (with its `.origin` record) into the state tree,
+//! and the `kernel-<k>-<a>` link is replaced by renaming a new link over it. If anything
+//! fails (a copy, a full disk, depmod), the steps are undone in reverse order and the
+//! previous module and state are exactly as they were; on success the backups are
+//! deleted. The state tree link changes only after every file is in place.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+use crate::conf::{ModuleConf, ModuleEntry};
+use crate::framework::Settings;
+use crate::report::Reporter;
+use crate::state::{module_file, KernelArch, StateTree};
+
+#[derive(Debug, Error)]
+pub enum InstallError {
+    #[error(
+        "The directory {0} doesn't exist.\nYou cannot install a module onto a non-existent kernel."
+    )]
+    NoKernelDir(PathBuf),
+    #[error("The built module {0} is missing.\nRebuild it with: dkms build --force")]
+    BuiltMissing(PathBuf),
+    #[error("pre_install failed, aborting install.\nYou may override by specifying --force.")]
+    PreInstall,
+    #[error("The install location '{location}' of {module} leaves the kernel's module tree.\nFix DEST_MODULE_LOCATION in dkms.conf (or ADDON_MODULES_DIR).")]
+    LeavesTree { module: String, location: String },
+    #[error("Installation aborted.")]
+    Aborted,
+    #[error("Problems with depmod detected. Automatically uninstalling this module.\nInstall Failed (depmod problems). Module rolled back to built state.\n{0}")]
+    Depmod(String),
+    #[error("Cannot {action} {path}: {source}\nNothing was changed: the previous modules and state are restored.")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl InstallError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InstallError::PreInstall => 101,
+            _ => 6,
+        }
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_path_buf();
+    move |source| InstallError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Reversible filesystem changes.
+#[derive(Default)]
+pub struct Transaction {
+    done: Vec<Step>,
+}
+
+enum Step {
+    /// `path` was created; `backup` holds what was there before.
+    Placed {
+        path: PathBuf,
+        backup: Option<PathBuf>,
+    },
+    /// `from` was moved to `to`.
+    Moved { from: PathBuf, to: PathBuf },
+    /// A file was written that did not exist before.
+    Created(PathBuf),
+}
+
+impl Transaction {
+    /// Copy `src` to `dest` (or symlink it): staged beside `dest`, renamed into place.
+    pub fn place(&mut self, src: &Path, dest: &Path, symlink: bool) -> Result<(), InstallError> {
+        let dir = dest.parent().unwrap_or(Path::new("/"));
+        self.create_dirs(dir)?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staged = dir.join(format!(".{name}.dkms-new.{}", std::process::id()));
+        let _ = std::fs::remove_file(&staged);
+        let written = if symlink {
+            std::os::unix::fs::symlink(src, &staged)
+        } else {
+            std::fs::copy(src, &staged).and_then(|_| {
+                std::fs::set_permissions(
+                    &staged,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )?;
+                std::fs::File::open(&staged)?.sync_all()
+            })
+        };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&staged);
+            return Err(io("write", &staged)(e));
+        }
+        let backup = if std::fs::symlink_metadata(dest).is_ok() {
+            let b = dir.join(format!(".{name}.dkms-old.{}", std::process::id()));
+            std::fs::rename(dest, &b).map_err(io("move aside", dest))?;
+            Some(b)
+        } else {
+            None
+        };
+        if let Err(e) = std::fs::rename(&staged, dest) {
+            if let Some(b) = &backup {
+                let _ = std::fs::rename(b, dest);
+            }
+            let _ = std::fs::remove_file(&staged);
+            return Err(io("rename into", dest)(e));
+        }
+        self.done.push(Step::Placed {
+            path: dest.into(),
+            backup,
+        });
+        Ok(())
+    }
+
+    /// Move `from` to `to` (same filesystem), creating `to`'s directory.
+    pub fn moved(&mut self, from: &Path, to: &Path) -> Result<(), InstallError> {
+        if let Some(dir) = to.parent() {
+            self.create_dirs(dir)?;
+        }
+        std::fs::rename(from, to).map_err(io("move", from))?;
+        self.done.push(Step::Moved {
+            from: from.into(),
+            to: to.into(),
+        });
+        Ok(())
+    }
+
+    /// Write a small file that did not exist.
+    pub fn write_new(&mut self, path: &Path, text: &str) -> Result<(), InstallError> {
+        std::fs::write(path, text).map_err(io("write", path))?;
+        self.done.push(Step::Created(path.into()));
+        Ok(())
+    }
+
+    /// Delete `path`, keeping it as a backup until commit.
+    pub fn remove(&mut self, path: &Path) -> Result<(), InstallError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let backup = path.with_file_name(format!(".{name}.dkms-old.{}", std::process::id()));
+        std::fs::rename(path, &backup).map_err(io("remove", path))?;
+        self.done.push(Step::Moved {
+            from: path.into(),
+            to: backup,
+        });
+        Ok(())
+    }
+
+    fn create_dirs(&mut self, dir: &Path) -> Result<(), InstallError> {
+        let mut missing = Vec::new();
+        let mut d = dir.to_path_buf();
+        while !d.exists() {
+            missing.push(d.clone());
+            if !d.pop() {
+                break;
+            }
+        }
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(&d).map_err(io("create", &d))?;
+            self.done.push(Step::Created(d));
+        }
+        Ok(())
+    }
+
+    /// Undo every step, newest first.
+    pub fn rollback(self) {
+        for step in self.done.into_iter().rev() {
+            match step {
+                Step::Placed { path, backup } => {
+                    let _ = std::fs::remove_file(&path);
+                    if let Some(b) = backup {
+                        let _ = std::fs::rename(b, &path);
+                    }
+                }
+                Step::Moved { from, to } => {
+                    let _ = std::fs::rename(&to, &from);
+                }
+                Step::Created(p) => {
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Keep the changes; delete the backups.
+    pub fn commit(self) {
+        for step in self.done {
+            match step {
+                Step::Placed {
+                    backup: Some(b), ..
+                } => {
+                    let _ = std::fs::remove_file(b);
+                }
+                Step::Moved { to, .. }
+                    if to
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains(".dkms-old.")) =>
+                {
+                    let _ = std::fs::remove_file(to);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Where a module is installed: `ADDON_MODULES_DIR`, the distribution's directory,
+/// else the module's own `DEST_MODULE_LOCATION`. Refused if it would leave the tree.
+pub fn dest_dir(settings: &Settings, m: &str, entry: &ModuleEntry) -> Result<String, InstallError> {
+    let location = match settings.addon_modules_dir() {
+        Some(d) => format!("/{d}"),
+        None => match settings
+            .distribution()
+            .ok()
+            .and_then(|d| d.module_dir_override())
+        {
+            Some(d) => d.to_string(),
+            None => entry.dest_location.clone(),
+        },
+    };
+    if location.split('/').any(|c| c == "..") {
+        return Err(InstallError::LeavesTree {
+            module: m.into(),
+            location,
+        });
+    }
+    Ok(location)
+}
+
+/// Install one built (module, version, kernel, arch).
+pub struct InstallJob<'a> {
+    pub settings: &'a Settings,
+    pub tree: &'a StateTree,
+    pub report: &'a Reporter,
+    pub module: &'a str,
+    pub version: &'a str,
+    pub ka: &'a KernelArch,
+    pub conf: &'a ModuleConf,
+    pub force: bool,
+    pub force_version_override: bool,
+    pub no_depmod: bool,
+}
+
+impl InstallJob<'_> {
+    pub fn run(&self) -> Result<(), InstallError> {
+        let lib = self.settings.install_tree.join(&self.ka.kernel);
+        if !lib.is_dir() {
+            return Err(InstallError::NoKernelDir(lib));
+        }
+        let source = self
+            .tree
+            .version_dir(self.module, self.version)
+            .join("source");
+        if let Some(script) = &self.conf.pre_install {
+            let code = crate::plan::run_source_script(
+                self.settings,
+                self.report,
+                "pre_install",
+                script,
+                self.module,
+                &source,
+            );
+            if code.is_some_and(|c| c != 0) && !self.force {
+                return Err(InstallError::PreInstall);
+            }
+        }
+        let mut tx = Transaction::default();
+        match self.place_modules(&mut tx, &lib) {
+            Ok(0) => {
+                tx.rollback();
+                return Err(InstallError::Aborted);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tx.rollback();
+                return Err(e);
+            }
+        }
+        let link = self.tree.kernel_link(self.module, self.ka);
+        let target = Path::new(self.version)
+            .join(&self.ka.kernel)
+            .join(&self.ka.arch);
+        let staged_link = link.with_file_name(format!(
+            ".kernel-{}-{}.new.{}",
+            self.ka.kernel,
+            self.ka.arch,
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&staged_link);
+        let linked = std::os::unix::fs::symlink(&target, &staged_link)
+            .map_err(io("create link", &staged_link))
+            .and_then(|_| tx.place_link(&staged_link, &link));
+        if let Err(e) = linked {
+            let _ = std::fs::remove_file(&staged_link);
+            tx.rollback();
+            return Err(e);
+        }
+        if !self.no_depmod {
+            if let Err(e) = depmod(self.settings, &self.ka.kernel, self.report) {
+                tx.rollback();
+                // Put depmod's index back in line with the restored tree.
+                let _ = depmod(self.settings, &self.ka.kernel, self.report);
+                return Err(e);
+            }
+        }
+        tx.commit();
+        if let Some(script) = &self.conf.post_install {
+            crate::plan::run_source_script(
+                self.settings,
+                self.report,
+                "post_install",
+                script,
+                self.module,
+                &source,
+            );
+        }
+        Ok(())
+    }
+
+    /// Install every module; returns how many were installed.
+    fn place_modules(&self, tx: &mut Transaction, lib: &Path) -> Result<usize, InstallError> {
+        let built_dir = self
+            .tree
+            .build_dir(self.module, self.version, self.ka)
+            .join("module");
+        let first_install = !self.tree.kernel_link(self.module, self.ka).exists();
+        let mut installed = 0;
+        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
+            let built = module_file(&built_dir, &entry.dest_name).ok_or_else(|| {
+                InstallError::BuiltMissing(built_dir.join(format!("{}.ko", entry.dest_name)))
+            })?;
+            let dir = dest_dir(self.settings, self.module, entry)?;
+            let dest_dir = lib.join(dir.trim_start_matches('/'));
+            let file_name = built.file_name().expect("module file name").to_owned();
+            if !self.version_ok(lib, entry, &built, &dest_dir.join(&file_name)) {
+                continue;
+            }
+            if first_install {
+                self.archive_original(tx, lib, entry, &dir)?;
+            }
+            // An older copy with another compression suffix would shadow ours.
+            for other in ["", ".gz", ".xz", ".zst"] {
+                let stale = dest_dir.join(format!("{}.ko{other}", entry.dest_name));
+                if stale.file_name() != Some(&file_name) && stale.exists() {
+                    tx.remove(&stale)?;
+                }
+            }
+            self.report.line(&format!(
+                "Installing {}",
+                dest_dir.join(&file_name).display()
+            ));
+            tx.place(
+                &built,
+                &dest_dir.join(&file_name),
+                self.settings.symlink_modules,
+            )?;
+            installed += 1;
+        }
+        Ok(installed)
+    }
+
+    /// The original's version sanity check against same-named modules of the kernel
+    /// (`.modinfo` read in-process). A failing module is skipped, not fatal.
+    fn version_ok(&self, lib: &Path, entry: &ModuleEntry, built: &Path, own_dest: &Path) -> bool {
+        if let Some(obsolete) = &self.conf.obsolete_by {
+            if !self.force && crate::kernel::ver(&self.ka.kernel) >= crate::kernel::ver(obsolete) {
+                self.report.stderr(&format!("Module has been obsoleted due to being included in kernel {obsolete}. We will avoid installing for future kernels above {obsolete}.\nYou may override by specifying --force."));
+                return false;
+            }
+        }
+        if self.force || self.force_version_override {
+            return true;
+        }
+        let existing: Vec<PathBuf> = find_modules(lib, &entry.dest_name)
+            .into_iter()
+            .filter(|p| p != own_dest)
+            .collect();
+        if existing.len() != 1 {
+            if existing.len() > 1 {
+                self.report.warn(&format!("Cannot do version sanity checking because multiple {}.ko modules were found in kernel {}.", entry.dest_name, self.ka.kernel));
+            }
+            return true;
+        }
+        let (Ok(ours), Ok(theirs)) = (
+            crate::modinfo::read(built),
+            crate::modinfo::read(&existing[0]),
+        ) else {
+            return true;
+        };
+        let name = format!("{}.ko", entry.dest_name);
+        match (&ours.version, &theirs.version) {
+            (Some(a), Some(b)) if a == b && ours.srcversion == theirs.srcversion => {
+                self.report.stderr(&format!(
+                    "Module {} already installed at version {a}, override by specifying --force",
+                    existing[0].display()
+                ));
+                false
+            }
+            (Some(a), Some(b)) if crate::kernel::ver(b) > crate::kernel::ver(a) => {
+                self.report.error(&format!("Module version {a} for {name} is not newer than what is already found in kernel {} ({b}).\nYou may override by specifying --force.", self.ka.kernel));
+                false
+            }
+            (None, None)
+                if crate::compress::read_module(built).ok()
+                    == crate::compress::read_module(&existing[0]).ok() =>
+            {
+                self.report.stderr(&format!("Module {} already installed (unversioned module), override by specifying --force", existing[0].display()));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// On the first install for a kernel, move a same-named module found in the
+    /// preferred places (`/extra`, `/updates`, the destination, or the single one
+    /// anywhere) into `original_module/<k>/<a>/`, with a `.origin` file.
+    fn archive_original(
+        &self,
+        tx: &mut Transaction,
+        lib: &Path,
+        entry: &ModuleEntry,
+        dir: &str,
+    ) -> Result<(), InstallError> {
+        let candidates = [
+            lib.join("extra"),
+            lib.join("updates"),
+            lib.join(dir.trim_start_matches('/')),
+        ];
+        let mut found = candidates
+            .iter()
+            .find_map(|d| module_file(d, &entry.dest_name));
+        if found.is_none() {
+            let all = find_modules(lib, &entry.dest_name);
+            if all.len() == 1 {
+                found = all.into_iter().next();
+            }
+        }
+        let Some(original) = found else { return Ok(()) };
+        let store = self.tree.original_module_dir(self.module, self.ka);
+        let name = original.file_name().expect("module file name").to_owned();
+        self.report.line(&format!(
+            "Archiving original module {} in {}",
+            original.display(),
+            store.display()
+        ));
+        tx.moved(&original, &store.join(&name))?;
+        tx.write_new(
+            &store.join(format!("{}.origin", name.to_string_lossy())),
+            &format!("{}\n", original.display()),
+        )
+    }
+}
+
+impl Transaction {
+    /// Rename a prepared symlink over `link` (keeping the old one for rollback).
+    fn place_link(&mut self, staged: &Path, link: &Path) -> Result<(), InstallError> {
+        let backup = if std::fs::symlink_metadata(link).is_ok() {
+            let b = link.with_file_name(format!(
+                ".{}.dkms-old.{}",
+                link.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            std::fs::rename(link, &b).map_err(io("move aside", link))?;
+            Some(b)
+        } else {
+            None
+        };
+        if let Err(e) = std::fs::rename(staged, link) {
+            if let Some(b) = &backup {
+                let _ = std::fs::rename(b, link);
+            }
+            return Err(io("rename into", link)(e));
+        }
+        self.done.push(Step::Placed {
+            path: link.into(),
+            backup,
+        });
+        Ok(())
+    }
+}
+
+/// Every `<name>.ko[.gz|.xz|.zst]` under `lib` (not following `build`/`source`).
+pub fn find_modules(lib: &Path, name: &str) -> Vec<PathBuf> {
+    let wanted: Vec<String> = ["", ".gz", ".xz", ".zst"]
+        .iter()
+        .map(|s| format!("{name}.ko{s}"))
+        .collect();
+    let mut out = Vec::new();
+    let mut stack = vec![lib.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(ty) = e.file_type() else { continue };
+            let fname = e.file_name().to_string_lossy().into_owned();
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file() && wanted.contains(&fname) {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Run depmod for one kernel of the install tree: skipped when `modules.dep` is absent
+/// (a headers-only kernel), `-F System.map` when present. An install tree that is not
+/// `<root>/lib/modules` is indexed with `-b <root>`.
+pub fn depmod(settings: &Settings, kernel: &str, report: &Reporter) -> Result<(), InstallError> {
+    let lib = settings.install_tree.join(kernel);
+    if !lib.join("modules.dep").exists() {
+        report.line(&format!(
+            "Skipping depmod because '{}' is missing.",
+            lib.join("modules.dep").display()
+        ));
+        return Ok(());
+    }
+    let mut cmd = Command::new("depmod");
+    let tree = settings
+        .install_tree
+        .to_string_lossy()
+        .trim_end_matches('/')
+        .to_string();
+    match tree.strip_suffix("/lib/modules") {
+        Some("") | None if tree == "/lib/modules" => {}
+        Some(base) => {
+            cmd.arg("-b").arg(base);
+        }
+        None => {
+            report.warn(&format!("The install tree {tree} does not end in lib/modules; depmod cannot index it, skipped."));
+            return Ok(());
+        }
+    }
+    cmd.arg("-a");
+    let system_map = settings.sysroot.join(format!("boot/System.map-{kernel}"));
+    if system_map.is_file() {
+        cmd.arg("-F").arg(&system_map);
+    }
+    cmd.arg(kernel);
+    report.line(&format!("Running depmod for kernel {kernel}..."));
+    let out = cmd.output().map_err(io("run depmod for", &lib))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(InstallError::Depmod(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+/// Uninstall one (module, version, kernel, arch): delete the installed files, prune
+/// empty directories, restore archived originals, drop the link, POST_REMOVE, depmod.
+pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
+    let (tree, ka, m, v) = (job.tree, job.ka, job.module, job.version);
+    job.report.line(&format!(
+        "Module {m}/{v} for kernel {} ({}):",
+        ka.kernel, ka.arch
+    ));
+    let lib = job.settings.install_tree.join(&ka.kernel);
+    let active = tree.is_installed(m, v, ka);
+    let mut tx = Transaction::default();
+    if active {
+        job.report
+            .line("Before uninstall, this module version was ACTIVE on this kernel.");
+        let result = (|| {
+            for entry in &job.conf.modules {
+                let dir = dest_dir(job.settings, m, entry)?;
+                for location in [dir.as_str(), entry.dest_location.as_str()] {
+                    let d = lib.join(location.trim_start_matches('/'));
+                    for ext in ["", ".gz", ".xz", ".zst"] {
+                        let f = d.join(format!("{}.ko{ext}", entry.dest_name));
+                        if std::fs::symlink_metadata(&f).is_ok() {
+                            job.report.line(&format!("Deleting {}", f.display()));
+                            tx.remove(&f)?;
+                        }
+                    }
+                }
+                restore_original(&mut tx, job, entry, &lib)?;
+            }
+            tx.remove(&tree.kernel_link(m, ka))
+        })();
+        if let Err(e) = result {
+            tx.rollback();
+            return Err(e);
+        }
+        tx.commit();
+        for entry in &job.conf.modules {
+            if let Ok(dir) = dest_dir(job.settings, m, entry) {
+                prune_empty(&lib, &lib.join(dir.trim_start_matches('/')));
+            }
+        }
+        let originals = tree.original_module_dir(m, ka);
+        if !originals.join("collisions").exists() {
+            let _ = std::fs::remove_dir_all(&originals);
+            for up in [
+                originals.parent(),
+                originals.parent().and_then(Path::parent),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let _ = std::fs::remove_dir(up);
+            }
+        }
+    } else {
+        job.report
+            .line("This module version was INACTIVE for this kernel.");
+    }
+    if let Some(script) = &job.conf.post_remove {
+        let source = tree.version_dir(m, v).join("source");
+        crate::plan::run_source_script(job.settings, job.report, "post_remove", script, m, &source);
+    }
+    if active && !job.no_depmod {
+        depmod(job.settings, &ka.kernel, job.report)?;
+    }
+    Ok(())
+}
+
+/// Put an archived original back where its `.origin` says (only inside this kernel's
+/// module tree), else under the module's DEST_MODULE_LOCATION.
+fn restore_original(
+    tx: &mut Transaction,
+    job: &InstallJob,
+    entry: &ModuleEntry,
+    lib: &Path,
+) -> Result<(), InstallError> {
+    let store = job.tree.original_module_dir(job.module, job.ka);
+    let Some(archived) = module_file(&store, &entry.dest_name) else {
+        return Ok(());
+    };
+    let origin_file = PathBuf::from(format!("{}.origin", archived.display()));
+    let recorded = std::fs::read_to_string(&origin_file)
+        .ok()
+        .map(|t| PathBuf::from(t.trim()));
+    let target = match recorded {
+        Some(p)
+            if p.starts_with(lib)
+                && !p.components().any(|c| c == std::path::Component::ParentDir) =>
+        {
+            p
+        }
+        _ => lib
+            .join(entry.dest_location.trim_start_matches('/'))
+            .join(archived.file_name().unwrap_or_default()),
+    };
+    job.report.line(&format!(
+        "Restoring archived original module {}",
+        target.display()
+    ));
+    tx.moved(&archived, &target)?;
+    if origin_file.exists() {
+        tx.remove(&origin_file)?;
+    }
+    Ok(())
+}
+
+/// `rmdir -p` from `dir` up to (not including) `lib`, stopping at the first non-empty.
+fn prune_empty(lib: &Path, dir: &Path) {
+    let mut d = dir.to_path_buf();
+    while d.starts_with(lib) && d != lib {
+        if std::fs::remove_dir(&d).is_err() {
+            break;
+        }
+        d.pop();
+    }
+}

@@ -1,0 +1,243 @@
+//! `dkms build`, `install` and `uninstall`, per kernel, with the original's skip
+//! messages, auto-add, and `--force` (rebuild / reinstall).
+
+use super::{read_strict, take_lock, Context};
+use crate::build::BuildJob;
+use crate::conf::{self, ConfRequest, ModuleConf, ModuleEntry};
+use crate::error::Result;
+use crate::install::{self, InstallJob};
+use crate::state::{module_file, KernelArch, Registration};
+
+pub fn build(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
+    let _lock = take_lock(ctx)?;
+    ensure_added(ctx, m, v, &kernels[0])?;
+    for ka in kernels {
+        if !ctx
+            .tree
+            .built(m, v, Some(&ka.kernel), Some(&ka.arch))
+            .is_empty()
+        {
+            if !ctx.req.force {
+                ctx.report.line(&format!(
+                    "Module {m}/{v} already built for kernel {} ({}), skip. You may override by specifying --force.",
+                    ka.kernel, ka.arch
+                ));
+                continue;
+            }
+            unbuild_one(ctx, m, v, ka)?;
+        }
+        build_one(ctx, m, v, ka)?;
+    }
+    Ok(0)
+}
+
+pub fn install(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
+    let _lock = take_lock(ctx)?;
+    ensure_added(ctx, m, v, &kernels[0])?;
+    for ka in kernels {
+        install_one(ctx, m, v, ka)?;
+    }
+    Ok(0)
+}
+
+pub fn uninstall(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
+    let _lock = take_lock(ctx)?;
+    for ka in kernels {
+        if ctx.tree.is_installed(m, v, ka) {
+            uninstall_one(ctx, m, v, ka)?;
+        } else {
+            ctx.report.line(&format!(
+                "Module {m}/{v} is not installed for kernel {} ({}). Skipping...",
+                ka.kernel, ka.arch
+            ));
+        }
+    }
+    Ok(0)
+}
+
+/// Install on one kernel: skip if installed (unless --force), build first if needed.
+pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    if ctx.tree.is_installed(m, v, ka) {
+        if !ctx.req.force {
+            ctx.report.line(&format!(
+                "Module {m}/{v} already installed on kernel {} ({}), skip. You may override by specifying --force.",
+                ka.kernel, ka.arch
+            ));
+            return Ok(());
+        }
+        uninstall_one(ctx, m, v, ka)?;
+        ctx.report.line("");
+    }
+    if ctx
+        .tree
+        .built(m, v, Some(&ka.kernel), Some(&ka.arch))
+        .is_empty()
+    {
+        build_one(ctx, m, v, ka)?;
+    }
+    let conf = read_strict(ctx, &conf_file(ctx, m, v), m, v, ka)?;
+    let (force, version_override) = forced(ctx, m);
+    let job = InstallJob {
+        settings: ctx.settings,
+        tree: &ctx.tree,
+        report: ctx.report,
+        module: m,
+        version: v,
+        ka,
+        conf: &conf,
+        force: ctx.req.force || ctx.req.rpm_safe_upgrade || force,
+        force_version_override: ctx.req.force_version_override || version_override,
+        no_depmod: ctx.req.no_depmod,
+    };
+    job.run()?;
+    Ok(())
+}
+
+fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    let conf = read_strict(ctx, &conf_file(ctx, m, v), m, v, ka)?;
+    let kernel_source_dir = crate::kernel::build_dir(
+        ctx.settings,
+        ctx.req.kernel_source_dir.as_deref(),
+        &ka.kernel,
+    );
+    let job = BuildJob {
+        settings: ctx.settings,
+        tree: &ctx.tree,
+        report: ctx.report,
+        module: m,
+        version: v,
+        ka,
+        conf: &conf,
+        kernel_config: crate::kernel::config_file(
+            &kernel_source_dir,
+            ctx.req.kernel_config.as_deref(),
+        ),
+        kernel_source_dir,
+        force: ctx.req.force,
+    };
+    job.run()?;
+    Ok(())
+}
+
+/// Uninstall one kernel's active version of `m/v`.
+pub(crate) fn uninstall_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    let conf = conf_for_removal(ctx, m, v, ka);
+    let job = InstallJob {
+        settings: ctx.settings,
+        tree: &ctx.tree,
+        report: ctx.report,
+        module: m,
+        version: v,
+        ka,
+        conf: &conf,
+        force: ctx.req.force,
+        force_version_override: false,
+        no_depmod: ctx.req.no_depmod,
+    };
+    install::uninstall(&job)?;
+    Ok(())
+}
+
+/// Uninstall if installed, then delete `<v>/<k>/<a>` (and `<v>/<k>` when empty).
+pub(crate) fn unbuild_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    if ctx.tree.is_installed(m, v, ka) {
+        uninstall_one(ctx, m, v, ka)?;
+    }
+    ctx.tree.remove_build(m, v, ka)?;
+    Ok(())
+}
+
+/// The module names needed to remove an install: the dkms.conf read leniently (a
+/// broken or changed conf must not prevent removal), completed by the built files.
+fn conf_for_removal(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> ModuleConf {
+    let req = ConfRequest::new(
+        ctx.settings,
+        conf_file(ctx, m, v),
+        m,
+        v,
+        &ka.kernel,
+        &ka.arch,
+    );
+    let mut conf = conf::load_lenient(&req).unwrap_or_else(|_| empty_conf(&req));
+    let built_dir = ctx.tree.build_dir(m, v, ka).join("module");
+    for name in crate::state::visible_entries(&built_dir) {
+        let Some(stem) = name.split(".ko").next().filter(|_| name.contains(".ko")) else {
+            continue;
+        };
+        if !conf.modules.iter().any(|e| e.dest_name == stem)
+            && module_file(&built_dir, stem).is_some()
+        {
+            conf.modules.push(ModuleEntry {
+                index: conf.modules.len(),
+                built_name: stem.into(),
+                built_location: String::new(),
+                dest_name: stem.into(),
+                dest_location: "/updates/dkms".into(),
+                strip: true,
+                exclusion: Default::default(),
+            });
+        }
+    }
+    conf
+}
+
+fn empty_conf(req: &ConfRequest) -> ModuleConf {
+    let ev = conf::Evaluated {
+        files: vec![req.file.clone()],
+        values: Default::default(),
+        messages: Vec::new(),
+        syntax_error: None,
+    };
+    conf::interpret(req, &ev).0
+}
+
+fn conf_file(ctx: &Context, m: &str, v: &str) -> std::path::PathBuf {
+    ctx.req
+        .conf
+        .clone()
+        .unwrap_or_else(|| ctx.tree.version_dir(m, v).join("source/dkms.conf"))
+}
+
+/// `build`/`install` add the module first when it is not added yet.
+fn ensure_added(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    match ctx.tree.registration(m, v, &ctx.settings.source_tree) {
+        Registration::Added { .. } => Ok(()),
+        Registration::Broken => Err(crate::error::ActionError::Broken {
+            module: m.into(),
+            version: v.into(),
+        }
+        .into()),
+        Registration::NotAdded => {
+            super::add::add_registered(ctx, m, v, ka)?;
+            ctx.report.line("");
+            Ok(())
+        }
+    }
+}
+
+/// `/usr/share/dkms/modules_to_force_install/*` may list `<m>` (force) or
+/// `<m>_version-override`.
+fn forced(ctx: &Context, m: &str) -> (bool, bool) {
+    let dir = ctx
+        .settings
+        .sysroot
+        .join("usr/share/dkms/modules_to_force_install");
+    let mut force = false;
+    let mut version_override = false;
+    for name in crate::state::visible_entries(&dir) {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        for word in text.split_whitespace() {
+            if word == m {
+                force = true;
+            } else if word == format!("{m}_version-override") {
+                version_override = true;
+            }
+        }
+    }
+    if force {
+        ctx.report.line(&format!("Forcing installation of {m}"));
+    } else if version_override {
+        ctx.report.line(&format!("Forcing version override of {m}"));
+    }
+    (force, version_override)
+}
