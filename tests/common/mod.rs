@@ -183,12 +183,27 @@ impl Root {
         self
     }
 
+    /// Copy `tests/fixtures/modules/<dir>` to `usr/src/<dir>`.
+    pub fn fixture(&self, dir: &str) -> &Self {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/modules")
+            .join(dir);
+        copy_dir(&from, &self.source_tree().join(dir));
+        self
+    }
+
     /// Run our dkms inside the root.
     pub fn dkms(&self, args: &[&str]) -> Output {
+        self.dkms_env(args, &[])
+    }
+
+    /// Run our dkms inside the root with extra environment variables.
+    pub fn dkms_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_dkms"))
             .args(args)
             .env("DKMS_SYSROOT", self.path())
             .env("DKMS_CONF_TIMEOUT", "5")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         Output::from(out)
@@ -218,6 +233,17 @@ impl Root {
         out.sort();
         out
     }
+}
+
+/// `cp -a` for fixtures (keeps the executable bits of hook scripts).
+pub fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {

@@ -1,0 +1,397 @@
+//! build / install / uninstall with real kbuild against installed Debian headers, on
+//! the fixture modules of `tests/fixtures/modules`: patches, hooks, BUILD_EXCLUSIVE,
+//! BUILD_DEPENDS, failing builds, missing modules, depmod, and rollback.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Root;
+
+/// The 6.1 kernel whose headers `.ci/install-deps` installs.
+fn kernel_61() -> String {
+    headers_matching(|k| {
+        k.starts_with("6.1.") && k.ends_with("-amd64") && !k.contains("cloud") && !k.contains("rt")
+    })
+}
+
+fn kernel_612() -> String {
+    headers_matching(|k| k.starts_with("6.12.") && k.ends_with("+deb12-amd64"))
+}
+
+fn headers_matching(pred: impl Fn(&str) -> bool) -> String {
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            pred(k)
+                && Path::new("/usr/src")
+                    .join(format!("linux-headers-{k}/include"))
+                    .is_dir()
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("kernel headers installed by .ci/install-deps")
+}
+
+fn root_with(fixtures: &[&str]) -> (Root, String) {
+    let root = Root::new();
+    let k = kernel_61();
+    root.real_kernel(&k);
+    for f in fixtures {
+        root.fixture(f);
+    }
+    (root, k)
+}
+
+fn installed_file(root: &Root, k: &str, name: &str) -> PathBuf {
+    root.install_tree()
+        .join(k)
+        .join("updates/dkms")
+        .join(format!("{name}.ko"))
+}
+
+#[test]
+fn patches_apply_in_order_and_patch_match_filters() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let info = dkms::modinfo::read(&installed_file(&root, &k, "fx_patched")).unwrap();
+    assert_eq!(info.version.as_deref(), Some("1.0-patched"));
+    assert!(
+        info.vermagic.unwrap().starts_with(&format!("{k} ")),
+        "vermagic names the kernel"
+    );
+    let log = std::fs::read_to_string(
+        root.dkms_tree()
+            .join(format!("patched/1.0/{k}/x86_64/log/make.log")),
+    )
+    .unwrap();
+    assert!(log.contains("Applying patch set-version.patch\n# command: patch -p1 < ./patches/'set-version.patch'"), "{log}");
+    assert!(!log.contains("never-applies"));
+    assert!(log.contains("# exit code: 0\n# elapsed time: 00:00:"));
+    assert!(log.contains(&"-".repeat(64)));
+}
+
+#[test]
+fn every_hook_runs_where_the_original_runs_it() {
+    let (root, k) = root_with(&["hooks-1.0"]);
+    let log = root.path().join("hooks.log");
+    let env = [("DKMS_FIXTURE_LOG", log.to_str().unwrap())];
+    root.dkms_env(&["install", "hooks/1.0", "-k", &k], &env)
+        .ok();
+    root.dkms_env(&["remove", "hooks/1.0", "--all"], &env).ok();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let source = root.source_tree().join("hooks-1.0");
+    let build = root.dkms_tree().join("hooks/1.0/build");
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("post_add {} ", source.display()),
+            format!("pre_build {} arg1", build.display()),
+            format!("post_build {} ", build.display()),
+            format!("pre_install {} ", source.display()),
+            format!("post_install {} ", source.display()),
+            format!("post_remove {} ", source.display()),
+        ]
+    );
+}
+
+#[test]
+fn failing_hooks_stop_with_their_codes() {
+    let (root, k) = root_with(&["hooks-1.0"]);
+    let log = root.path().join("hooks.log");
+    let log = log.to_str().unwrap();
+    let out = root.dkms_env(
+        &["build", "hooks/1.0", "-k", &k],
+        &[
+            ("DKMS_FIXTURE_LOG", log),
+            ("DKMS_FIXTURE_PRE_BUILD_EXIT", "42"),
+        ],
+    );
+    assert_eq!(out.code, 42, "{}", out.stderr);
+    assert_eq!(root.dkms(&["status"]).stdout, "hooks/1.0: added\n");
+    let out = root.dkms_env(
+        &["install", "hooks/1.0", "-k", &k],
+        &[
+            ("DKMS_FIXTURE_LOG", log),
+            ("DKMS_FIXTURE_PRE_INSTALL_EXIT", "3"),
+        ],
+    );
+    assert_eq!(out.code, 101, "{}", out.stderr);
+    assert!(out.stderr.contains("pre_install failed"));
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("hooks/1.0, {k}, x86_64: built\n")
+    );
+    assert!(!installed_file(&root, &k, "fx_hooks").exists());
+    let out = root.dkms_env(
+        &["install", "hooks/1.0", "-k", &k, "--force"],
+        &[
+            ("DKMS_FIXTURE_LOG", log),
+            ("DKMS_FIXTURE_PRE_INSTALL_EXIT", "3"),
+        ],
+    );
+    out.ok();
+    assert!(installed_file(&root, &k, "fx_hooks").exists());
+}
+
+#[test]
+fn build_exclusive_is_exit_77_and_builds_nothing() {
+    let (root, k) = root_with(&["exclusive-1.0"]);
+    let out = root.dkms(&["install", "exclusive/1.0", "-k", &k]);
+    assert_eq!(out.code, 77, "{}", out.stderr);
+    assert!(out.stderr.contains("BUILD_EXCLUSIVE"), "{}", out.stderr);
+    assert_eq!(root.dkms(&["status"]).stdout, "exclusive/1.0: added\n");
+}
+
+#[test]
+fn build_depends_needs_the_dependency_installed() {
+    let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
+    let out = root.dkms(&["build", "depends/1.0", "-k", &k]);
+    assert_eq!(out.code, 13, "{}", out.stderr);
+    assert!(out.stderr.contains("requires hooks"), "{}", out.stderr);
+    let log = root.path().join("hooks.log");
+    root.dkms_env(
+        &["install", "hooks/1.0", "-k", &k],
+        &[("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    )
+    .ok();
+    root.dkms(&["build", "depends/1.0", "-k", &k]).ok();
+    // --force builds without the dependency, with a warning.
+    let (root, k) = root_with(&["depends-1.0"]);
+    let out = root.dkms(&["build", "depends/1.0", "-k", &k, "--force"]);
+    out.ok();
+    assert!(out.stderr.contains("Warning:"));
+}
+
+#[test]
+fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
+    let (root, k) = root_with(&["failing-1.0"]);
+    let out = root.dkms(&["build", "failing/1.0", "-k", &k]);
+    assert_eq!(out.code, 10, "{}", out.stderr);
+    let log = root.dkms_tree().join("failing/1.0/build/make.log");
+    assert!(out.stderr.contains(&format!(
+        "Bad return status for module build on kernel: {k} (x86_64)"
+    )));
+    assert!(out
+        .stderr
+        .contains(&format!("Consult {} for more information.", log.display())));
+    assert!(
+        out.stderr.contains("undeclared_symbol_here"),
+        "the first errors are shown: {}",
+        out.stderr
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("# exit code: 2"));
+    assert!(!root
+        .dkms_tree()
+        .join(format!("failing/1.0/{k}"))
+        .join("x86_64")
+        .exists());
+    assert_eq!(root.dkms(&["status"]).stdout, "failing/1.0: added\n");
+}
+
+#[test]
+fn a_missing_built_module_is_exit_7() {
+    let (root, k) = root_with(&["misnamed-1.0"]);
+    let out = root.dkms(&["build", "misnamed/1.0", "-k", &k]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Build of fx_other_name.ko failed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(root.dkms(&["status"]).stdout, "misnamed/1.0: added\n");
+}
+
+#[test]
+fn missing_headers_are_exit_21_naming_the_package() {
+    let root = Root::new();
+    root.fixture("patched-1.0");
+    std::fs::create_dir_all(root.install_tree().join("6.1.0-99-amd64")).unwrap();
+    let out = root.dkms(&["build", "patched/1.0", "-k", "6.1.0-99-amd64"]);
+    assert_eq!(out.code, 21, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("linux-headers-6.1.0-99-amd64"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn already_built_and_installed_are_skipped_unless_forced() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms(&["build", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(out.stdout.contains(&format!(
+        "Module patched/1.0 already built for kernel {k} (x86_64), skip."
+    )));
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    assert!(out.stdout.contains(&format!(
+        "Module patched/1.0 already installed on kernel {k} (x86_64), skip."
+    )));
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--force"]);
+    out.ok();
+    assert!(out
+        .stdout
+        .contains("Before uninstall, this module version was ACTIVE"));
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+}
+
+#[test]
+fn xz_compressed_on_a_kernel_that_compresses() {
+    let root = Root::new();
+    let k = kernel_612();
+    root.real_kernel(&k).fixture("patched-1.0");
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let installed = root
+        .install_tree()
+        .join(&k)
+        .join("updates/dkms/fx_patched.ko.xz");
+    let listing = std::process::Command::new("xz")
+        .args(["--list", "-vv"])
+        .arg(&installed)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("CRC32") && listing.contains("dict=1MiB"),
+        "{listing}"
+    );
+    let info = dkms::modinfo::read(&installed).unwrap();
+    assert!(info.vermagic.unwrap().starts_with(&format!("{k} ")));
+}
+
+#[test]
+fn real_depmod_indexes_the_scratch_root() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    let dep = std::fs::read_to_string(root.install_tree().join(&k).join("modules.dep")).unwrap();
+    assert_eq!(dep.trim(), "updates/dkms/fx_patched.ko:");
+    root.dkms(&["uninstall", "patched/1.0", "-k", &k]).ok();
+    let dep = std::fs::read_to_string(root.install_tree().join(&k).join("modules.dep")).unwrap();
+    assert_eq!(dep.trim(), "");
+}
+
+/// A `depmod` that fails, first on PATH.
+fn failing_depmod(root: &Root) -> String {
+    let bin = root.path().join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("depmod"),
+        "#!/bin/sh\necho 'depmod: ERROR: simulated failure' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("depmod"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn a_failing_depmod_rolls_the_install_back_exactly() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
+    // A previous version installed and working.
+    let conf2 = std::fs::read_to_string(root.source_tree().join("patched-1.0/dkms.conf"))
+        .unwrap()
+        .replace("1.0", "2.0");
+    common::copy_dir(
+        &root.source_tree().join("patched-1.0"),
+        &root.source_tree().join("patched-2.0"),
+    );
+    std::fs::write(root.source_tree().join("patched-2.0/dkms.conf"), conf2).unwrap();
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    root.dkms(&["build", "patched/2.0", "-k", &k]).ok();
+    let path = failing_depmod(&root);
+    let before = root.snapshot();
+    let before_bytes = std::fs::read(installed_file(&root, &k, "fx_patched")).unwrap();
+
+    let out = root.dkms_env(
+        &["install", "patched/2.0", "-k", &k, "--force"],
+        &[("PATH", &path)],
+    );
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("depmod"), "{}", out.stderr);
+    assert_eq!(
+        root.snapshot(),
+        before,
+        "the previous module and the state are exactly as they were"
+    );
+    assert_eq!(
+        std::fs::read(installed_file(&root, &k, "fx_patched")).unwrap(),
+        before_bytes
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\npatched/2.0, {k}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn an_unwritable_install_location_fails_cleanly() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    // A file where the destination directory must go.
+    std::fs::write(
+        root.install_tree().join(&k).join("updates"),
+        "not a directory",
+    )
+    .unwrap();
+    let before = root.snapshot();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("Cannot create"), "{}", out.stderr);
+    assert_eq!(root.snapshot(), before);
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn modules_installed_by_the_original_are_removed_by_us_and_vice_versa() {
+    let (root, k) = root_with(&["patched-1.0", "hooks-1.0"]);
+    root.bash_dkms(&["install", "patched/1.0", "-k", &k, "--no-depmod"])
+        .ok();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+    root.dkms(&["remove", "patched/1.0", "--all"]).ok();
+    assert!(!installed_file(&root, &k, "fx_patched").exists());
+    assert_eq!(root.bash_dkms(&["status"]).stdout, "");
+
+    let log = root.path().join("hooks.log");
+    root.dkms_env(
+        &["install", "hooks/1.0", "-k", &k],
+        &[("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    )
+    .ok();
+    assert_eq!(
+        root.bash_dkms(&["status"]).stdout,
+        format!("hooks/1.0, {k}, x86_64: installed\n")
+    );
+    let out = root.bash_dkms(&["remove", "hooks/1.0", "--all", "--no-depmod"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!installed_file(&root, &k, "fx_hooks").exists());
+}
