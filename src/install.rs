@@ -17,6 +17,7 @@ use crate::conf::{ModuleConf, ModuleEntry};
 use crate::framework::Settings;
 use crate::report::Reporter;
 use crate::state::{module_file, KernelArch, StateTree};
+use crate::transaction::{Transaction, TxError};
 
 #[derive(Debug, Error)]
 pub enum InstallError {
@@ -34,7 +35,9 @@ pub enum InstallError {
     Aborted,
     #[error("Problems with depmod detected. Automatically uninstalling this module.\nInstall Failed (depmod problems). Module rolled back to built state.\n{0}")]
     Depmod(String),
-    #[error("Cannot {action} {path}: {source}\nNothing was changed: the previous modules and state are restored.")]
+    #[error("{0}\nNothing was changed: the previous modules and state are restored.")]
+    Tx(#[from] TxError),
+    #[error("Cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -58,168 +61,6 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Insta
         action,
         path,
         source,
-    }
-}
-
-/// Reversible filesystem changes.
-#[derive(Default)]
-pub struct Transaction {
-    done: Vec<Step>,
-}
-
-enum Step {
-    /// `path` was created; `backup` holds what was there before.
-    Placed {
-        path: PathBuf,
-        backup: Option<PathBuf>,
-    },
-    /// `from` was moved to `to`.
-    Moved { from: PathBuf, to: PathBuf },
-    /// A file was written that did not exist before.
-    Created(PathBuf),
-}
-
-impl Transaction {
-    /// Copy `src` to `dest` (or symlink it): staged beside `dest`, renamed into place.
-    pub fn place(&mut self, src: &Path, dest: &Path, symlink: bool) -> Result<(), InstallError> {
-        let dir = dest.parent().unwrap_or(Path::new("/"));
-        self.create_dirs(dir)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let staged = dir.join(format!(".{name}.dkms-new.{}", std::process::id()));
-        let _ = std::fs::remove_file(&staged);
-        let written = if symlink {
-            std::os::unix::fs::symlink(src, &staged)
-        } else {
-            std::fs::copy(src, &staged).and_then(|_| {
-                std::fs::set_permissions(
-                    &staged,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
-                )?;
-                std::fs::File::open(&staged)?.sync_all()
-            })
-        };
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&staged);
-            return Err(io("write", &staged)(e));
-        }
-        let backup = if std::fs::symlink_metadata(dest).is_ok() {
-            let b = dir.join(format!(".{name}.dkms-old.{}", std::process::id()));
-            std::fs::rename(dest, &b).map_err(io("move aside", dest))?;
-            Some(b)
-        } else {
-            None
-        };
-        if let Err(e) = std::fs::rename(&staged, dest) {
-            if let Some(b) = &backup {
-                let _ = std::fs::rename(b, dest);
-            }
-            let _ = std::fs::remove_file(&staged);
-            return Err(io("rename into", dest)(e));
-        }
-        self.done.push(Step::Placed {
-            path: dest.into(),
-            backup,
-        });
-        Ok(())
-    }
-
-    /// Move `from` to `to` (same filesystem), creating `to`'s directory.
-    pub fn moved(&mut self, from: &Path, to: &Path) -> Result<(), InstallError> {
-        if let Some(dir) = to.parent() {
-            self.create_dirs(dir)?;
-        }
-        std::fs::rename(from, to).map_err(io("move", from))?;
-        self.done.push(Step::Moved {
-            from: from.into(),
-            to: to.into(),
-        });
-        Ok(())
-    }
-
-    /// Write a small file that did not exist.
-    pub fn write_new(&mut self, path: &Path, text: &str) -> Result<(), InstallError> {
-        std::fs::write(path, text).map_err(io("write", path))?;
-        self.done.push(Step::Created(path.into()));
-        Ok(())
-    }
-
-    /// Delete `path`, keeping it as a backup until commit.
-    pub fn remove(&mut self, path: &Path) -> Result<(), InstallError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let backup = path.with_file_name(format!(".{name}.dkms-old.{}", std::process::id()));
-        std::fs::rename(path, &backup).map_err(io("remove", path))?;
-        self.done.push(Step::Moved {
-            from: path.into(),
-            to: backup,
-        });
-        Ok(())
-    }
-
-    fn create_dirs(&mut self, dir: &Path) -> Result<(), InstallError> {
-        let mut missing = Vec::new();
-        let mut d = dir.to_path_buf();
-        while !d.exists() {
-            missing.push(d.clone());
-            if !d.pop() {
-                break;
-            }
-        }
-        for d in missing.into_iter().rev() {
-            std::fs::create_dir(&d).map_err(io("create", &d))?;
-            self.done.push(Step::Created(d));
-        }
-        Ok(())
-    }
-
-    /// Undo every step, newest first.
-    pub fn rollback(self) {
-        for step in self.done.into_iter().rev() {
-            match step {
-                Step::Placed { path, backup } => {
-                    let _ = std::fs::remove_file(&path);
-                    if let Some(b) = backup {
-                        let _ = std::fs::rename(b, &path);
-                    }
-                }
-                Step::Moved { from, to } => {
-                    let _ = std::fs::rename(&to, &from);
-                }
-                Step::Created(p) => {
-                    let _ = if p.is_dir() {
-                        std::fs::remove_dir(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                }
-            }
-        }
-    }
-
-    /// Keep the changes; delete the backups.
-    pub fn commit(self) {
-        for step in self.done {
-            match step {
-                Step::Placed {
-                    backup: Some(b), ..
-                } => {
-                    let _ = std::fs::remove_file(b);
-                }
-                Step::Moved { to, .. }
-                    if to
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().contains(".dkms-old.")) =>
-                {
-                    let _ = std::fs::remove_file(to);
-                }
-                _ => {}
-            }
-        }
     }
 }
 
@@ -283,7 +124,7 @@ impl InstallJob<'_> {
                 return Err(InstallError::PreInstall);
             }
         }
-        let mut tx = Transaction::default();
+        let mut tx = Transaction::begin(&self.tree.root)?;
         match self.place_modules(&mut tx, &lib) {
             Ok(0) => {
                 tx.rollback();
@@ -299,20 +140,9 @@ impl InstallJob<'_> {
         let target = Path::new(self.version)
             .join(&self.ka.kernel)
             .join(&self.ka.arch);
-        let staged_link = link.with_file_name(format!(
-            ".kernel-{}-{}.new.{}",
-            self.ka.kernel,
-            self.ka.arch,
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&staged_link);
-        let linked = std::os::unix::fs::symlink(&target, &staged_link)
-            .map_err(io("create link", &staged_link))
-            .and_then(|_| tx.place_link(&staged_link, &link));
-        if let Err(e) = linked {
-            let _ = std::fs::remove_file(&staged_link);
+        if let Err(e) = tx.place_symlink(&target, &link) {
             tx.rollback();
-            return Err(e);
+            return Err(e.into());
         }
         if !self.no_depmod {
             if let Err(e) = depmod(self.settings, &self.ka.kernel, self.report) {
@@ -322,7 +152,7 @@ impl InstallJob<'_> {
                 return Err(e);
             }
         }
-        tx.commit();
+        tx.commit()?;
         if let Some(script) = &self.conf.post_install {
             crate::plan::run_source_script(
                 self.settings,
@@ -368,7 +198,8 @@ impl InstallJob<'_> {
                 "Installing {}",
                 dest_dir.join(&file_name).display()
             ));
-            tx.place(
+            tx.create_dirs(&dest_dir)?;
+            tx.place_file(
                 &built,
                 &dest_dir.join(&file_name),
                 self.settings.symlink_modules,
@@ -462,39 +293,12 @@ impl InstallJob<'_> {
             original.display(),
             store.display()
         ));
-        tx.moved(&original, &store.join(&name))?;
-        tx.write_new(
+        tx.create_dirs(&store)?;
+        tx.move_file(&original, &store.join(&name))?;
+        Ok(tx.write_new(
             &store.join(format!("{}.origin", name.to_string_lossy())),
             &format!("{}\n", original.display()),
-        )
-    }
-}
-
-impl Transaction {
-    /// Rename a prepared symlink over `link` (keeping the old one for rollback).
-    fn place_link(&mut self, staged: &Path, link: &Path) -> Result<(), InstallError> {
-        let backup = if std::fs::symlink_metadata(link).is_ok() {
-            let b = link.with_file_name(format!(
-                ".{}.dkms-old.{}",
-                link.file_name().unwrap_or_default().to_string_lossy(),
-                std::process::id()
-            ));
-            std::fs::rename(link, &b).map_err(io("move aside", link))?;
-            Some(b)
-        } else {
-            None
-        };
-        if let Err(e) = std::fs::rename(staged, link) {
-            if let Some(b) = &backup {
-                let _ = std::fs::rename(b, link);
-            }
-            return Err(io("rename into", link)(e));
-        }
-        self.done.push(Step::Placed {
-            path: link.into(),
-            backup,
-        });
-        Ok(())
+        )?)
     }
 }
 
@@ -576,8 +380,11 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
     ));
     let lib = job.settings.install_tree.join(&ka.kernel);
     let active = tree.is_installed(m, v, ka);
-    let mut tx = Transaction::default();
-    if active {
+    if !active {
+        job.report
+            .line("This module version was INACTIVE for this kernel.");
+    } else {
+        let mut tx = Transaction::begin(&tree.root)?;
         job.report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");
         let result = (|| {
@@ -595,13 +402,13 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
                 }
                 restore_original(&mut tx, job, entry, &lib)?;
             }
-            tx.remove(&tree.kernel_link(m, ka))
+            Ok(tx.remove(&tree.kernel_link(m, ka))?)
         })();
         if let Err(e) = result {
             tx.rollback();
             return Err(e);
         }
-        tx.commit();
+        tx.commit()?;
         for entry in &job.conf.modules {
             if let Ok(dir) = dest_dir(job.settings, m, entry) {
                 prune_empty(&lib, &lib.join(dir.trim_start_matches('/')));
@@ -620,9 +427,6 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
                 let _ = std::fs::remove_dir(up);
             }
         }
-    } else {
-        job.report
-            .line("This module version was INACTIVE for this kernel.");
     }
     if let Some(script) = &job.conf.post_remove {
         let source = tree.version_dir(m, v).join("source");
@@ -665,7 +469,10 @@ fn restore_original(
         "Restoring archived original module {}",
         target.display()
     ));
-    tx.moved(&archived, &target)?;
+    if let Some(dir) = target.parent() {
+        tx.create_dirs(dir)?;
+    }
+    tx.move_file(&archived, &target)?;
     if origin_file.exists() {
         tx.remove(&origin_file)?;
     }

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod report;
 pub mod stamp;
 pub mod state;
+pub mod transaction;
 
 use cli::{Notice, Parsed};
 use error::Error;

@@ -40,7 +40,15 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         return Ok(0);
     };
     match action {
-        Action::Status => status::run(&ctx),
+        Action::Status => {
+            // Status may clean up after a killed dkms, but never waits for a running one.
+            if ctx.settings.dkms_tree.join(".journal").exists() {
+                if let Some(_lock) = crate::state::lock::try_acquire(&ctx.settings.dkms_tree) {
+                    recover_interrupted(&ctx);
+                }
+            }
+            status::run(&ctx)
+        }
         Action::Remove | Action::Unbuild | Action::Uninstall => {
             let (m, v) = module_args(&ctx, action)?;
             ensure_added(&ctx, &m, &v, action == Action::Remove)?;
@@ -179,18 +187,30 @@ pub(crate) fn read_strict(
 
 /// Take the global lock, saying who holds it if we have to wait.
 pub(crate) fn take_lock(ctx: &Context) -> Result<crate::state::lock::Lock> {
-    Ok(crate::state::lock::acquire(
-        &ctx.settings.dkms_tree,
-        |pid| {
-            let who = pid
-                .map(|p| format!("process {p}"))
-                .unwrap_or_else(|| "another process".into());
-            ctx.report.stderr(&format!(
-                "Waiting for the dkms lock held by {who} ({})...",
-                ctx.settings.dkms_tree.join(".lock").display()
-            ));
-        },
-    )?)
+    let lock = crate::state::lock::acquire(&ctx.settings.dkms_tree, |pid| {
+        let who = pid
+            .map(|p| format!("process {p}"))
+            .unwrap_or_else(|| "another process".into());
+        ctx.report.stderr(&format!(
+            "Waiting for the dkms lock held by {who} ({})...",
+            ctx.settings.dkms_tree.join(".lock").display()
+        ));
+    })?;
+    recover_interrupted(ctx);
+    Ok(lock)
+}
+
+/// Undo (or complete) the transaction of a dkms that was killed; the lock is held.
+fn recover_interrupted(ctx: &Context) {
+    match crate::transaction::recover(&ctx.settings.dkms_tree) {
+        crate::transaction::Recovery::Nothing => {}
+        crate::transaction::Recovery::RolledBack(n) => ctx.report.warn(&format!(
+            "An earlier dkms was interrupted during an install or uninstall; its {n} change(s) were undone."
+        )),
+        crate::transaction::Recovery::Completed(n) => ctx.report.warn(&format!(
+            "An earlier dkms was interrupted while finishing an install or uninstall; its {n} change(s) were completed."
+        )),
+    }
 }
 
 fn require_root() -> Result<()> {

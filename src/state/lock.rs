@@ -21,6 +21,20 @@ pub struct Lock {
     pub path: PathBuf,
 }
 
+/// Take the lock only if nobody holds it (`None` otherwise, or if it cannot be opened).
+pub fn try_acquire(dkms_tree: &Path) -> Option<Lock> {
+    let path = dkms_tree.join(".lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ok()?;
+    flock(&file, FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(Lock { _file: file, path })
+}
+
 /// Take the lock, calling `on_wait(holder_pid)` once if another process holds it.
 pub fn acquire(dkms_tree: &Path, on_wait: impl FnOnce(Option<u32>)) -> Result<Lock, StateError> {
     std::fs::create_dir_all(dkms_tree).map_err(io_err("create", dkms_tree))?;

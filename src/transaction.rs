@@ -1,0 +1,386 @@
+//! Reversible, crash-safe changes to the module and state trees.
+//!
+//! Every change an install or uninstall makes goes through a [`Transaction`]:
+//! * a new file is written beside its destination (`.<name>.dkms-new.<pid>`) and renamed
+//!   into place; a file it replaces is first renamed to `.<name>.dkms-old.<pid>`;
+//! * moves (archiving an original module) are renames; new files and directories are
+//!   recorded so they can be removed.
+//!
+//! Before each step, its intent is appended to a journal (`<dkms_tree>/.journal`, one
+//! JSON line, fsynced). A failure undoes the steps in reverse order. A *kill* leaves
+//! the journal behind: the next dkms that takes the lock calls [`recover`], which undoes
+//! the steps the same way (every undo is idempotent: it checks what is on disk), so the
+//! machine is back to the previous working module. [`Transaction::commit`] first writes
+//! a commit mark, then deletes the backups; a kill during that is finished by
+//! [`recover`] instead of being undone. The journal is a dot-file: the original never
+//! reads it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+#[error("Cannot {action} {path}: {source}")]
+pub struct TxError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TxError {
+    let path = path.to_path_buf();
+    move |source| TxError {
+        action,
+        path,
+        source,
+    }
+}
+
+const JOURNAL: &str = ".journal";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Step {
+    /// `staged` is renamed to `path`; what was at `path` goes to `backup` first.
+    Placed {
+        path: PathBuf,
+        staged: PathBuf,
+        backup: Option<PathBuf>,
+    },
+    /// `from` is renamed to `to`.
+    Moved { from: PathBuf, to: PathBuf },
+    /// A file or directory that did not exist is created.
+    Created(PathBuf),
+    /// Everything before this line is kept.
+    Commit,
+}
+
+impl Step {
+    /// Put things back as they were before this step; safe to repeat, and correct for
+    /// a step interrupted at any point.
+    fn undo(&self) {
+        match self {
+            Step::Placed {
+                path,
+                staged,
+                backup,
+            } => {
+                let _ = std::fs::remove_file(staged);
+                match backup {
+                    Some(b) if std::fs::symlink_metadata(b).is_ok() => {
+                        let _ = std::fs::rename(b, path);
+                    }
+                    Some(_) => {} // never moved aside: the old file is still in place
+                    None => {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+            Step::Moved { from, to } => {
+                if std::fs::symlink_metadata(to).is_ok() && std::fs::symlink_metadata(from).is_err()
+                {
+                    let _ = std::fs::rename(to, from);
+                }
+            }
+            Step::Created(p) => {
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
+            }
+            Step::Commit => {}
+        }
+    }
+
+    /// Delete what a committed step kept only for undoing.
+    fn finish(&self) {
+        match self {
+            Step::Placed {
+                backup: Some(b), ..
+            } => {
+                let _ = std::fs::remove_file(b);
+            }
+            Step::Moved { to, .. } if is_backup(to) => {
+                let _ = std::fs::remove_file(to);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_backup(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().contains(".dkms-old."))
+}
+
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.dkms-{tag}.{}", std::process::id()))
+}
+
+/// A set of changes that is either kept whole or undone whole.
+pub struct Transaction {
+    steps: Vec<Step>,
+    journal_path: PathBuf,
+    journal: File,
+}
+
+impl Transaction {
+    /// Start a transaction journaled in `dkms_tree` (the caller holds the lock).
+    pub fn begin(dkms_tree: &Path) -> Result<Transaction, TxError> {
+        let journal_path = dkms_tree.join(JOURNAL);
+        let journal = File::create(&journal_path).map_err(err("create", &journal_path))?;
+        Ok(Transaction {
+            steps: Vec::new(),
+            journal_path,
+            journal,
+        })
+    }
+
+    fn record(&mut self, step: Step) -> Result<(), TxError> {
+        let mut line = serde_json::to_string(&step).expect("steps serialize");
+        line.push('\n');
+        self.journal
+            .write_all(line.as_bytes())
+            .map_err(err("write", &self.journal_path))?;
+        self.journal
+            .sync_data()
+            .map_err(err("write", &self.journal_path))?;
+        self.steps.push(step);
+        Ok(())
+    }
+
+    /// Put `src`'s bytes (or a symlink to `src`) at `dest`, atomically.
+    pub fn place_file(&mut self, src: &Path, dest: &Path, symlink: bool) -> Result<(), TxError> {
+        let staged = sibling(dest, "new");
+        let _ = std::fs::remove_file(&staged);
+        let written = if symlink {
+            std::os::unix::fs::symlink(src, &staged)
+        } else {
+            std::fs::copy(src, &staged).and_then(|_| {
+                std::fs::set_permissions(
+                    &staged,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )?;
+                File::open(&staged)?.sync_all()
+            })
+        };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&staged);
+            return Err(err("write", &staged)(e));
+        }
+        self.commit_staged(staged, dest)
+    }
+
+    /// Make `dest` a symlink to `target`, atomically.
+    pub fn place_symlink(&mut self, target: &Path, dest: &Path) -> Result<(), TxError> {
+        let staged = sibling(dest, "new");
+        let _ = std::fs::remove_file(&staged);
+        std::os::unix::fs::symlink(target, &staged).map_err(err("create link", &staged))?;
+        self.commit_staged(staged, dest)
+    }
+
+    fn commit_staged(&mut self, staged: PathBuf, dest: &Path) -> Result<(), TxError> {
+        let backup = std::fs::symlink_metadata(dest)
+            .is_ok()
+            .then(|| sibling(dest, "old"));
+        self.record(Step::Placed {
+            path: dest.into(),
+            staged: staged.clone(),
+            backup: backup.clone(),
+        })?;
+        if let Some(b) = &backup {
+            std::fs::rename(dest, b).map_err(err("move aside", dest))?;
+        }
+        std::fs::rename(&staged, dest).map_err(err("rename into", dest))
+    }
+
+    /// Rename `from` to `to` (same filesystem).
+    pub fn move_file(&mut self, from: &Path, to: &Path) -> Result<(), TxError> {
+        self.record(Step::Moved {
+            from: from.into(),
+            to: to.into(),
+        })?;
+        std::fs::rename(from, to).map_err(err("move", from))
+    }
+
+    /// Delete `path` (kept as a backup until commit).
+    pub fn remove(&mut self, path: &Path) -> Result<(), TxError> {
+        self.move_file(path, &sibling(path, "old"))
+    }
+
+    /// Write a small file that does not exist yet.
+    pub fn write_new(&mut self, path: &Path, text: &str) -> Result<(), TxError> {
+        self.record(Step::Created(path.into()))?;
+        std::fs::write(path, text).map_err(err("write", path))
+    }
+
+    /// Create `dir` and its missing parents.
+    pub fn create_dirs(&mut self, dir: &Path) -> Result<(), TxError> {
+        let mut missing = Vec::new();
+        let mut d = dir.to_path_buf();
+        while std::fs::symlink_metadata(&d).is_err() {
+            missing.push(d.clone());
+            if !d.pop() {
+                break;
+            }
+        }
+        for d in missing.into_iter().rev() {
+            self.record(Step::Created(d.clone()))?;
+            std::fs::create_dir(&d).map_err(err("create", &d))?;
+        }
+        Ok(())
+    }
+
+    /// Undo every step, newest first.
+    pub fn rollback(self) {
+        for step in self.steps.iter().rev() {
+            step.undo();
+        }
+        let _ = std::fs::remove_file(&self.journal_path);
+    }
+
+    /// Keep the changes: mark the journal committed, then delete the backups.
+    pub fn commit(mut self) -> Result<(), TxError> {
+        self.record(Step::Commit)?;
+        for step in &self.steps {
+            step.finish();
+        }
+        std::fs::remove_file(&self.journal_path).map_err(err("remove", &self.journal_path))
+    }
+}
+
+/// What [`recover`] did.
+#[derive(Debug, PartialEq)]
+pub enum Recovery {
+    Nothing,
+    RolledBack(usize),
+    Completed(usize),
+}
+
+/// Finish the business of a dkms that was killed mid-transaction: undo its steps, or
+/// complete its commit if it had committed. The caller holds the lock.
+pub fn recover(dkms_tree: &Path) -> Recovery {
+    let path = dkms_tree.join(JOURNAL);
+    let Ok(file) = File::open(&path) else {
+        return Recovery::Nothing;
+    };
+    // A line cut short by the kill was never acted upon: it is ignored.
+    let steps: Vec<Step> = std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let committed = steps.iter().any(|s| matches!(s, Step::Commit));
+    let outcome = if committed {
+        steps.iter().for_each(Step::finish);
+        Recovery::Completed(steps.len() - 1)
+    } else {
+        steps.iter().rev().for_each(Step::undo);
+        Recovery::RolledBack(steps.len())
+    };
+    let _ = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(0));
+    let _ = std::fs::remove_file(&path);
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let src = dir.path().join("new.ko");
+        std::fs::write(&src, "new").unwrap();
+        (dir, tree, src)
+    }
+
+    #[test]
+    fn rollback_restores_replaced_and_removes_created() {
+        let (dir, tree, src) = setup();
+        let dest = dir.path().join("lib/updates/m.ko");
+        let old = dir.path().join("lib/old.ko");
+        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+        std::fs::write(&old, "old").unwrap();
+        let mut tx = Transaction::begin(&tree).unwrap();
+        tx.create_dirs(dest.parent().unwrap()).unwrap();
+        tx.place_file(&src, &dest, false).unwrap();
+        tx.place_file(&src, &old, false).unwrap();
+        tx.rollback();
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "old");
+        assert!(!dir.path().join("lib/updates").exists());
+        assert!(!tree.join(JOURNAL).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("lib")).unwrap().count(),
+            1,
+            "no stray files"
+        );
+    }
+
+    #[test]
+    fn a_killed_transaction_is_undone_by_recover() {
+        let (dir, tree, src) = setup();
+        let old = dir.path().join("m.ko");
+        std::fs::write(&old, "old").unwrap();
+        let mut tx = Transaction::begin(&tree).unwrap();
+        tx.place_file(&src, &old, false).unwrap();
+        std::mem::forget(tx); // killed: no rollback, no commit
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "new");
+        assert_eq!(recover(&tree), Recovery::RolledBack(1));
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "tree, new.ko, m.ko only"
+        );
+        assert_eq!(recover(&tree), Recovery::Nothing);
+    }
+
+    #[test]
+    fn a_step_interrupted_after_moving_aside_is_undone() {
+        let (dir, tree, _) = setup();
+        let dest = dir.path().join("m.ko");
+        std::fs::write(&dest, "old").unwrap();
+        // The journal says a file was being placed; the kill came after the old file was
+        // moved aside and before the new one was renamed in.
+        let backup = sibling(&dest, "old");
+        std::fs::rename(&dest, &backup).unwrap();
+        let step = Step::Placed {
+            path: dest.clone(),
+            staged: sibling(&dest, "new"),
+            backup: Some(backup),
+        };
+        std::fs::write(
+            tree.join(JOURNAL),
+            serde_json::to_string(&step).unwrap() + "\n{\"Moved\":{\"fr",
+        )
+        .unwrap();
+        assert_eq!(recover(&tree), Recovery::RolledBack(1));
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
+    }
+
+    #[test]
+    fn a_kill_during_commit_is_completed() {
+        let (dir, tree, src) = setup();
+        let dest = dir.path().join("m.ko");
+        std::fs::write(&dest, "old").unwrap();
+        let mut tx = Transaction::begin(&tree).unwrap();
+        tx.place_file(&src, &dest, false).unwrap();
+        tx.record(Step::Commit).unwrap();
+        std::mem::forget(tx); // killed before the backups were deleted
+        assert_eq!(recover(&tree), Recovery::Completed(1));
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new");
+        assert!(!sibling(&dest, "old").exists());
+    }
+}

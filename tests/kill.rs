@@ -1,0 +1,186 @@
+//! A dkms killed (SIGKILL) in the middle of its work never leaves a machine without a
+//! working module or with a half-written tree: the next dkms finds the journal and
+//! undoes (or completes) the interrupted transaction.
+//!
+//! The kills are real: a script walks up its parent processes and `kill -9`s the dkms
+//! that started it, run at four points — during `make`, in PRE_INSTALL (before any file
+//! is placed), in `depmod` (every file placed and the kernel link switched, not yet
+//! committed), and in POST_INSTALL (just after the commit).
+
+mod common;
+
+use std::path::Path;
+
+use common::Root;
+
+const KILLER: &str = r#"#!/bin/sh
+# Kill the dkms process that (indirectly) started us, as a power cut or OOM kill would.
+p=$$
+while [ "$p" -gt 1 ]; do
+    p=$(ps -o ppid= -p "$p" | tr -d ' ')
+    if [ "$(ps -o comm= -p "$p")" = dkms ]; then kill -9 "$p"; sleep 1; exit 0; fi
+done
+exit 1
+"#;
+
+fn kernel() -> String {
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            k.starts_with("6.1.")
+                && k.ends_with("-amd64")
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("6.1 headers installed by .ci/install-deps")
+}
+
+fn write_exec(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// `patched/1.0` and `patched/2.0` sources, `extra` appended to 2.0's dkms.conf, the
+/// killer script in 2.0's source directory, and a kernel with a modules.dep.
+fn setup(extra: &str) -> (Root, String) {
+    let root = Root::new();
+    let k = kernel();
+    root.real_kernel(&k).fixture("patched-1.0");
+    std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
+    common::copy_dir(
+        &root.source_tree().join("patched-1.0"),
+        &root.source_tree().join("patched-2.0"),
+    );
+    let conf = std::fs::read_to_string(root.source_tree().join("patched-1.0/dkms.conf"))
+        .unwrap()
+        .replace("1.0", "2.0");
+    std::fs::write(
+        root.source_tree().join("patched-2.0/dkms.conf"),
+        conf + extra,
+    )
+    .unwrap();
+    write_exec(&root.source_tree().join("patched-2.0/kill-dkms.sh"), KILLER);
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    (root, k)
+}
+
+fn installed(root: &Root, k: &str) -> Vec<u8> {
+    std::fs::read(
+        root.install_tree()
+            .join(k)
+            .join("updates/dkms/fx_patched.ko"),
+    )
+    .unwrap()
+}
+
+/// What must hold after any kill: status runs recovery; no journal, no stray files.
+fn assert_clean(root: &Root, k: &str) -> String {
+    let status = root.dkms(&["status"]);
+    status.ok();
+    assert!(!root.dkms_tree().join(".journal").exists());
+    let strays: Vec<String> = root
+        .snapshot()
+        .into_iter()
+        .filter(|e| e.contains(".dkms-new.") || e.contains(".dkms-old."))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
+    assert!(
+        root.install_tree()
+            .join(k)
+            .join("updates/dkms/fx_patched.ko")
+            .exists(),
+        "a working module is installed"
+    );
+    status.stdout
+}
+
+#[test]
+fn killed_during_make() {
+    let (root, k) = setup("MAKE[0]=\"./kill-dkms.sh\"\n");
+    let before = installed(&root, &k);
+    let out = root.dkms(&["install", "patched/2.0", "-k", &k]);
+    assert_eq!(out.code, -1, "killed by SIGKILL");
+    let status = assert_clean(&root, &k);
+    assert_eq!(
+        status,
+        format!("patched/1.0, {k}, x86_64: installed\npatched/2.0: added\n")
+    );
+    assert_eq!(installed(&root, &k), before);
+}
+
+#[test]
+fn killed_in_pre_install_before_any_file_is_placed() {
+    let (root, k) = setup("PRE_INSTALL=\"kill-dkms.sh\"\n");
+    let before = installed(&root, &k);
+    let out = root.dkms(&["install", "patched/2.0", "-k", &k]);
+    assert_eq!(out.code, -1);
+    let status = assert_clean(&root, &k);
+    assert_eq!(
+        status,
+        format!("patched/1.0, {k}, x86_64: installed\npatched/2.0, {k}, x86_64: built\n")
+    );
+    assert_eq!(installed(&root, &k), before);
+}
+
+#[test]
+fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
+    let (root, k) = setup("");
+    root.dkms(&["build", "patched/2.0", "-k", &k]).ok();
+    let before = root.snapshot();
+    let before_bytes = installed(&root, &k);
+    let bin = root.path().join("killbin");
+    write_exec(&bin.join("depmod"), KILLER);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = root.dkms_env(&["install", "patched/2.0", "-k", &k], &[("PATH", &path)]);
+    assert_eq!(out.code, -1);
+    // Killed with version 2.0's file in place and the link switched: the journal is left.
+    assert!(root.dkms_tree().join(".journal").exists());
+    let out = root.dkms(&["status"]);
+    assert!(out.stderr.contains("were undone"), "{}", out.stderr);
+    assert_clean(&root, &k);
+    // Besides the killer itself, only status's caches (dot-files) may have appeared.
+    let after: Vec<String> = root
+        .snapshot()
+        .into_iter()
+        .filter(|e| {
+            !e.contains("killbin")
+                && !e.contains(".dkms-conf-cache.json")
+                && !e.contains(".dkms-identical.json")
+        })
+        .collect();
+    assert_eq!(
+        after, before,
+        "exactly the state before the interrupted install"
+    );
+    assert_eq!(installed(&root, &k), before_bytes);
+}
+
+#[test]
+fn killed_in_post_install_after_the_commit_keeps_the_new_module() {
+    let (root, k) = setup("POST_INSTALL=\"kill-dkms.sh\"\n");
+    let out = root.dkms(&["install", "patched/2.0", "-k", &k]);
+    assert_eq!(out.code, -1);
+    let status = assert_clean(&root, &k);
+    assert_eq!(
+        status,
+        format!("patched/1.0, {k}, x86_64: built\npatched/2.0, {k}, x86_64: installed\n")
+    );
+    let built = std::fs::read(
+        root.dkms_tree()
+            .join(format!("patched/2.0/{k}/x86_64/module/fx_patched.ko")),
+    )
+    .unwrap();
+    assert_eq!(installed(&root, &k), built);
+}
