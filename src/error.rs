@@ -47,6 +47,8 @@ pub enum ActionError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{1}")]
+    Tarball(i32, String),
     #[error("'dkms {0}' is not implemented yet in this version of dkms (it arrives with a later release).\nUse Debian's bash dkms for this action until then.")]
     NotImplemented(String),
 }
@@ -65,6 +67,7 @@ impl ActionError {
             ActionError::BadModuleName(_) => 1,
             ActionError::Copy { .. } => 6,
             ActionError::NotImplemented(_) => 1,
+            ActionError::Tarball(code, _) => *code,
         }
     }
 }

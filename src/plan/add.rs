@@ -13,7 +13,7 @@ pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
     let _lock = take_lock(ctx)?;
     let (mut module, mut version) = (req.module.clone(), req.version.clone());
     if req.archive.is_some() && module.is_none() && version.is_none() {
-        return Err(ActionError::NotImplemented("add of a tarball (ldtarball)".into()).into());
+        return super::tarball::load(ctx);
     }
     if let (Some(dir), None, None) = (&req.source_dir, &module, &version) {
         let (m, v) = add_source_tree(ctx, dir, ka)?;
@@ -64,7 +64,11 @@ pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -
 }
 
 /// Copy a source directory to `<source_tree>/<PACKAGE_NAME>-<PACKAGE_VERSION>`.
-fn add_source_tree(ctx: &Context, dir: &Path, ka: &KernelArch) -> Result<(String, String)> {
+pub(crate) fn add_source_tree(
+    ctx: &Context,
+    dir: &Path,
+    ka: &KernelArch,
+) -> Result<(String, String)> {
     let from = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let conf_file = from.join("dkms.conf");
     if !conf_file.is_file() {
@@ -121,7 +125,7 @@ fn add_source_tree(ctx: &Context, dir: &Path, ka: &KernelArch) -> Result<(String
 
 /// Copy a tree into place: into a staging directory renamed in one step when the target
 /// is new, file by file over an existing target (the original's `cp -fr`).
-fn copy_source(from: &Path, target: &Path) -> Result<()> {
+pub(crate) fn copy_source(from: &Path, target: &Path) -> Result<()> {
     let copy_err = |source| ActionError::Copy {
         from: from.to_path_buf(),
         to: target.to_path_buf(),

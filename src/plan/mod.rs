@@ -6,6 +6,7 @@ mod build;
 mod remove;
 mod script;
 mod status;
+mod tarball;
 
 pub use script::run as run_source_script;
 
@@ -103,11 +104,11 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         Action::Mktarball => {
             let (m, v) = module_args(&ctx, action)?;
             ensure_added(&ctx, &m, &v, false)?;
-            Err(ActionError::NotImplemented(action.name().into()).into())
+            let kernels = kernels_for(&ctx, Some((&m, &v)))?;
+            tarball::mktarball(&ctx, &m, &v, &kernels)
         }
-        Action::Ldtarball | Action::GenerateMok => {
-            Err(ActionError::NotImplemented(action.name().into()).into())
-        }
+        Action::Ldtarball => tarball::ldtarball(&ctx),
+        Action::GenerateMok => Err(ActionError::NotImplemented(action.name().into()).into()),
     }
 }
 

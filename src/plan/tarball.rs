@@ -1,0 +1,346 @@
+//! `mktarball` and `ldtarball`: moving sources and prebuilt modules between machines.
+//!
+//! The archive layout is the original's: `dkms_main_tree/<k>/<a>/{module,log}` for each
+//! build, plus either `dkms_source_tree/` (the source) or, with `--binaries-only`,
+//! `dkms_binaries_only/{PACKAGE_NAME,PACKAGE_VERSION,dkms.conf}`. Compression follows
+//! the archive name's extension (`tar -caf`); reading detects it from the content.
+//! Archives are written beside their destination and renamed into place; loaded
+//! builds are copied to a staging name and renamed, like every other build.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{read_strict, require_root, take_lock, Context};
+use crate::conf::{self, ConfRequest};
+use crate::error::{ActionError, Result};
+use crate::state::{KernelArch, Registration};
+
+pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
+    let conf_file = ctx
+        .req
+        .conf
+        .clone()
+        .unwrap_or_else(|| ctx.tree.version_dir(m, v).join("source/dkms.conf"));
+    read_strict(ctx, &conf_file, m, v, &kernels[0])?;
+    let staging = tempfile::Builder::new()
+        .prefix("dkms.")
+        .tempdir_in(&ctx.settings.tmp_location)
+        .map_err(tar_err)?;
+    let main_tree = staging.path().join("dkms_main_tree");
+    std::fs::create_dir(&main_tree).map_err(tar_err)?;
+
+    let mut names = Vec::new();
+    if ctx.req.source_only {
+        names.push("source-only".to_string());
+    } else {
+        for ka in kernels {
+            let built = ctx.tree.build_dir(m, v, ka);
+            if !built.is_dir() {
+                return Err(ActionError::Tarball(
+                    6,
+                    format!("No modules built for {} ({}).\nModules must already be in the built state before using mktarball.", ka.kernel, ka.arch),
+                )
+                .into());
+            }
+            ctx.report.line(&format!(
+                "Marking modules for {} ({}) for archiving...",
+                ka.kernel, ka.arch
+            ));
+            names.push(format!("kernel{}-{}", ka.kernel, ka.arch));
+            let dest = main_tree.join(&ka.kernel).join(&ka.arch);
+            for part in ["module", "log"] {
+                if built.join(part).is_dir() {
+                    crate::fsutil::copy_tree(&built.join(part), &dest.join(part))
+                        .map_err(tar_err)?;
+                }
+            }
+        }
+    }
+    let source = ctx.tree.version_dir(m, v).join("source");
+    if ctx.req.binaries_only {
+        ctx.report
+            .line("\nCreating tarball structure to specifically accommodate binaries.");
+        let dir = staging.path().join("dkms_binaries_only");
+        std::fs::create_dir(&dir).map_err(tar_err)?;
+        std::fs::write(dir.join("PACKAGE_NAME"), format!("{m}\n")).map_err(tar_err)?;
+        std::fs::write(dir.join("PACKAGE_VERSION"), format!("{v}\n")).map_err(tar_err)?;
+        std::fs::copy(&conf_file, dir.join("dkms.conf")).map_err(tar_err)?;
+    } else {
+        ctx.report
+            .line(&format!("\nMarking {} for archiving...", source.display()));
+        let real = std::fs::canonicalize(&source).map_err(tar_err)?;
+        crate::fsutil::copy_tree(&real, &staging.path().join("dkms_source_tree"))
+            .map_err(tar_err)?;
+    }
+
+    let mut list = names.join("-");
+    if list.len() > 200 {
+        list = "manykernels".into();
+    }
+    let (dest_dir, name) = match &ctx.req.archive {
+        Some(a) => {
+            let name = a
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dir = a
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf);
+            (
+                dir.unwrap_or_else(|| ctx.tree.version_dir(m, v).join("tarball")),
+                name,
+            )
+        }
+        None => (
+            ctx.tree.version_dir(m, v).join("tarball"),
+            format!("{m}-{v}-{list}.dkms.tar.gz"),
+        ),
+    };
+    let dest = dest_dir.join(&name);
+    ctx.report
+        .line(&format!("\nTarball location: {}", dest.display()));
+    if std::fs::create_dir_all(&dest_dir).is_err()
+        || rustix::fs::access(&dest_dir, rustix::fs::Access::WRITE_OK).is_err()
+    {
+        return Err(ActionError::Tarball(
+            9,
+            format!("Missing write permissions for {}.", dest_dir.display()),
+        )
+        .into());
+    }
+    write_archive(staging.path(), &dest).map_err(|e| {
+        ActionError::Tarball(6, format!("Failed to make tarball {}: {e}", dest.display()))
+    })?;
+    Ok(0)
+}
+
+pub fn ldtarball(ctx: &Context) -> Result<i32> {
+    if ctx.req.force && !rustix::process::geteuid().is_root() {
+        return Err(ActionError::Tarball(
+            1,
+            "You must be root to use this command with the --force option.".into(),
+        )
+        .into());
+    }
+    let _lock = take_lock(ctx)?;
+    load(ctx)
+}
+
+/// Load the archive named on the command line (also `dkms add <archive>`); the caller
+/// holds the lock.
+pub fn load(ctx: &Context) -> Result<i32> {
+    let archive = ctx.req.archive.clone().unwrap_or_default();
+    if !archive.is_file() {
+        return Err(
+            ActionError::Tarball(2, format!("{} does not exist.", archive.display())).into(),
+        );
+    }
+    if archive.extension().is_some_and(|e| e == "rpm") {
+        return Err(ActionError::Tarball(
+            9,
+            format!(
+                "Unable to install {}: rpm packages are not supported by this dkms.",
+                archive.display()
+            ),
+        )
+        .into());
+    }
+    let unpacked = tempfile::Builder::new()
+        .prefix("dkms.")
+        .tempdir_in(&ctx.settings.tmp_location)
+        .map_err(tar_err)?;
+    read_archive(&archive, unpacked.path()).map_err(|e| {
+        ActionError::Tarball(7, format!("Cannot unpack {}: {e}", archive.display()))
+    })?;
+    let ka = KernelArch {
+        kernel: ctx
+            .req
+            .kernels
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ctx.settings.current_kernel.clone()),
+        arch: ctx
+            .req
+            .arches
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ctx.settings.machine.clone()),
+    };
+    let main_tree = unpacked.path().join("dkms_main_tree");
+    if !main_tree.is_dir() {
+        // A plain source tarball: the first dkms.conf found is the source.
+        let Some(conf) = find_conf(unpacked.path()) else {
+            return Err(ActionError::Tarball(3, "Tarball does not appear to be a correctly formed DKMS archive. No dkms.conf found within it.".into()).into());
+        };
+        let dir = conf.parent().unwrap_or(unpacked.path()).to_path_buf();
+        let (m, v) = super::add::add_source_tree(ctx, &dir, &ka)?;
+        super::add::add_registered(ctx, &m, &v, &ka)?;
+        return Ok(0);
+    }
+    let mut chosen = None;
+    for loc in ["dkms_source_tree", "dkms_binaries_only"] {
+        let conf = unpacked.path().join(loc).join("dkms.conf");
+        if !conf.is_file() {
+            continue;
+        }
+        let req = ConfRequest::new(ctx.settings, conf.clone(), "", "", &ka.kernel, &ka.arch);
+        match conf::load_lenient(&req) {
+            Ok(c) if !c.package_name.is_empty() && !c.package_version.is_empty() => {
+                chosen = Some((loc, c.package_name, c.package_version));
+                break;
+            }
+            _ => ctx
+                .report
+                .stderr("\nMalformed dkms.conf, refusing to load."),
+        }
+    }
+    let Some((loc, m, v)) = chosen else {
+        return Err(ActionError::Tarball(7, format!("No valid dkms.conf in dkms_source_tree or dkms_binaries_only.\n{} is not a valid DKMS tarball.", archive.display())).into());
+    };
+    super::check_name(&m)?;
+    super::check_name(&v)?;
+    let added = matches!(
+        ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
+        Registration::Added { .. }
+    );
+    if added && !ctx.req.force {
+        return Err(
+            ActionError::Tarball(8, format!("{m}-{v} is already added!\nAborting.")).into(),
+        );
+    }
+    ctx.report.line(&format!("\nLoading tarball for {m}-{v}"));
+    let source_in_tree = ctx.settings.source_tree.join(format!("{m}-{v}"));
+    if loc == "dkms_source_tree" {
+        require_root()?;
+        let copied = super::add::copy_source(&unpacked.path().join(loc), &source_in_tree);
+        copied?;
+    } else if !source_in_tree.is_dir() {
+        // Binaries only: the source "directory" is a real directory holding dkms.conf.
+        let dir = ctx.tree.version_dir(&m, &v).join("source");
+        ctx.report.line(&format!("Creating {}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(tar_err)?;
+        std::fs::create_dir_all(ctx.tree.version_dir(&m, &v).join("build")).map_err(tar_err)?;
+        std::fs::copy(
+            unpacked.path().join(loc).join("dkms.conf"),
+            dir.join("dkms.conf"),
+        )
+        .map_err(tar_err)?;
+    }
+    load_builds(ctx, &main_tree, &m, &v)?;
+    let registered = matches!(
+        ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
+        Registration::Added { .. }
+    );
+    if !registered {
+        super::add::add_registered(ctx, &m, &v, &ka)?;
+    }
+    Ok(0)
+}
+
+/// Copy each prebuilt `<k>/<a>` into the tree (existing builds kept unless --force).
+fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> {
+    for k in crate::state::visible_entries(main_tree) {
+        for a in crate::state::visible_entries(&main_tree.join(&k)) {
+            let from = main_tree.join(&k).join(&a);
+            let ka = KernelArch {
+                kernel: k.clone(),
+                arch: a.clone(),
+            };
+            let dest = ctx.tree.build_dir(m, v, &ka);
+            if dest.exists() && !ctx.req.force {
+                ctx.report
+                    .warn(&format!("{} already exists. Skipping...", dest.display()));
+                continue;
+            }
+            ctx.report.line(&format!("Loading {}...", dest.display()));
+            if dest.exists() {
+                super::build::unbuild_one(ctx, m, v, &ka)?;
+            }
+            let kernel_dir = dest.parent().expect("kernel dir").to_path_buf();
+            std::fs::create_dir_all(&kernel_dir).map_err(tar_err)?;
+            let staged = tempfile::Builder::new()
+                .prefix(&format!(".tmp_{a}_"))
+                .tempdir_in(&kernel_dir)
+                .map_err(tar_err)?;
+            crate::fsutil::copy_tree(&from, staged.path()).map_err(tar_err)?;
+            std::fs::rename(staged.keep(), &dest).map_err(tar_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn find_conf(dir: &Path) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&d)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        if let Some(conf) = entries
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == "dkms.conf") && p.is_file())
+        {
+            return Some(conf.clone());
+        }
+        stack.extend(
+            entries
+                .into_iter()
+                .filter(|p| p.is_dir() && !p.is_symlink())
+                .rev(),
+        );
+    }
+    None
+}
+
+fn tar_err(e: std::io::Error) -> ActionError {
+    ActionError::Tarball(6, format!("Cannot prepare the tarball: {e}"))
+}
+
+/// `tar -C dir -caf dest .`: compression from the name; written beside, renamed in.
+fn write_archive(dir: &Path, dest: &Path) -> std::io::Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".dkms-tarball.")
+        .tempfile_in(parent)?;
+    {
+        let name = dest.to_string_lossy();
+        let out: Box<dyn Write> = if name.ends_with(".gz") || name.ends_with(".tgz") {
+            Box::new(flate2::write::GzEncoder::new(
+                tmp.as_file_mut(),
+                flate2::Compression::default(),
+            ))
+        } else if name.ends_with(".xz") {
+            Box::new(liblzma::write::XzEncoder::new(tmp.as_file_mut(), 6))
+        } else if name.ends_with(".zst") {
+            Box::new(zstd::stream::write::Encoder::new(tmp.as_file_mut(), 3)?.auto_finish())
+        } else {
+            Box::new(tmp.as_file_mut())
+        };
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        builder.append_dir_all(".", dir)?;
+        builder.into_inner()?.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+}
+
+/// Unpack an archive whose compression is detected from its first bytes.
+fn read_archive(archive: &Path, dest: &Path) -> std::io::Result<()> {
+    let mut magic = [0u8; 6];
+    let n = File::open(archive)?.read(&mut magic)?;
+    let file = BufReader::new(File::open(archive)?);
+    let input: Box<dyn Read> = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(file)),
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => Box::new(liblzma::read::XzDecoder::new(file)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::stream::read::Decoder::new(file)?),
+        _ => Box::new(file),
+    };
+    // `unpack` refuses entries that would land outside `dest` (`..`, absolute paths).
+    tar::Archive::new(input).unpack(dest)
+}

@@ -1,0 +1,213 @@
+//! `mktarball` / `ldtarball`: prebuilt modules moved to machines without compilers, and
+//! archives exchanged with Debian's bash dkms in both directions.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::Root;
+
+fn kernel() -> String {
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            k.starts_with("6.1.")
+                && k.ends_with("-amd64")
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("6.1 headers installed by .ci/install-deps")
+}
+
+fn built_root() -> (Root, String) {
+    let root = Root::new();
+    let k = kernel();
+    root.real_kernel(&k).fixture("patched-1.0");
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    (root, k)
+}
+
+fn tarball(root: &Root, name: &str) -> PathBuf {
+    root.dkms_tree().join("patched/1.0/tarball").join(name)
+}
+
+/// A machine with the kernel directory but no headers and no source.
+fn bare_root(k: &str) -> Root {
+    let root = Root::new();
+    std::fs::create_dir_all(root.install_tree().join(k)).unwrap();
+    root
+}
+
+#[test]
+fn round_trip_with_source() {
+    let (root, k) = built_root();
+    let out = root.dkms(&["mktarball", "patched/1.0", "-k", &k]);
+    out.ok();
+    let archive = tarball(&root, &format!("patched-1.0-kernel{k}-x86_64.dkms.tar.gz"));
+    assert!(
+        out.stdout
+            .contains(&format!("Tarball location: {}", archive.display())),
+        "{}",
+        out.stdout
+    );
+    let other = bare_root(&k);
+    other.dkms(&["ldtarball", archive.to_str().unwrap()]).ok();
+    assert!(other.source_tree().join("patched-1.0/dkms.conf").exists());
+    assert_eq!(
+        other.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+    // Installs without headers: the module is prebuilt.
+    other.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    assert!(other
+        .install_tree()
+        .join(&k)
+        .join("updates/dkms/fx_patched.ko")
+        .exists());
+    // Loading again needs --force.
+    assert_eq!(
+        other.dkms(&["ldtarball", archive.to_str().unwrap()]).code,
+        8
+    );
+}
+
+#[test]
+fn binaries_only_needs_no_source() {
+    let (root, k) = built_root();
+    let dest = root.path().join("out/prebuilt.dkms.tar.xz");
+    root.dkms(&[
+        "mktarball",
+        "patched/1.0",
+        "-k",
+        &k,
+        "--binaries-only",
+        "--archive",
+        dest.to_str().unwrap(),
+    ])
+    .ok();
+    let listing = std::process::Command::new("tar")
+        .arg("-tJf")
+        .arg(&dest)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("dkms_binaries_only/PACKAGE_NAME")
+            && !listing.contains("dkms_source_tree"),
+        "{listing}"
+    );
+    let other = bare_root(&k);
+    other
+        .dkms(&["ldtarball", "--archive", dest.to_str().unwrap()])
+        .ok();
+    assert!(!other.source_tree().join("patched-1.0").exists());
+    assert!(
+        other
+            .dkms_tree()
+            .join("patched/1.0/source/dkms.conf")
+            .is_file(),
+        "binaries-only source is a real directory"
+    );
+    assert_eq!(
+        other.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+    other.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+}
+
+#[test]
+fn source_only_naming() {
+    let (root, k) = built_root();
+    root.dkms(&["mktarball", "patched/1.0", "-k", &k, "--source-only"])
+        .ok();
+    assert!(tarball(&root, "patched-1.0-source-only.dkms.tar.gz").is_file());
+}
+
+#[test]
+fn archives_are_exchanged_with_debians_dkms() {
+    let (root, k) = built_root();
+    // Ours → theirs.
+    root.dkms(&["mktarball", "patched/1.0", "-k", &k]).ok();
+    let ours = tarball(&root, &format!("patched-1.0-kernel{k}-x86_64.dkms.tar.gz"));
+    let theirs_root = bare_root(&k);
+    let out = theirs_root.bash_dkms(&["ldtarball", ours.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        theirs_root.bash_dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+    // Theirs → ours.
+    let bash_built = Root::new();
+    bash_built.real_kernel(&k).fixture("patched-1.0");
+    assert_eq!(
+        bash_built
+            .bash_dkms(&["build", "patched/1.0", "-k", &k])
+            .code,
+        0
+    );
+    let theirs = bash_built.path().join("theirs.dkms.tar.gz");
+    let out = bash_built.bash_dkms(&[
+        "mktarball",
+        "patched/1.0",
+        "-k",
+        &k,
+        "--archive",
+        theirs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let ours_root = bare_root(&k);
+    ours_root
+        .dkms(&["ldtarball", theirs.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        ours_root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn bad_archives_and_requests() {
+    let (root, k) = built_root();
+    let out = root.dkms(&["mktarball", "patched/1.0", "-k", "6.1.0-99-amd64"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(out.stderr.contains("No modules built for 6.1.0-99-amd64"));
+    let other = bare_root(&k);
+    assert_eq!(
+        other
+            .dkms(&["ldtarball", "--archive", "/nonexistent.tar.gz"])
+            .code,
+        2
+    );
+    let garbage = other.path().join("garbage.tar.gz");
+    std::fs::write(&garbage, b"\x1f\x8bnot really gzip").unwrap();
+    assert_eq!(
+        other.dkms(&["ldtarball", garbage.to_str().unwrap()]).code,
+        7
+    );
+    // A tarball with no dkms.conf at all.
+    let empty = other.path().join("empty");
+    std::fs::create_dir_all(empty.join("dir")).unwrap();
+    let plain = other.path().join("plain.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&plain)
+        .arg("-C")
+        .arg(&empty)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(other.dkms(&["ldtarball", plain.to_str().unwrap()]).code, 3);
+    assert_eq!(other.dkms(&["status"]).stdout, "");
+}
