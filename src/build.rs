@@ -7,14 +7,11 @@
 //! `<v>/<k>/<a>` by one rename — a build is either absent or complete. Every external
 //! command is logged to `make.log` in the original's entry format.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use thiserror::Error;
 
+use crate::cmdlog::CommandLog as Log;
 use crate::compress::Compression;
 use crate::conf::ModuleConf;
 use crate::framework::Settings;
@@ -72,6 +69,8 @@ pub enum BuildError {
         arch: String,
         build_dir: PathBuf,
     },
+    #[error("Cannot write the build log or run a build command: {0}")]
+    Log(#[from] std::io::Error),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -93,7 +92,7 @@ impl BuildError {
             BuildError::PatchFailed { .. } => 6,
             BuildError::Script { code, .. } => *code,
             BuildError::Make { .. } => 10,
-            BuildError::BuiltModuleMissing { .. } | BuildError::Io { .. } => 7,
+            BuildError::BuiltModuleMissing { .. } | BuildError::Io { .. } | BuildError::Log(_) => 7,
         }
     }
 }
@@ -183,6 +182,7 @@ impl BuildJob<'_> {
         let log_path = self.build_dir().join("make.log");
         let mut log = Log::create(&log_path)?;
         log.header(self.module, self.version, self.ka)?;
+        log.env = self.make_environment(config.as_ref());
         self.apply_patches(&mut log)?;
         if let Some(script) = &self.conf.pre_build {
             self.build_script(&mut log, "pre_build", script)?;
@@ -198,12 +198,7 @@ impl BuildJob<'_> {
             "Building module(s) for kernel {} ({})...",
             self.ka.kernel, self.ka.arch
         ));
-        let status = log.run(
-            "Building module(s)",
-            &make,
-            &self.build_dir(),
-            &compiler_env(config.as_ref()),
-        )?;
+        let status = log.run("Building module(s)", &make, &self.build_dir(), &[])?;
         if status != 0 {
             return Err(BuildError::Make {
                 kernel: self.ka.kernel.clone(),
@@ -229,9 +224,64 @@ impl BuildJob<'_> {
         if let Some(script) = &self.conf.post_build {
             // The log now lives in the committed build; POST_BUILD appends to it.
             let mut log = Log::append(&result_dir.join("log/make.log"))?;
+            log.env = self.make_environment(config.as_ref());
             self.build_script(&mut log, "post_build", script)?;
         }
         self.clean_build_dir();
+        Ok(())
+    }
+
+    /// The compiler variables, plus what the framework's `build_environment` file
+    /// exports (3.3+): it is sourced by bash and every exported variable that differs
+    /// from ours is passed to every build command.
+    fn make_environment(&self, config: Option<&KernelConfig>) -> Vec<(String, String)> {
+        let mut env = compiler_env(config);
+        let file = &self.settings.build_environment;
+        if file.is_empty() || !Path::new(file).is_file() {
+            return env;
+        }
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(". \"$1\" >/dev/null 2>&1; env -0")
+            .arg("dkms")
+            .arg(file)
+            .stdin(std::process::Stdio::null())
+            .output();
+        let Ok(out) = out else { return env };
+        for pair in out.stdout.split(|b| *b == 0) {
+            let text = String::from_utf8_lossy(pair);
+            let Some((k, v)) = text.split_once('=') else {
+                continue;
+            };
+            if std::env::var(k).ok().as_deref() != Some(v)
+                && !["_", "SHLVL", "PWD", "OLDPWD"].contains(&k)
+            {
+                env.retain(|(name, _)| name != k);
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        env
+    }
+
+    /// BUILD_DEPENDS_REBUILD bookkeeping: `.dep_<dependency>` holds the version of each
+    /// dependency this build was made against.
+    fn record_dependency_versions(&self, dir: &Path) -> Result<(), BuildError> {
+        if !self.conf.build_depends_rebuild {
+            return Ok(());
+        }
+        for dep in &self.conf.build_depends {
+            let link = self.tree.kernel_link(dep, self.ka);
+            let Ok(target) = std::fs::read_link(&link) else {
+                continue;
+            };
+            let version = target
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let file = dir.join(format!(".dep_{dep}"));
+            std::fs::write(&file, format!("{version}\n")).map_err(io("write", &file))?;
+        }
         Ok(())
     }
 
@@ -401,6 +451,7 @@ impl BuildJob<'_> {
             let dest = module_dir.join(format!("{}.ko{suffix}", m.dest_name));
             std::fs::write(&dest, bytes).map_err(io("write", &dest))?;
         }
+        self.record_dependency_versions(staging.path())?;
         log.flush()?;
         std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io("copy", &log.path))?;
         let staged = staging.keep();
@@ -487,91 +538,6 @@ fn error_excerpt(log: &Path) -> String {
         String::new()
     } else {
         format!("\nFirst errors:\n  {}", lines.join("\n  "))
-    }
-}
-
-/// make.log, in the original's entry format: a blank line, the description,
-/// `# command: ...`, the output, a blank line, `# exit code: N`, `# elapsed time:
-/// HH:MM:SS`, 64 dashes.
-struct Log {
-    path: PathBuf,
-    file: File,
-}
-
-impl Log {
-    fn create(path: &Path) -> Result<Log, BuildError> {
-        let file = File::create(path).map_err(io("create", path))?;
-        Ok(Log {
-            path: path.into(),
-            file,
-        })
-    }
-
-    fn append(path: &Path) -> Result<Log, BuildError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io("open", path))?;
-        Ok(Log {
-            path: path.into(),
-            file,
-        })
-    }
-
-    fn write(&mut self, text: &str) -> Result<(), BuildError> {
-        self.file
-            .write_all(text.as_bytes())
-            .map_err(io("write", &self.path))
-    }
-
-    fn flush(&mut self) -> Result<(), BuildError> {
-        self.file.flush().map_err(io("write", &self.path))
-    }
-
-    fn header(&mut self, m: &str, v: &str, ka: &KernelArch) -> Result<(), BuildError> {
-        self.write(&format!(
-            "DKMS (dkms-{}) make.log for {m}/{v} for kernel {} ({})\n{}\n",
-            crate::UPSTREAM_VERSION,
-            ka.kernel,
-            ka.arch,
-            crate::report::now_utc()
-        ))
-    }
-
-    /// Run `command` with bash in `dir`, output into the log; returns the exit status.
-    fn run(
-        &mut self,
-        description: &str,
-        command: &str,
-        dir: &Path,
-        env: &[(String, String)],
-    ) -> Result<i32, BuildError> {
-        self.write(&format!("\n{description}\n# command: {command}\n"))?;
-        self.flush()?;
-        let out = self.file.try_clone().map_err(io("write", &self.path))?;
-        let err = self.file.try_clone().map_err(io("write", &self.path))?;
-        let start = Instant::now();
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c")
-            .arg(format!("{{ {command}\n}}"))
-            .current_dir(dir);
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        for v in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS"] {
-            cmd.env_remove(v);
-        }
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        let status = cmd.status().map_err(io("run bash in", dir))?;
-        let code = status.code().unwrap_or(128);
-        let secs = start.elapsed().as_secs();
-        self.write(&format!(
-            "\n# exit code: {code}\n# elapsed time: {:02}:{:02}:{:02}\n{}\n",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60,
-            "-".repeat(64)
-        ))?;
-        Ok(code)
     }
 }
 

@@ -100,6 +100,8 @@ pub struct Settings {
     pub tmp_location: PathBuf,
     /// `/etc/dkms`: override dkms.conf files, patches, scripts, `no-autoinstall`.
     pub config_dir: PathBuf,
+    /// framework.conf itself (its `.d` directory is beside it).
+    pub framework_file: PathBuf,
     pub verbose: bool,
     pub symlink_modules: bool,
     pub modprobe_on_install: bool,
@@ -165,6 +167,7 @@ impl Settings {
             install_tree: get("install_tree").into(),
             tmp_location: get("tmp_location").into(),
             config_dir,
+            framework_file: framework_file.to_path_buf(),
             verbose: !get("verbose").is_empty(),
             symlink_modules: !get("symlink_modules").is_empty(),
             modprobe_on_install: !get("modprobe_on_install").is_empty(),
@@ -223,6 +226,37 @@ impl Settings {
         found
             .clone()
             .ok_or_else(|| FrameworkError::NoOsRelease(self.sysroot.clone()))
+    }
+
+    /// A variable the original reads lazily, with `$kernelver` in scope when the files
+    /// are sourced (`post_transaction`, the signing variables): framework.conf may say
+    /// `post_transaction="update-initramfs -u -k $kernelver"`.
+    pub fn lazy_value(&self, name: &str, kernel: &str) -> String {
+        let current = |s: &Settings| match name {
+            "post_transaction" => s.post_transaction.clone(),
+            "sign_file" => s.sign_file.clone().unwrap_or_default(),
+            "mok_signing_key" => s.mok_signing_key.clone().unwrap_or_default(),
+            "mok_certificate" => s.mok_certificate.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let files = framework_files(&self.framework_file);
+        if files.iter().all(|f| is_inert(f)) {
+            return current(self);
+        }
+        let mut start = BTreeMap::new();
+        start.insert("kernelver".to_string(), kernel.to_string());
+        start.insert(name.to_string(), current(self));
+        for (k, v) in [
+            ("dkms_tree", &self.dkms_tree),
+            ("source_tree", &self.source_tree),
+            ("install_tree", &self.install_tree),
+        ] {
+            start.insert(k.to_string(), v.to_string_lossy().into_owned());
+        }
+        match source_files(&files, start) {
+            Ok(values) => values.get(name).cloned().unwrap_or_default(),
+            Err(_) => current(self),
+        }
     }
 
     /// `ADDON_MODULES_DIR` from the environment overrides every distribution rule.

@@ -7,6 +7,7 @@
 pub mod bash;
 pub mod build;
 pub mod cli;
+pub mod cmdlog;
 pub mod compress;
 pub mod conf;
 pub mod error;

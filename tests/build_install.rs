@@ -395,3 +395,90 @@ fn modules_installed_by_the_original_are_removed_by_us_and_vice_versa() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!installed_file(&root, &k, "fx_hooks").exists());
 }
+
+#[test]
+fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    let marks = root.path().join("marks");
+    root.write(
+        "etc/dkms/framework.conf",
+        &format!(
+            "post_transaction=\"echo done \\$kernelver >> {}\"\n",
+            marks.display()
+        ),
+    );
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    assert!(
+        !out.stdout.contains("post-transaction"),
+        "nothing changed: {}",
+        out.stdout
+    );
+    let out = root.dkms(&["remove", "patched/1.0", "--all"]);
+    assert!(
+        out.stdout
+            .contains("Executing post-transaction command... done."),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        format!("done {k}\ndone {k}\n")
+    );
+    let log = std::fs::read_to_string(root.dkms_tree().join("post_transaction.log")).unwrap();
+    assert!(
+        log.contains("Executing post-transaction command\n# command: kernelver=")
+            && log.contains("# exit code: 0"),
+        "{log}"
+    );
+}
+
+#[test]
+fn build_environment_exports_reach_build_commands() {
+    let (root, k) = root_with(&["hooks-1.0"]);
+    let env_file = root.path().join("build.env");
+    std::fs::write(
+        &env_file,
+        "export DKMS_FIXTURE_PRE_BUILD_EXIT=0\nexport FROM_BUILD_ENVIRONMENT=yes\nNOT_EXPORTED=1\n",
+    )
+    .unwrap();
+    root.write(
+        "etc/dkms/framework.conf",
+        &format!("build_environment={}\n", env_file.display()),
+    );
+    std::fs::write(
+        root.source_tree().join("hooks-1.0/pre_build.sh"),
+        "#!/bin/sh\necho \"pre_build FROM_BUILD_ENVIRONMENT=$FROM_BUILD_ENVIRONMENT NOT_EXPORTED=$NOT_EXPORTED\" >> \"$DKMS_FIXTURE_LOG\"\n",
+    )
+    .unwrap();
+    let log = root.path().join("hooks.log");
+    root.dkms_env(
+        &["build", "hooks/1.0", "-k", &k],
+        &[("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    )
+    .ok();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("pre_build FROM_BUILD_ENVIRONMENT=yes NOT_EXPORTED=\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn build_depends_rebuild_records_dependency_versions() {
+    let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
+    let conf = root.source_tree().join("depends-1.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf).unwrap() + "BUILD_DEPENDS_REBUILD=yes\n";
+    std::fs::write(&conf, text).unwrap();
+    let log = root.path().join("hooks.log");
+    root.dkms_env(
+        &["install", "hooks/1.0", "-k", &k],
+        &[("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    )
+    .ok();
+    root.dkms(&["build", "depends/1.0", "-k", &k]).ok();
+    let dep = root
+        .dkms_tree()
+        .join(format!("depends/1.0/{k}/x86_64/.dep_hooks"));
+    assert_eq!(std::fs::read_to_string(dep).unwrap(), "1.0\n");
+}

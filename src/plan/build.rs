@@ -90,6 +90,8 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
         no_depmod: ctx.req.no_depmod,
     };
     job.run()?;
+    ctx.mark_changed(&ka.kernel);
+    super::post::modprobe_on_install(ctx, &ka.kernel);
     Ok(())
 }
 
@@ -135,6 +137,7 @@ pub(crate) fn uninstall_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) ->
         no_depmod: ctx.req.no_depmod,
     };
     install::uninstall(&job)?;
+    ctx.mark_changed(&ka.kernel);
     Ok(())
 }
 
@@ -144,6 +147,7 @@ pub(crate) fn unbuild_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
         uninstall_one(ctx, m, v, ka)?;
     }
     ctx.tree.remove_build(m, v, ka)?;
+    ctx.mark_changed(&ka.kernel);
     Ok(())
 }
 

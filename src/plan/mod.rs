@@ -3,6 +3,7 @@
 
 mod add;
 mod build;
+mod post;
 mod remove;
 mod script;
 mod status;
@@ -25,11 +26,20 @@ pub struct Context<'a> {
     pub settings: &'a Settings,
     pub report: &'a Reporter,
     pub tree: StateTree,
+    /// Kernels whose installed modules this run changed (for post_transaction).
+    pub changed: std::cell::RefCell<Vec<String>>,
+}
+
+impl Context<'_> {
+    pub(crate) fn mark_changed(&self, kernel: &str) {
+        self.changed.borrow_mut().push(kernel.to_string());
+    }
 }
 
 /// Run the request; returns the exit code on success paths that are not 0.
 pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32> {
     let ctx = Context {
+        changed: Default::default(),
         req,
         settings,
         report,
@@ -59,11 +69,13 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
                 ctx.tree.check_writable()?;
             }
             let kernels = kernels_for(&ctx, Some((&m, &v)))?;
-            match action {
+            let code = match action {
                 Action::Remove => remove::remove(&ctx, &m, &v, &kernels),
                 Action::Unbuild => remove::unbuild(&ctx, &m, &v, &kernels),
                 _ => build::uninstall(&ctx, &m, &v, &kernels),
-            }
+            }?;
+            post::post_transaction(&ctx);
+            Ok(code)
         }
         Action::Add | Action::Build | Action::Install => {
             if req.all {
@@ -83,7 +95,9 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
                 }
                 _ => {
                     let (m, v) = module_args(&ctx, action)?;
-                    build::install(&ctx, &m, &v, &kernels)
+                    let code = build::install(&ctx, &m, &v, &kernels)?;
+                    post::post_transaction(&ctx);
+                    Ok(code)
                 }
             }
         }

@@ -1,0 +1,92 @@
+//! Command logs in the original's entry format (make.log, post_transaction.log).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::state::KernelArch;
+
+/// make.log, in the original's entry format: a blank line, the description,
+/// `# command: ...`, the output, a blank line, `# exit code: N`, `# elapsed time:
+/// HH:MM:SS`, 64 dashes.
+pub struct CommandLog {
+    pub path: PathBuf,
+    file: File,
+    /// Variables every command gets (the compiler, `build_environment` exports).
+    pub env: Vec<(String, String)>,
+}
+
+impl CommandLog {
+    pub fn create(path: &Path) -> std::io::Result<CommandLog> {
+        let file = File::create(path)?;
+        Ok(CommandLog {
+            path: path.into(),
+            file,
+            env: Vec::new(),
+        })
+    }
+
+    pub fn append(path: &Path) -> std::io::Result<CommandLog> {
+        let file = OpenOptions::new().append(true).create(true).open(path)?;
+        Ok(CommandLog {
+            path: path.into(),
+            file,
+            env: Vec::new(),
+        })
+    }
+
+    pub fn write(&mut self, text: &str) -> std::io::Result<()> {
+        self.file.write_all(text.as_bytes())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    pub fn header(&mut self, m: &str, v: &str, ka: &KernelArch) -> std::io::Result<()> {
+        self.write(&format!(
+            "DKMS (dkms-{}) make.log for {m}/{v} for kernel {} ({})\n{}\n",
+            crate::UPSTREAM_VERSION,
+            ka.kernel,
+            ka.arch,
+            crate::report::now_utc()
+        ))
+    }
+
+    /// Run `command` with bash in `dir`, output into the log; returns the exit status.
+    pub fn run(
+        &mut self,
+        description: &str,
+        command: &str,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> std::io::Result<i32> {
+        self.write(&format!("\n{description}\n# command: {command}\n"))?;
+        self.flush()?;
+        let out = self.file.try_clone()?;
+        let err = self.file.try_clone()?;
+        let start = Instant::now();
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!("{{ {command}\n}}"))
+            .current_dir(dir);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        for v in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS"] {
+            cmd.env_remove(v);
+        }
+        cmd.envs(self.env.iter().chain(env).map(|(k, v)| (k, v)));
+        let status = cmd.status()?;
+        let code = status.code().unwrap_or(128);
+        let secs = start.elapsed().as_secs();
+        self.write(&format!(
+            "\n# exit code: {code}\n# elapsed time: {:02}:{:02}:{:02}\n{}\n",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            "-".repeat(64)
+        ))?;
+        Ok(code)
+    }
+}
