@@ -180,6 +180,12 @@ impl InstallJob<'_> {
             })?;
             let dir = dest_dir(self.settings, self.module, entry)?;
             let dest_dir = lib.join(dir.trim_start_matches('/'));
+            if leaves_tree(lib, &dest_dir) {
+                return Err(InstallError::LeavesTree {
+                    module: self.module.into(),
+                    location: dest_dir.display().to_string(),
+                });
+            }
             let file_name = built.file_name().expect("module file name").to_owned();
             if !self.version_ok(lib, entry, &built, &dest_dir.join(&file_name)) {
                 continue;
@@ -300,6 +306,21 @@ impl InstallJob<'_> {
             &format!("{}\n", original.display()),
         )?)
     }
+}
+
+/// Whether `dir` (or the part of it that exists) resolves outside `lib`, through a
+/// symlink such as `updates -> /etc`.
+fn leaves_tree(lib: &Path, dir: &Path) -> bool {
+    let Ok(lib) = std::fs::canonicalize(lib) else {
+        return true;
+    };
+    let mut existing = dir.to_path_buf();
+    while !existing.exists() {
+        if !existing.pop() {
+            return true;
+        }
+    }
+    std::fs::canonicalize(&existing).map_or(true, |real| !real.starts_with(&lib))
 }
 
 /// Every `<name>.ko[.gz|.xz|.zst]` under `lib` (not following `build`/`source`).

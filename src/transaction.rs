@@ -201,8 +201,23 @@ impl Transaction {
         std::fs::rename(&staged, dest).map_err(err("rename into", dest))
     }
 
-    /// Rename `from` to `to` (same filesystem).
+    /// Move `from` to `to`: a rename, or across filesystems (the module tree and the
+    /// state tree may be on different ones) a copy placed at `to` and the removal of
+    /// `from` — two steps, each undone on rollback.
     pub fn move_file(&mut self, from: &Path, to: &Path) -> Result<(), TxError> {
+        let device = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                .ok()
+        };
+        let same_fs = match (device(from), to.parent().and_then(device)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if !same_fs {
+            self.place_file(from, to, false)?;
+            return self.remove(from);
+        }
         self.record(Step::Moved {
             from: from.into(),
             to: to.into(),
@@ -210,9 +225,14 @@ impl Transaction {
         std::fs::rename(from, to).map_err(err("move", from))
     }
 
-    /// Delete `path` (kept as a backup until commit).
+    /// Delete `path` (kept as a backup beside it, on its filesystem, until commit).
     pub fn remove(&mut self, path: &Path) -> Result<(), TxError> {
-        self.move_file(path, &sibling(path, "old"))
+        let backup = sibling(path, "old");
+        self.record(Step::Moved {
+            from: path.into(),
+            to: backup.clone(),
+        })?;
+        std::fs::rename(path, &backup).map_err(err("remove", path))
     }
 
     /// Write a small file that does not exist yet.

@@ -482,3 +482,79 @@ fn build_depends_rebuild_records_dependency_versions() {
         .join(format!("depends/1.0/{k}/x86_64/.dep_hooks"));
     assert_eq!(std::fs::read_to_string(dep).unwrap(), "1.0\n");
 }
+
+#[test]
+fn a_destination_that_escapes_through_a_symlink_is_refused() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, root.install_tree().join(&k).join("updates")).unwrap();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("leaves the kernel's module tree"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+}
+
+/// A tiny tmpfs mounted for the life of the value.
+struct TinyMount(PathBuf);
+
+impl Drop for TinyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    let dest = root.install_tree().join(&k).join("updates/dkms");
+    std::fs::create_dir_all(&dest).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "tests run as root (CI does) and may mount a tmpfs"
+    );
+    let _mount = TinyMount(dest.clone());
+    // The previous module: a small file the new one must not destroy.
+    std::fs::write(dest.join("fx_patched.ko"), b"previous module").unwrap();
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--force"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No space left on device"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(dest.join("fx_patched.ko")).unwrap(),
+        b"previous module"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["fx_patched.ko"],
+        "no staged or backup file is left"
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+    assert!(!root.dkms_tree().join(".journal").exists());
+}
