@@ -282,29 +282,49 @@ impl InstallJob<'_> {
             lib.join("updates"),
             lib.join(dir.trim_start_matches('/')),
         ];
-        let mut found = candidates
+        let store = self.tree.original_module_dir(self.module, self.ka);
+        let preferred = candidates
             .iter()
             .find_map(|d| module_file(d, &entry.dest_name));
-        if found.is_none() {
-            let all = find_modules(lib, &entry.dest_name);
-            if all.len() == 1 {
-                found = all.into_iter().next();
+        let (originals, store) = match preferred {
+            Some(found) => (vec![found], store),
+            None => {
+                let all = find_modules(lib, &entry.dest_name);
+                if all.len() <= 1 {
+                    (all, store)
+                } else {
+                    // Several same-named modules and none in a preferred place: all are
+                    // kept for reference under collisions/, never restored automatically.
+                    self.report.line(&format!(
+                        "Multiple original modules named {} exist; storing them in {} for reference.",
+                        entry.dest_name,
+                        store.join("collisions").display()
+                    ));
+                    (all, store.join("collisions"))
+                }
             }
+        };
+        let collisions = store.ends_with("collisions");
+        for original in originals {
+            let relative = original.strip_prefix(lib).unwrap_or(&original);
+            let dest = if collisions {
+                store.join(relative)
+            } else {
+                store.join(original.file_name().expect("module file name"))
+            };
+            self.report.line(&format!(
+                "Archiving original module {} in {}",
+                original.display(),
+                dest.parent().unwrap_or(&store).display()
+            ));
+            tx.create_dirs(dest.parent().unwrap_or(&store))?;
+            tx.move_file(&original, &dest)?;
+            tx.write_new(
+                &PathBuf::from(format!("{}.origin", dest.display())),
+                &format!("{}\n", original.display()),
+            )?;
         }
-        let Some(original) = found else { return Ok(()) };
-        let store = self.tree.original_module_dir(self.module, self.ka);
-        let name = original.file_name().expect("module file name").to_owned();
-        self.report.line(&format!(
-            "Archiving original module {} in {}",
-            original.display(),
-            store.display()
-        ));
-        tx.create_dirs(&store)?;
-        tx.move_file(&original, &store.join(&name))?;
-        Ok(tx.write_new(
-            &store.join(format!("{}.origin", name.to_string_lossy())),
-            &format!("{}\n", original.display()),
-        )?)
+        Ok(())
     }
 }
 

@@ -558,3 +558,75 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
     );
     assert!(!root.dkms_tree().join(".journal").exists());
 }
+
+#[test]
+fn an_original_module_is_archived_with_its_origin_and_restored() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    let original = root.install_tree().join(&k).join("extra/fx_patched.ko");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    std::fs::write(&original, b"the kernel's own module").unwrap();
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let store = root
+        .dkms_tree()
+        .join(format!("patched/original_module/{k}/x86_64"));
+    assert_eq!(
+        std::fs::read(store.join("fx_patched.ko")).unwrap(),
+        b"the kernel's own module"
+    );
+    assert_eq!(
+        std::fs::read_to_string(store.join("fx_patched.ko.origin")).unwrap(),
+        format!("{}\n", original.display())
+    );
+    assert!(!original.exists());
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed (Original modules exist)\n")
+    );
+    assert_eq!(
+        root.bash_dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed (original_module exists)\n")
+    );
+    let out = root.dkms(&["uninstall", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "Restoring archived original module {}",
+            original.display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(&original).unwrap(),
+        b"the kernel's own module"
+    );
+    assert!(!root.dkms_tree().join("patched/original_module").exists());
+}
+
+#[test]
+fn colliding_originals_are_stored_for_reference_and_never_restored() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    let lib = root.install_tree().join(&k);
+    for dir in ["kernel/drivers/a", "kernel/drivers/b"] {
+        std::fs::create_dir_all(lib.join(dir)).unwrap();
+        std::fs::write(lib.join(dir).join("fx_patched.ko"), dir).unwrap();
+    }
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let collisions = root
+        .dkms_tree()
+        .join(format!("patched/original_module/{k}/x86_64/collisions"));
+    for dir in ["kernel/drivers/a", "kernel/drivers/b"] {
+        assert_eq!(
+            std::fs::read_to_string(collisions.join(dir).join("fx_patched.ko")).unwrap(),
+            dir
+        );
+        assert!(collisions.join(dir).join("fx_patched.ko.origin").exists());
+        assert!(!lib.join(dir).join("fx_patched.ko").exists());
+    }
+    root.dkms(&["uninstall", "patched/1.0", "-k", &k]).ok();
+    assert!(
+        collisions.join("kernel/drivers/a/fx_patched.ko").exists(),
+        "kept for reference"
+    );
+    assert!(!lib.join("kernel/drivers/a/fx_patched.ko").exists());
+}
