@@ -630,3 +630,95 @@ fn colliding_originals_are_stored_for_reference_and_never_restored() {
     );
     assert!(!lib.join("kernel/drivers/a/fx_patched.ko").exists());
 }
+
+#[test]
+fn symlink_modules_installs_links_to_the_built_copies() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    root.dkms(&["install", "patched/1.0", "-k", &k, "--symlink-modules"])
+        .ok();
+    let installed = installed_file(&root, &k, "fx_patched");
+    let target = std::fs::read_link(&installed).unwrap();
+    assert_eq!(
+        target,
+        root.dkms_tree()
+            .join(format!("patched/1.0/{k}/x86_64/module/fx_patched.ko"))
+    );
+    root.dkms(&["remove", "patched/1.0", "--all"]).ok();
+    assert!(std::fs::symlink_metadata(&installed).is_err());
+}
+
+#[test]
+fn modules_to_force_install_overrides_the_version_check() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    // A newer same-named module in the kernel: normally ours is skipped.
+    let newer = root
+        .install_tree()
+        .join(&k)
+        .join("kernel/drivers/fx_patched.ko");
+    std::fs::create_dir_all(newer.parent().unwrap()).unwrap();
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let built = root
+        .dkms_tree()
+        .join(format!("patched/1.0/{k}/x86_64/module/fx_patched.ko"));
+    let elf = std::fs::read(&built).unwrap();
+    // Same module with a higher version string patched into .modinfo (same length).
+    let (from, to) = (b"version=1.0-patched", b"version=9.9-patched");
+    let at = elf
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("version in .modinfo");
+    let mut patched = elf.clone();
+    patched[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(&newer, patched).unwrap();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    assert!(
+        out.stderr
+            .contains("is not newer than what is already found in kernel"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.code, 6, "no module installed: {}", out.stderr);
+    root.write(
+        "usr/share/dkms/modules_to_force_install/patched",
+        "patched\n",
+    );
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(out.stdout.contains("Forcing installation of patched"));
+    assert!(installed_file(&root, &k, "fx_patched").exists());
+}
+
+#[test]
+fn depmod_gets_the_system_map_when_there_is_one() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
+    root.write(
+        &format!("boot/System.map-{k}"),
+        "ffffffff81000000 T _text\n",
+    );
+    let bin = root.path().join("recordbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = root.path().join("depmod-args");
+    std::fs::write(
+        bin.join("depmod"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("depmod"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    root.dkms_env(&["install", "patched/1.0", "-k", &k], &[("PATH", &path)])
+        .ok();
+    let args = std::fs::read_to_string(&record).unwrap();
+    assert_eq!(
+        args.trim(),
+        format!(
+            "-b {} -a -F {} {k}",
+            root.path().display(),
+            root.path().join(format!("boot/System.map-{k}")).display()
+        )
+    );
+}
