@@ -722,3 +722,19 @@ fn depmod_gets_the_system_map_when_there_is_one() {
         )
     );
 }
+
+#[test]
+fn a_module_excluded_for_this_kernel_is_skipped_but_the_others_build() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    let conf = root.source_tree().join("patched-1.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf).unwrap()
+        + "BUILT_MODULE_NAME[1]=\"only_on_5x\"\nDEST_MODULE_LOCATION[1]=\"/updates/dkms\"\nBUILD_EXCLUSIVE_KERNEL[1]=\"^5\\.\"\n";
+    std::fs::write(&conf, text).unwrap();
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    assert!(installed_file(&root, &k, "fx_patched").exists());
+    assert!(!installed_file(&root, &k, "only_on_5x").exists());
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+}
