@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod modinfo;
 pub mod plan;
 pub mod report;
+pub mod sign;
 pub mod stamp;
 pub mod state;
 pub mod transaction;
