@@ -176,6 +176,12 @@ impl BuildJob<'_> {
         }
         check_headers(&self.ka.kernel, &self.kernel_source_dir)?;
         self.check_dependencies()?;
+        let signer = crate::sign::policy::prepare(
+            self.settings,
+            &self.ka.kernel,
+            &self.kernel_config,
+            self.report,
+        );
         let config = KernelConfig::read(&self.kernel_config);
 
         self.prepare_build_dir(&source)?;
@@ -220,7 +226,7 @@ impl BuildJob<'_> {
                 });
             }
         }
-        self.commit(&mut log, config.as_ref(), &buildable)?;
+        self.commit(&mut log, config.as_ref(), &buildable, signer.as_ref())?;
         if let Some(script) = &self.conf.post_build {
             // The log now lives in the committed build; POST_BUILD appends to it.
             let mut log = Log::append(&result_dir.join("log/make.log"))?;
@@ -388,6 +394,7 @@ impl BuildJob<'_> {
         log: &mut Log,
         config: Option<&KernelConfig>,
         modules: &[&crate::conf::ModuleEntry],
+        signer: Option<&crate::sign::policy::ModuleSigner>,
     ) -> Result<(), BuildError> {
         let kernel_dir = self.version_dir().join(&self.ka.kernel);
         std::fs::create_dir_all(&kernel_dir).map_err(io("create", &kernel_dir))?;
@@ -436,6 +443,9 @@ impl BuildJob<'_> {
                         built.display()
                     ));
                 }
+            }
+            if let Some(signer) = signer {
+                signer.sign(&built, self.report);
             }
             let data = std::fs::read(&built).map_err(io("read", &built))?;
             let (bytes, suffix) = match compression.compress(&data, opts) {

@@ -47,8 +47,10 @@ pub enum ActionError {
         #[source]
         source: std::io::Error,
     },
+    /// A failure whose message and original exit code are decided where it happens
+    /// (tarballs, key generation).
     #[error("{1}")]
-    Tarball(i32, String),
+    Coded(i32, String),
     #[error("'dkms {0}' is not implemented yet in this version of dkms (it arrives with a later release).\nUse Debian's bash dkms for this action until then.")]
     NotImplemented(String),
 }
@@ -67,7 +69,7 @@ impl ActionError {
             ActionError::BadModuleName(_) => 1,
             ActionError::Copy { .. } => 6,
             ActionError::NotImplemented(_) => 1,
-            ActionError::Tarball(code, _) => *code,
+            ActionError::Coded(code, _) => *code,
         }
     }
 }

@@ -164,6 +164,7 @@ mod tests {
                 name: "m".into(),
                 built: None,
                 installed: None,
+                signature: None,
             }],
         }
     }

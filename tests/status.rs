@@ -163,7 +163,10 @@ fn json_schema_is_locked() {
             {
               "name": "m",
               "built": "<root>/var/lib/dkms/m/1/6.1.0-56-amd64/x86_64/module/m.ko",
-              "installed": "<root>/lib/modules/6.1.0-56-amd64/updates/dkms/m.ko"
+              "installed": "<root>/lib/modules/6.1.0-56-amd64/updates/dkms/m.ko",
+              "signature": {
+                "signed": false
+              }
             }
           ]
         },

@@ -122,8 +122,41 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
             tarball::mktarball(&ctx, &m, &v, &kernels)
         }
         Action::Ldtarball => tarball::ldtarball(&ctx),
-        Action::GenerateMok => Err(ActionError::NotImplemented(action.name().into()).into()),
+        Action::GenerateMok => generate_mok(&ctx),
     }
+}
+
+/// `dkms generate_mok`: create the signing key pair if it does not exist yet.
+fn generate_mok(ctx: &Context) -> Result<i32> {
+    let kernel = ctx
+        .req
+        .kernels
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ctx.settings.current_kernel.clone());
+    let build =
+        crate::kernel::build_dir(ctx.settings, ctx.req.kernel_source_dir.as_deref(), &kernel);
+    let config = crate::kernel::KernelConfig::read(&crate::kernel::config_file(
+        &build,
+        ctx.req.kernel_config.as_deref(),
+    ))
+    .unwrap_or_default();
+    let (key, cert) = crate::sign::policy::key_paths(ctx.settings, &kernel, &config);
+    ctx.report.line(&format!("Signing key: {key}"));
+    ctx.report
+        .line(&format!("Public certificate (MOK): {}", cert.display()));
+    if key.starts_with("pkcs11:") || (std::path::Path::new(&key).is_file() && cert.is_file()) {
+        ctx.report
+            .line("The signing key and certificate already exist.");
+        return Ok(0);
+    }
+    ctx.report
+        .line("Certificate or key are missing, generating self signed certificate for MOK...");
+    crate::sign::generate(std::path::Path::new(&key), &cert)
+        .map_err(|e| ActionError::Coded(1, e.to_string()))?;
+    ctx.report
+        .line(&crate::sign::policy::enrollment_hint(&cert));
+    Ok(0)
 }
 
 /// Module and version must both be given (exit 1), and must be usable as names.

@@ -32,6 +32,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
         }
     }
     if req.json {
+        crate::state::status::add_signatures(ctx.settings, &mut entries);
         ctx.report.line(&status_json(&entries));
         return Ok(0);
     }

@@ -37,7 +37,7 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
         for ka in kernels {
             let built = ctx.tree.build_dir(m, v, ka);
             if !built.is_dir() {
-                return Err(ActionError::Tarball(
+                return Err(ActionError::Coded(
                     6,
                     format!("No modules built for {} ({}).\nModules must already be in the built state before using mktarball.", ka.kernel, ka.arch),
                 )
@@ -104,21 +104,21 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
     if std::fs::create_dir_all(&dest_dir).is_err()
         || rustix::fs::access(&dest_dir, rustix::fs::Access::WRITE_OK).is_err()
     {
-        return Err(ActionError::Tarball(
+        return Err(ActionError::Coded(
             9,
             format!("Missing write permissions for {}.", dest_dir.display()),
         )
         .into());
     }
     write_archive(staging.path(), &dest).map_err(|e| {
-        ActionError::Tarball(6, format!("Failed to make tarball {}: {e}", dest.display()))
+        ActionError::Coded(6, format!("Failed to make tarball {}: {e}", dest.display()))
     })?;
     Ok(0)
 }
 
 pub fn ldtarball(ctx: &Context) -> Result<i32> {
     if ctx.req.force && !rustix::process::geteuid().is_root() {
-        return Err(ActionError::Tarball(
+        return Err(ActionError::Coded(
             1,
             "You must be root to use this command with the --force option.".into(),
         )
@@ -133,12 +133,10 @@ pub fn ldtarball(ctx: &Context) -> Result<i32> {
 pub fn load(ctx: &Context) -> Result<i32> {
     let archive = ctx.req.archive.clone().unwrap_or_default();
     if !archive.is_file() {
-        return Err(
-            ActionError::Tarball(2, format!("{} does not exist.", archive.display())).into(),
-        );
+        return Err(ActionError::Coded(2, format!("{} does not exist.", archive.display())).into());
     }
     if archive.extension().is_some_and(|e| e == "rpm") {
-        return Err(ActionError::Tarball(
+        return Err(ActionError::Coded(
             9,
             format!(
                 "Unable to install {}: rpm packages are not supported by this dkms.",
@@ -151,9 +149,8 @@ pub fn load(ctx: &Context) -> Result<i32> {
         .prefix("dkms.")
         .tempdir_in(&ctx.settings.tmp_location)
         .map_err(tar_err)?;
-    read_archive(&archive, unpacked.path()).map_err(|e| {
-        ActionError::Tarball(7, format!("Cannot unpack {}: {e}", archive.display()))
-    })?;
+    read_archive(&archive, unpacked.path())
+        .map_err(|e| ActionError::Coded(7, format!("Cannot unpack {}: {e}", archive.display())))?;
     let ka = KernelArch {
         kernel: ctx
             .req
@@ -172,7 +169,7 @@ pub fn load(ctx: &Context) -> Result<i32> {
     if !main_tree.is_dir() {
         // A plain source tarball: the first dkms.conf found is the source.
         let Some(conf) = find_conf(unpacked.path()) else {
-            return Err(ActionError::Tarball(3, "Tarball does not appear to be a correctly formed DKMS archive. No dkms.conf found within it.".into()).into());
+            return Err(ActionError::Coded(3, "Tarball does not appear to be a correctly formed DKMS archive. No dkms.conf found within it.".into()).into());
         };
         let dir = conf.parent().unwrap_or(unpacked.path()).to_path_buf();
         let (m, v) = super::add::add_source_tree(ctx, &dir, &ka)?;
@@ -197,7 +194,7 @@ pub fn load(ctx: &Context) -> Result<i32> {
         }
     }
     let Some((loc, m, v)) = chosen else {
-        return Err(ActionError::Tarball(7, format!("No valid dkms.conf in dkms_source_tree or dkms_binaries_only.\n{} is not a valid DKMS tarball.", archive.display())).into());
+        return Err(ActionError::Coded(7, format!("No valid dkms.conf in dkms_source_tree or dkms_binaries_only.\n{} is not a valid DKMS tarball.", archive.display())).into());
     };
     super::check_name(&m)?;
     super::check_name(&v)?;
@@ -206,9 +203,7 @@ pub fn load(ctx: &Context) -> Result<i32> {
         Registration::Added { .. }
     );
     if added && !ctx.req.force {
-        return Err(
-            ActionError::Tarball(8, format!("{m}-{v} is already added!\nAborting.")).into(),
-        );
+        return Err(ActionError::Coded(8, format!("{m}-{v} is already added!\nAborting.")).into());
     }
     ctx.report.line(&format!("\nLoading tarball for {m}-{v}"));
     let source_in_tree = ctx.settings.source_tree.join(format!("{m}-{v}"));
@@ -297,7 +292,7 @@ fn find_conf(dir: &Path) -> Option<PathBuf> {
 }
 
 fn tar_err(e: std::io::Error) -> ActionError {
-    ActionError::Tarball(6, format!("Cannot prepare the tarball: {e}"))
+    ActionError::Coded(6, format!("Cannot prepare the tarball: {e}"))
 }
 
 /// `tar -C dir -caf dest .`: compression from the name; written beside, renamed in.

@@ -39,6 +39,58 @@ pub struct ModuleFiles {
     pub name: String,
     pub built: Option<PathBuf>,
     pub installed: Option<PathBuf>,
+    /// Who signed the installed (else the built) file; filled for `status --json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// A module's signature as the kernel will check it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signature {
+    pub signed: bool,
+    /// The signer's issuer (`CN=...`) and serial number (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// The certificate of ours that made it (the dkms MOK), if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// Read the signatures of every module of `entries` (decompressing as needed).
+pub fn add_signatures(settings: &Settings, entries: &mut [StatusEntry]) {
+    for e in entries.iter_mut() {
+        let Some(kernel) = e.kernel.clone() else {
+            continue;
+        };
+        let build = crate::kernel::build_dir(settings, None, &kernel);
+        let config = crate::kernel::KernelConfig::read(&crate::kernel::config_file(&build, None))
+            .unwrap_or_default();
+        let (_, cert) = crate::sign::policy::key_paths(settings, &kernel, &config);
+        for m in &mut e.modules {
+            let Some(file) = m.installed.clone().or_else(|| m.built.clone()) else {
+                continue;
+            };
+            let Ok(bytes) = crate::compress::read_module(&file) else {
+                continue;
+            };
+            m.signature = Some(match crate::sign::signer_of(&bytes) {
+                Some(s) => Signature {
+                    signed: true,
+                    key: s.is(&cert).then(|| cert.clone()),
+                    signer: Some(s.issuer()),
+                    serial: Some(s.serial_hex),
+                },
+                None => Signature {
+                    signed: false,
+                    signer: None,
+                    serial: None,
+                    key: None,
+                },
+            });
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -158,6 +210,7 @@ fn built_entry(
                 name: entry.dest_name.clone(),
                 built,
                 installed: installed_file.map(|(p, _)| p),
+                signature: None,
             });
         }
     }

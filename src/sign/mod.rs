@@ -1,4 +1,4 @@
-//! Module signing in the kernel's format, and the signing key.
+//! Module signing in the kernel's format, and the signing key ([`policy`] decides when).
 //!
 //! A signed module is `<module bytes><PKCS#7 signature><struct module_signature>
 //! "~Module signature appended~\n"`. The signature is a detached CMS SignedData with
@@ -12,6 +12,8 @@
 //! Keys are made like the original's `openssl req -x509 -newkey rsa:2048 ...`: RSA-2048,
 //! `CN=DKMS module signing key`, 36500 days, extendedKeyUsage codeSigning; the key as
 //! PEM (mode 0600), the certificate as DER.
+
+pub mod policy;
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,281 @@
+//! Signing during build, end to end: the key made on first need, modules signed after
+//! strip and before compression, the original's policy and messages, and every bad
+//! input ending in a warning and an unsigned module, never a failed install.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::Root;
+use dkms::sign;
+
+fn kernel(prefix: &str, suffix: &str) -> String {
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            k.starts_with(prefix)
+                && k.ends_with(suffix)
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        })
+        .collect();
+    found.sort();
+    found.pop().expect("headers installed by .ci/install-deps")
+}
+
+/// A root that signs (the CI sandbox counts as a chroot for the default policy).
+fn signing_root(k: &str, framework: &str) -> Root {
+    let root = Root::new();
+    root.real_kernel(k).fixture("patched-1.0");
+    root.write(
+        "etc/dkms/framework.conf",
+        &format!("try_sign_modules=true\n{framework}"),
+    );
+    root
+}
+
+fn installed(root: &Root, k: &str, suffix: &str) -> PathBuf {
+    root.install_tree()
+        .join(k)
+        .join(format!("updates/dkms/fx_patched.ko{suffix}"))
+}
+
+fn signer(path: &Path) -> Option<sign::Signer> {
+    sign::signer_of(&dkms::compress::read_module(path).unwrap())
+}
+
+#[test]
+fn the_key_is_made_once_and_modules_are_signed_with_it() {
+    let k = kernel("6.1.", "-amd64");
+    let root = signing_root(&k, "");
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    let (key, cert) = (
+        root.dkms_tree().join("mok.key"),
+        root.dkms_tree().join("mok.pub"),
+    );
+    assert!(out
+        .stdout
+        .contains("Certificate or key are missing, generating self signed certificate for MOK..."));
+    assert!(
+        out.stdout
+            .contains(&format!("mokutil --import {}", cert.display())),
+        "{}",
+        out.stdout
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions())
+            & 0o777;
+    assert_eq!(mode, 0o600);
+    let who = signer(&installed(&root, &k, "")).expect("signed");
+    assert!(who.is(&cert));
+    // The built copy in the dkms tree is the signed one too; status --json says so.
+    let json: serde_json::Value =
+        serde_json::from_str(&root.dkms(&["status", "--json"]).stdout).unwrap();
+    let sig = &json["entries"][0]["modules"][0]["signature"];
+    assert_eq!(sig["signed"], true);
+    assert_eq!(sig["signer"], "CN=DKMS module signing key");
+    assert_eq!(sig["key"], cert.display().to_string());
+    // A second build reuses the key and says nothing about enrolling.
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--force"]);
+    out.ok();
+    assert!(!out.stdout.contains("mokutil"));
+    assert!(signer(&installed(&root, &k, "")).unwrap().is(&cert));
+}
+
+#[test]
+fn signed_before_compression_on_an_xz_kernel() {
+    let k = kernel("6.12.", "+deb12-amd64");
+    let root = signing_root(&k, "");
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let file = installed(&root, &k, ".xz");
+    assert!(file.exists());
+    assert!(
+        signer(&file).unwrap().is(&root.dkms_tree().join("mok.pub")),
+        "the signature is inside the compressed module"
+    );
+}
+
+#[test]
+fn policy_and_kernel_config_decide_like_the_original() {
+    let k = kernel("6.1.", "-amd64");
+    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+        (
+            "try_sign_modules=false\n",
+            vec![],
+            vec![],
+            "Module signing is disabled by policy, modules won't be signed",
+        ),
+        (
+            "try_sign_modules=not_in_chroot\n",
+            vec![("FAKECHROOT", "true")],
+            vec![],
+            "Running in chroot, modules won't be signed",
+        ),
+    ];
+    for (framework, env, extra, message) in cases {
+        let root = Root::new();
+        root.real_kernel(&k).fixture("patched-1.0");
+        root.write("etc/dkms/framework.conf", framework);
+        let mut args = vec!["install", "patched/1.0", "-k", &k];
+        args.extend(extra);
+        let out = root.dkms_env(&args, &env);
+        out.ok();
+        assert!(out.stdout.contains(message), "{framework}: {}", out.stdout);
+        assert!(signer(&installed(&root, &k, "")).is_none());
+    }
+    // A kernel config without CONFIG_MODULE_SIG_HASH, and one with an unknown hash.
+    for (line, message) in [
+        ("", "built without module signing facility"),
+        (
+            "CONFIG_MODULE_SIG_HASH=\"md4\"\n",
+            "unknown module signature hash 'md4'",
+        ),
+    ] {
+        let root = signing_root(&k, "");
+        let config = root.path().join("config");
+        let real = std::fs::read_to_string(format!("/usr/src/linux-headers-{k}/.config")).unwrap();
+        let edited: String = real
+            .lines()
+            .filter(|l| !l.starts_with("CONFIG_MODULE_SIG_HASH="))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            + line;
+        std::fs::write(&config, edited).unwrap();
+        let out = root.dkms(&[
+            "install",
+            "patched/1.0",
+            "-k",
+            &k,
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        out.ok();
+        assert!(
+            format!("{}{}", out.stdout, out.stderr).contains(message),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(signer(&installed(&root, &k, "")).is_none());
+    }
+}
+
+#[test]
+fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
+    let k = kernel("6.1.", "-amd64");
+    let tool = format!(
+        "/usr/lib/linux-kbuild-{}/scripts/sign-file",
+        k.rsplit_once('.')
+            .unwrap()
+            .0
+            .rsplit_once('.')
+            .map(|(a, _)| a)
+            .unwrap_or("6.1")
+    );
+    let tool = if Path::new(&tool).exists() {
+        tool
+    } else {
+        "/usr/lib/linux-kbuild-6.1/scripts/sign-file".to_string()
+    };
+    let root = signing_root(&k, &format!("sign_file={tool}\n"));
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!("Sign command: {tool}")),
+        "{}",
+        out.stdout
+    );
+    assert!(signer(&installed(&root, &k, ""))
+        .unwrap()
+        .is(&root.dkms_tree().join("mok.pub")));
+
+    let root = signing_root(&k, "sign_file=/nonexistent/kmodsign\n");
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(out
+        .stdout
+        .contains("Binary /nonexistent/kmodsign not found, modules won't be signed"));
+    assert!(signer(&installed(&root, &k, "")).is_none());
+}
+
+#[test]
+fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
+    let k = kernel("6.1.", "-amd64");
+    // Passphrase-protected key: unsigned without KBUILD_SIGN_PIN, signed with it.
+    let root = signing_root(&k, "");
+    let (key, cert) = (
+        root.dkms_tree().join("mok.key"),
+        root.dkms_tree().join("mok.pub"),
+    );
+    sign::generate(&key, &cert).unwrap();
+    let plain = std::fs::read(&key).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["pkey", "-aes256", "-passout", "pass:s3cret", "-out"])
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&plain)?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(out.success());
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(out.stderr.contains("KBUILD_SIGN_PIN"), "{}", out.stderr);
+    assert!(signer(&installed(&root, &k, "")).is_none());
+    // install --force reinstalls the existing build, like the original: rebuild it.
+    root.dkms(&["unbuild", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms_env(
+        &["install", "patched/1.0", "-k", &k],
+        &[("KBUILD_SIGN_PIN", "s3cret")],
+    );
+    out.ok();
+    assert!(signer(&installed(&root, &k, "")).unwrap().is(&cert));
+
+    // A certificate of another key.
+    let root = signing_root(&k, "");
+    sign::generate(
+        &root.dkms_tree().join("mok.key"),
+        &root.dkms_tree().join("mok.pub"),
+    )
+    .unwrap();
+    sign::generate(
+        &root.path().join("other.key"),
+        &root.dkms_tree().join("mok.pub"),
+    )
+    .unwrap();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(
+        out.stderr.contains("does not belong to the key"),
+        "{}",
+        out.stderr
+    );
+    assert!(signer(&installed(&root, &k, "")).is_none());
+}
+
+#[test]
+fn generate_mok_creates_the_pair_once() {
+    let root = Root::new();
+    let out = root.dkms(&["generate_mok"]);
+    out.ok();
+    assert!(out.stdout.contains("mokutil --import"));
+    let key = std::fs::read(root.dkms_tree().join("mok.key")).unwrap();
+    let out = root.dkms(&["generate_mok"]);
+    out.ok();
+    assert!(out.stdout.contains("already exist"));
+    assert_eq!(
+        std::fs::read(root.dkms_tree().join("mok.key")).unwrap(),
+        key
+    );
+}
