@@ -106,27 +106,23 @@ fn signed_before_compression_on_an_xz_kernel() {
 #[test]
 fn policy_and_kernel_config_decide_like_the_original() {
     let k = kernel("6.1.", "-amd64");
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+    let cases: [(&str, &[(&str, &str)], &str); 2] = [
         (
             "try_sign_modules=false\n",
-            vec![],
-            vec![],
+            &[],
             "Module signing is disabled by policy, modules won't be signed",
         ),
         (
             "try_sign_modules=not_in_chroot\n",
-            vec![("FAKECHROOT", "true")],
-            vec![],
+            &[("FAKECHROOT", "true")],
             "Running in chroot, modules won't be signed",
         ),
     ];
-    for (framework, env, extra, message) in cases {
+    for (framework, env, message) in cases {
         let root = Root::new();
         root.real_kernel(&k).fixture("patched-1.0");
         root.write("etc/dkms/framework.conf", framework);
-        let mut args = vec!["install", "patched/1.0", "-k", &k];
-        args.extend(extra);
-        let out = root.dkms_env(&args, &env);
+        let out = root.dkms_env(&["install", "patched/1.0", "-k", &k], env);
         out.ok();
         assert!(out.stdout.contains(message), "{framework}: {}", out.stdout);
         assert!(signer(&installed(&root, &k, "")).is_none());
