@@ -106,7 +106,8 @@ fn signed_before_compression_on_an_xz_kernel() {
 #[test]
 fn policy_and_kernel_config_decide_like_the_original() {
     let k = kernel("6.1.", "-amd64");
-    let cases: [(&str, &[(&str, &str)], &str); 2] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Env, &str); 2] = [
         (
             "try_sign_modules=false\n",
             &[],
