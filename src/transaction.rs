@@ -39,7 +39,23 @@ fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TxEr
     }
 }
 
+/// Journals are `<dkms_tree>/.journal.<pid>.<n>`: one per transaction, so the builds
+/// of a parallel autoinstall can commit independently.
 const JOURNAL: &str = ".journal";
+
+/// Whether an interrupted transaction left a journal in `dkms_tree`.
+pub fn pending(dkms_tree: &Path) -> bool {
+    journals(dkms_tree).next().is_some()
+}
+
+fn journals(dkms_tree: &Path) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dkms_tree)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(JOURNAL))
+        .map(|e| e.path())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Step {
@@ -134,7 +150,9 @@ pub struct Transaction {
 impl Transaction {
     /// Start a transaction journaled in `dkms_tree` (the caller holds the lock).
     pub fn begin(dkms_tree: &Path) -> Result<Transaction, TxError> {
-        let journal_path = dkms_tree.join(JOURNAL);
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let journal_path = dkms_tree.join(format!("{JOURNAL}.{}.{n}", std::process::id()));
         let journal = File::create(&journal_path).map_err(err("create", &journal_path))?;
         Ok(Transaction {
             steps: Vec::new(),
@@ -284,11 +302,25 @@ pub enum Recovery {
     Completed(usize),
 }
 
-/// Finish the business of a dkms that was killed mid-transaction: undo its steps, or
+/// Finish the business of every dkms transaction that was killed: undo its steps, or
 /// complete its commit if it had committed. The caller holds the lock.
 pub fn recover(dkms_tree: &Path) -> Recovery {
-    let path = dkms_tree.join(JOURNAL);
-    let Ok(file) = File::open(&path) else {
+    let mut outcome = Recovery::Nothing;
+    let mut found: Vec<PathBuf> = journals(dkms_tree).collect();
+    found.sort();
+    for path in found {
+        outcome = match (recover_one(&path), outcome) {
+            (Recovery::RolledBack(a), Recovery::RolledBack(b)) => Recovery::RolledBack(a + b),
+            (Recovery::Completed(a), Recovery::Completed(b)) => Recovery::Completed(a + b),
+            (new, Recovery::Nothing) => new,
+            (_, previous) => previous,
+        };
+    }
+    outcome
+}
+
+fn recover_one(path: &Path) -> Recovery {
+    let Ok(file) = File::open(path) else {
         return Recovery::Nothing;
     };
     // A line cut short by the kill was never acted upon: it is ignored.
@@ -307,9 +339,9 @@ pub fn recover(dkms_tree: &Path) -> Recovery {
     };
     let _ = OpenOptions::new()
         .write(true)
-        .open(&path)
+        .open(path)
         .and_then(|f| f.set_len(0));
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(path);
     outcome
 }
 
@@ -340,7 +372,7 @@ mod tests {
         tx.rollback();
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "old");
         assert!(!dir.path().join("lib/updates").exists());
-        assert!(!tree.join(JOURNAL).exists());
+        assert!(!pending(&tree));
         assert_eq!(
             std::fs::read_dir(dir.path().join("lib")).unwrap().count(),
             1,

@@ -556,7 +556,7 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
         root.dkms(&["status"]).stdout,
         format!("patched/1.0, {k}, x86_64: built\n")
     );
-    assert!(!root.dkms_tree().join(".journal").exists());
+    assert!(!dkms::transaction::pending(&root.dkms_tree()));
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn installed(root: &Root, k: &str) -> Vec<u8> {
 fn assert_clean(root: &Root, k: &str) -> String {
     let status = root.dkms(&["status"]);
     status.ok();
-    assert!(!root.dkms_tree().join(".journal").exists());
+    assert!(!dkms::transaction::pending(&root.dkms_tree()));
     let strays: Vec<String> = root
         .snapshot()
         .into_iter()
@@ -146,7 +146,7 @@ fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
     let out = root.dkms_env(&["install", "patched/2.0", "-k", &k], &[("PATH", &path)]);
     assert_eq!(out.code, -1);
     // Killed with version 2.0's file in place and the link switched: the journal is left.
-    assert!(root.dkms_tree().join(".journal").exists());
+    assert!(dkms::transaction::pending(&root.dkms_tree()));
     let out = root.dkms(&["status"]);
     assert!(out.stderr.contains("were undone"), "{}", out.stderr);
     assert_clean(&root, &k);

@@ -53,7 +53,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
     match action {
         Action::Status => {
             // Status may clean up after a killed dkms, but never waits for a running one.
-            if ctx.settings.dkms_tree.join(".journal").exists() {
+            if crate::transaction::pending(&ctx.settings.dkms_tree) {
                 if let Some(_lock) = crate::state::lock::try_acquire(&ctx.settings.dkms_tree) {
                     recover_interrupted(&ctx);
                 }
