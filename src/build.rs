@@ -118,6 +118,8 @@ pub struct BuildJob<'a> {
     pub kernel_source_dir: PathBuf,
     pub kernel_config: PathBuf,
     pub force: bool,
+    /// The run's shared make jobserver: make gets it instead of its own `-jN`.
+    pub jobserver: Option<&'a jobserver::Client>,
 }
 
 /// The kernel's headers are present: `<build dir>/include` exists.
@@ -194,9 +196,14 @@ impl BuildJob<'_> {
             self.build_script(&mut log, "pre_build", script)?;
         }
 
+        let jobs = match self.jobserver {
+            Some(_) => Jobs::Jobserver,
+            None => Jobs::Limit(self.settings.parallel_jobs),
+        };
+        log.jobserver = self.jobserver.cloned();
         let make = make_command(
             &self.conf.make_command,
-            self.settings.parallel_jobs,
+            jobs,
             &self.ka.kernel,
             config.as_ref(),
         );
@@ -498,11 +505,21 @@ fn hidden_count(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// How make is told its parallelism.
+#[derive(Debug, Clone, Copy)]
+pub enum Jobs {
+    /// `-jN` (`None`: plain `-j`, unlimited), as the original.
+    Limit(Option<u32>),
+    /// No `-j`: make joins the jobserver passed in MAKEFLAGS.
+    Jobserver,
+}
+
 /// The original's make command: ` LLVM=1` for clang-built kernels, then a leading
-/// `make` becomes `make -j<N> KERNELRELEASE=<k>` (a quoted `'make'` is left alone).
+/// `make` becomes `make -j<N> KERNELRELEASE=<k>` (a quoted `'make'` is left alone;
+/// with a shared jobserver there is no `-j`).
 pub fn make_command(
     command: &str,
-    jobs: Option<u32>,
+    jobs: Jobs,
     kernel: &str,
     config: Option<&KernelConfig>,
 ) -> String {
@@ -511,8 +528,13 @@ pub fn make_command(
         cmd.push_str(" LLVM=1");
     }
     if let Some(rest) = cmd.strip_prefix("make") {
-        let j = jobs.map(|n| n.to_string()).unwrap_or_default();
-        cmd = format!("make -j{j} KERNELRELEASE={kernel}{rest}");
+        cmd = match jobs {
+            Jobs::Limit(n) => format!(
+                "make -j{} KERNELRELEASE={kernel}{rest}",
+                n.map(|n| n.to_string()).unwrap_or_default()
+            ),
+            Jobs::Jobserver => format!("make KERNELRELEASE={kernel}{rest}"),
+        };
     }
     cmd
 }
@@ -556,27 +578,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_shared_jobserver_replaces_the_j_flag() {
+        assert_eq!(
+            make_command("make -C /k", Jobs::Jobserver, "6.1", None),
+            "make KERNELRELEASE=6.1 -C /k"
+        );
+    }
+
+    #[test]
     fn make_command_rewrites_like_the_original() {
         let k = "6.1.0-1-amd64";
         assert_eq!(
-            make_command("make -C /k M=/b", Some(4), k, None),
+            make_command("make -C /k M=/b", Jobs::Limit(Some(4)), k, None),
             "make -j4 KERNELRELEASE=6.1.0-1-amd64 -C /k M=/b"
         );
         assert_eq!(
-            make_command("make", None, k, None),
+            make_command("make", Jobs::Limit(None), k, None),
             "make -j KERNELRELEASE=6.1.0-1-amd64"
         );
         assert_eq!(
-            make_command("'make' -j2 KVER=x", Some(4), k, None),
+            make_command("'make' -j2 KVER=x", Jobs::Limit(Some(4)), k, None),
             "'make' -j2 KVER=x"
         );
         let clang = KernelConfig::parse("CONFIG_CC_IS_CLANG=y\n");
         assert_eq!(
-            make_command("make -C /k", Some(1), k, Some(&clang)),
+            make_command("make -C /k", Jobs::Limit(Some(1)), k, Some(&clang)),
             "make -j1 KERNELRELEASE=6.1.0-1-amd64 -C /k LLVM=1"
         );
         assert_eq!(
-            make_command("env X=1 make", Some(1), k, None),
+            make_command("env X=1 make", Jobs::Limit(Some(1)), k, None),
             "env X=1 make"
         );
     }

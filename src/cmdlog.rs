@@ -16,6 +16,8 @@ pub struct CommandLog {
     file: File,
     /// Variables every command gets (the compiler, `build_environment` exports).
     pub env: Vec<(String, String)>,
+    /// A shared make jobserver handed to every command (MAKEFLAGS and its fds).
+    pub jobserver: Option<jobserver::Client>,
 }
 
 impl CommandLog {
@@ -25,6 +27,7 @@ impl CommandLog {
             path: path.into(),
             file,
             env: Vec::new(),
+            jobserver: None,
         })
     }
 
@@ -34,6 +37,7 @@ impl CommandLog {
             path: path.into(),
             file,
             env: Vec::new(),
+            jobserver: None,
         })
     }
 
@@ -77,6 +81,9 @@ impl CommandLog {
             cmd.env_remove(v);
         }
         cmd.envs(self.env.iter().chain(env).map(|(k, v)| (k, v)));
+        if let Some(js) = &self.jobserver {
+            js.configure_make(&mut cmd);
+        }
         let status = cmd.status()?;
         let code = status.code().unwrap_or(128);
         let secs = start.elapsed().as_secs();

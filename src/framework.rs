@@ -121,7 +121,7 @@ pub struct Settings {
     pub current_kernel: String,
     pub machine: String,
     /// The distribution from os-release, read on first use.
-    os_release: std::cell::OnceCell<Option<Distribution>>,
+    os_release: std::sync::OnceLock<Option<Distribution>>,
 }
 
 impl Settings {
@@ -184,7 +184,7 @@ impl Settings {
             mok_certificate: opt("mok_certificate"),
             current_kernel: uname.release().to_string_lossy().into_owned(),
             machine: uname.machine().to_string_lossy().into_owned(),
-            os_release: std::cell::OnceCell::new(),
+            os_release: std::sync::OnceLock::new(),
             sysroot,
         }
     }

@@ -87,7 +87,7 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
         conf: &conf,
         force: ctx.req.force || ctx.req.rpm_safe_upgrade || force,
         force_version_override: ctx.req.force_version_override || version_override,
-        no_depmod: ctx.req.no_depmod,
+        no_depmod: ctx.req.no_depmod || ctx.batch_depmod,
     };
     job.run()?;
     ctx.mark_changed(&ka.kernel);
@@ -116,6 +116,7 @@ fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
         ),
         kernel_source_dir,
         force: ctx.req.force,
+        jobserver: ctx.jobserver.as_ref(),
     };
     job.run()?;
     Ok(())
@@ -134,7 +135,7 @@ pub(crate) fn uninstall_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) ->
         conf: &conf,
         force: ctx.req.force,
         force_version_override: false,
-        no_depmod: ctx.req.no_depmod,
+        no_depmod: ctx.req.no_depmod || ctx.batch_depmod,
     };
     install::uninstall(&job)?;
     ctx.mark_changed(&ka.kernel);

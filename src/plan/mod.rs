@@ -5,6 +5,7 @@ mod add;
 mod build;
 mod post;
 mod remove;
+mod schedule;
 mod script;
 mod status;
 mod tarball;
@@ -27,12 +28,26 @@ pub struct Context<'a> {
     pub report: &'a Reporter,
     pub tree: StateTree,
     /// Kernels whose installed modules this run changed (for post_transaction).
-    pub changed: std::cell::RefCell<Vec<String>>,
+    pub changed: std::sync::Mutex<Vec<String>>,
+    /// One make jobserver shared by every build of a parallel run.
+    pub jobserver: Option<jobserver::Client>,
+    /// depmod runs once per kernel at the end of the run, not after each install.
+    pub batch_depmod: bool,
 }
 
 impl Context<'_> {
     pub(crate) fn mark_changed(&self, kernel: &str) {
-        self.changed.borrow_mut().push(kernel.to_string());
+        self.changed
+            .lock()
+            .expect("changed list")
+            .push(kernel.to_string());
+    }
+
+    pub(crate) fn changed_kernels(&self) -> Vec<String> {
+        let mut k = self.changed.lock().expect("changed list").clone();
+        k.sort();
+        k.dedup();
+        k
     }
 }
 
@@ -40,6 +55,8 @@ impl Context<'_> {
 pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32> {
     let ctx = Context {
         changed: Default::default(),
+        jobserver: None,
+        batch_depmod: false,
         req,
         settings,
         report,

@@ -22,8 +22,7 @@ pub fn modprobe_on_install(ctx: &Context, kernel: &str) {
 
 /// Run `post_transaction` once for each kernel that changed, with `$kernelver` set.
 pub fn post_transaction(ctx: &Context) {
-    let mut kernels = ctx.changed.borrow().clone();
-    kernels.dedup();
+    let kernels = ctx.changed_kernels();
     if ctx.settings.post_transaction.trim().is_empty()
         && !framework_mentions(ctx, "post_transaction")
         || kernels.is_empty()

@@ -1,0 +1,258 @@
+//! Running many (module, kernel) jobs at once without oversubscribing the machine.
+//!
+//! One GNU make jobserver of `parallel_jobs` tokens is shared by the whole run: a job
+//! holds a token while it runs (the slot of its top-level make), and every make joins
+//! the same jobserver for its own parallel steps. So however many builds run, at most
+//! `parallel_jobs` processes compile at any time. Jobs wait for the jobs they depend on
+//! (BUILD_DEPENDS); a job whose dependency failed fails without running.
+
+use std::sync::{Condvar, Mutex};
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    /// BUILD_EXCLUSIVE did not match (exit 77).
+    Skipped,
+    Failed(i32),
+    /// A dependency failed, so the job never ran.
+    DependencyFailed(Vec<String>),
+}
+
+/// A unit of work: its name (for messages) and the indices of the jobs it waits for.
+pub struct Job<T> {
+    pub name: String,
+    pub after: Vec<usize>,
+    pub data: T,
+}
+
+struct Board {
+    outcomes: Vec<Option<Outcome>>,
+    started: Vec<bool>,
+    running: usize,
+}
+
+/// Run `jobs` with `run`, at most `tokens` at once (each holds a jobserver token while
+/// running); returns one outcome per job, in order. `on_done` is called as each ends.
+pub fn run<T: Sync>(
+    jobs: &[Job<T>],
+    jobserver: &jobserver::Client,
+    tokens: usize,
+    run: impl Fn(&Job<T>) -> Outcome + Sync,
+    on_done: impl Fn(&Job<T>, &Outcome) + Sync,
+) -> Vec<Outcome> {
+    let board = Mutex::new(Board {
+        outcomes: vec![None; jobs.len()],
+        started: vec![false; jobs.len()],
+        running: 0,
+    });
+    let wake = Condvar::new();
+    let workers = tokens.clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = {
+                    let mut b = board.lock().expect("job board");
+                    loop {
+                        if b.outcomes.iter().all(Option::is_some) {
+                            return;
+                        }
+                        match next_ready(jobs, &mut b) {
+                            Some(i) => break i,
+                            None if b.running == 0
+                                && !b
+                                    .started
+                                    .iter()
+                                    .zip(&b.outcomes)
+                                    .any(|(s, o)| !s && o.is_none()) =>
+                            {
+                                return
+                            }
+                            None => b = wake.wait(b).expect("job board"),
+                        }
+                    }
+                };
+                // (Bound first: a guard in the match scrutinee would hold the lock
+                // for the whole job.)
+                let decided = board.lock().expect("job board").outcomes[index].clone();
+                let outcome = match decided {
+                    Some(decided) => decided,
+                    None => {
+                        let _token = jobserver.acquire();
+                        run(&jobs[index])
+                    }
+                };
+                on_done(&jobs[index], &outcome);
+                let mut b = board.lock().expect("job board");
+                b.outcomes[index] = Some(outcome);
+                b.running -= 1;
+                wake.notify_all();
+            });
+        }
+    });
+    board
+        .into_inner()
+        .expect("job board")
+        .outcomes
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect()
+}
+
+/// The next job whose dependencies are all done: started (and counted as running). A
+/// job whose dependency failed gets its outcome here and is handed out to be reported.
+fn next_ready<T>(jobs: &[Job<T>], b: &mut Board) -> Option<usize> {
+    for (i, job) in jobs.iter().enumerate() {
+        if b.started[i] {
+            continue;
+        }
+        let deps: Vec<&Option<Outcome>> = job.after.iter().map(|d| &b.outcomes[*d]).collect();
+        if deps.iter().any(|o| o.is_none()) {
+            continue;
+        }
+        let failed: Vec<String> = job
+            .after
+            .iter()
+            .filter(|d| !matches!(b.outcomes[**d], Some(Outcome::Done)))
+            .map(|d| jobs[*d].name.clone())
+            .collect();
+        b.started[i] = true;
+        b.running += 1;
+        if !failed.is_empty() {
+            b.outcomes[i] = Some(Outcome::DependencyFailed(failed));
+        }
+        return Some(i);
+    }
+    None
+}
+
+/// The members of a dependency cycle among `jobs`, if there is one.
+pub fn find_cycle<T>(jobs: &[Job<T>]) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit<T>(
+        i: usize,
+        jobs: &[Job<T>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
+        marks[i] = Mark::Active;
+        path.push(i);
+        for &d in &jobs[i].after {
+            match marks[d] {
+                Mark::Active => {
+                    let start = path.iter().position(|p| *p == d).unwrap_or(0);
+                    let mut names: Vec<String> = path[start..]
+                        .iter()
+                        .map(|p| jobs[*p].name.clone())
+                        .collect();
+                    names.push(jobs[d].name.clone());
+                    return Some(names);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(d, jobs, marks, path) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; jobs.len()];
+    for i in 0..jobs.len() {
+        if marks[i] == Mark::New {
+            if let Some(c) = visit(i, jobs, &mut marks, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn job(name: &str, after: &[usize]) -> Job<()> {
+        Job {
+            name: name.into(),
+            after: after.to_vec(),
+            data: (),
+        }
+    }
+
+    #[test]
+    fn dependencies_run_first_and_failures_propagate() {
+        let jobs = vec![
+            job("a", &[]),
+            job("b", &[0]),
+            job("c", &[]),
+            job("d", &[2]),
+            job("e", &[1, 3]),
+        ];
+        let order = Mutex::new(Vec::new());
+        let js = jobserver::Client::new(2).unwrap();
+        let outcomes = run(
+            &jobs,
+            &js,
+            2,
+            |j| {
+                order.lock().unwrap().push(j.name.clone());
+                if j.name == "c" {
+                    Outcome::Failed(10)
+                } else {
+                    Outcome::Done
+                }
+            },
+            |_, _| {},
+        );
+        assert_eq!(outcomes[0], Outcome::Done);
+        assert_eq!(outcomes[1], Outcome::Done);
+        assert_eq!(outcomes[2], Outcome::Failed(10));
+        assert_eq!(outcomes[3], Outcome::DependencyFailed(vec!["c".into()]));
+        assert_eq!(outcomes[4], Outcome::DependencyFailed(vec!["d".into()]));
+        let order = order.into_inner().unwrap();
+        assert!(order.iter().position(|n| n == "a") < order.iter().position(|n| n == "b"));
+        assert!(!order.contains(&"d".to_string()));
+    }
+
+    #[test]
+    fn never_more_jobs_at_once_than_tokens() {
+        let jobs: Vec<Job<()>> = (0..8).map(|i| job(&format!("j{i}"), &[])).collect();
+        let (now, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let js = jobserver::Client::new(3).unwrap();
+        run(
+            &jobs,
+            &js,
+            8,
+            |_| {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                now.fetch_sub(1, Ordering::SeqCst);
+                Outcome::Done
+            },
+            |_, _| {},
+        );
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn cycles_are_found_with_their_members() {
+        let jobs = vec![job("a", &[2]), job("b", &[]), job("c", &[0])];
+        assert_eq!(
+            find_cycle(&jobs),
+            Some(vec!["a".into(), "c".into(), "a".into()])
+        );
+        assert_eq!(find_cycle(&[job("a", &[]), job("b", &[0])]), None);
+    }
+}
