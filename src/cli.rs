@@ -122,6 +122,8 @@ pub struct Request {
     pub source_dir: Option<PathBuf>,
     /// Our addition: machine-readable output (`status --json`).
     pub json: bool,
+    /// Our addition: `autoinstall --all-kernels`, every kernel with headers at once.
+    pub all_kernels: bool,
     /// Non-fatal remarks made while parsing (deprecated options, unknown words).
     pub notices: Vec<Notice>,
 }
@@ -251,6 +253,7 @@ fn classify(word: &str) -> Option<Result<Opt, CliError>> {
         "--modprobe-on-install" => Some(Opt::Flag(|r| r.modprobe_on_install = true)),
         "--debug" => Some(Opt::Flag(|r| r.debug = true)),
         "--json" => Some(Opt::Flag(|r| r.json = true)),
+        "--all-kernels" => Some(Opt::Flag(|r| r.all_kernels = true)),
         _ => None,
     };
     if let Some(opt) = exact {
@@ -452,11 +455,12 @@ pub fn usage() -> &'static str {
               [--dkmstree path] [--sourcetree path] [--installtree path]
               [--dkmsframework path] [--binaries-only] [--source-only] [--verbose]
               [--symlink-modules] [--no-depmod] [--modprobe-on-install] [-j number]
-              [--json] [--version] [--help]
+              [--json] [--all-kernels] [--version] [--help]
 
   Module and version may also be given as module/version, kernel and arch as
   kernel/arch (-k may be repeated). `status --json` prints machine-readable status
-  (schema documented in README.md).
+  (schema documented in README.md). `autoinstall --all-kernels` builds and installs
+  every added module for every installed kernel that has headers, all at once.
   The environment variable DKMS_SYSROOT (default /) prefixes every system path
   (/etc/dkms, /etc/os-release, the default trees) so dkms can run in a scratch root."
 }

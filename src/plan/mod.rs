@@ -2,6 +2,7 @@
 //! with its exit codes), the kernel/arch list, and dispatch to the actions.
 
 mod add;
+mod autoinstall;
 mod build;
 mod post;
 mod remove;
@@ -127,10 +128,22 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
             if req.all {
                 return Err(ActionError::AllNotSupported(action.name()).into());
             }
+            if action == Action::Autoinstall && req.all_kernels {
+                let kernels = autoinstall::kernels_with_headers(&ctx);
+                return autoinstall::autoinstall(&ctx, &kernels);
+            }
             if req.kernels.len() > 1 {
                 return Err(ActionError::OneKernelOnly(action.name()).into());
             }
-            Err(ActionError::NotImplemented(action.name().into()).into())
+            let kernels = kernels_for(&ctx, None)?;
+            match action {
+                Action::Autoinstall | Action::KernelPostinst => {
+                    autoinstall::autoinstall(&ctx, &kernels)
+                }
+                Action::KernelPreinst => autoinstall::kernel_remove(&ctx, &kernels[0], true),
+                Action::KernelPrerm => autoinstall::kernel_remove(&ctx, &kernels[0], false),
+                _ => autoinstall::run_match(&ctx, &kernels[0]),
+            }
         }
         Action::Mktarball => {
             let (m, v) = module_args(&ctx, action)?;

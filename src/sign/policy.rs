@@ -121,14 +121,20 @@ pub fn prepare(
     }
     report.line(&format!("Signing key: {key}"));
     report.line(&format!("Public certificate (MOK): {}", cert.display()));
-    if !pkcs11 && (!Path::new(&key).is_file() || !cert.is_file()) {
-        report
-            .line("Certificate or key are missing, generating self signed certificate for MOK...");
-        if let Err(e) = generate(Path::new(&key), &cert) {
-            report.warn(&format!("{e}; modules won't be signed"));
-            return None;
+    {
+        // Parallel builds of one run must not each create (and replace) the key.
+        static KEY_CREATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _only_one = KEY_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+        if !pkcs11 && (!Path::new(&key).is_file() || !cert.is_file()) {
+            report.line(
+                "Certificate or key are missing, generating self signed certificate for MOK...",
+            );
+            if let Err(e) = generate(Path::new(&key), &cert) {
+                report.warn(&format!("{e}; modules won't be signed"));
+                return None;
+            }
+            report.line(&enrollment_hint(&cert));
         }
-        report.line(&enrollment_hint(&cert));
     }
     match tool {
         Some(tool) => Some(ModuleSigner::External {
