@@ -259,7 +259,10 @@ impl Transaction {
         std::fs::write(path, text).map_err(err("write", path))
     }
 
-    /// Create `dir` and its missing parents.
+    /// Create `dir` and its missing parents. A directory another process (or another
+    /// build of this run) creates at the same moment is simply used: only directories
+    /// this transaction created are recorded, after creating them (a kill in between
+    /// leaves an empty directory, which uninstall prunes).
     pub fn create_dirs(&mut self, dir: &Path) -> Result<(), TxError> {
         let mut missing = Vec::new();
         let mut d = dir.to_path_buf();
@@ -270,8 +273,11 @@ impl Transaction {
             }
         }
         for d in missing.into_iter().rev() {
-            self.record(Step::Created(d.clone()))?;
-            std::fs::create_dir(&d).map_err(err("create", &d))?;
+            match std::fs::create_dir(&d) {
+                Ok(()) => self.record(Step::Created(d))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => return Err(err("create", &d)(e)),
+            }
         }
         Ok(())
     }

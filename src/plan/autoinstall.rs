@@ -112,6 +112,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             jobs.push(Job {
                 name: format!("{m}/{v}"),
                 after: Vec::new(),
+                group: format!("{m}/{v}"),
                 data: Install {
                     module: m.clone(),
                     version: v.clone(),

@@ -19,10 +19,13 @@ pub enum Outcome {
     DependencyFailed(Vec<String>),
 }
 
-/// A unit of work: its name (for messages) and the indices of the jobs it waits for.
+/// A unit of work: its name (for messages), the indices of the jobs it waits for, and
+/// its exclusive group: jobs of one group never run at the same time (the builds of one
+/// module version share `<dkms_tree>/<m>/<v>/build`).
 pub struct Job<T> {
     pub name: String,
     pub after: Vec<usize>,
+    pub group: String,
     pub data: T,
 }
 
@@ -30,6 +33,7 @@ struct Board {
     outcomes: Vec<Option<Outcome>>,
     started: Vec<bool>,
     running: usize,
+    busy_groups: Vec<String>,
 }
 
 /// Run `jobs` with `run`, at most `tokens` at once (each holds a jobserver token while
@@ -45,6 +49,7 @@ pub fn run<T: Sync>(
         outcomes: vec![None; jobs.len()],
         started: vec![false; jobs.len()],
         running: 0,
+        busy_groups: Vec::new(),
     });
     let wake = Condvar::new();
     let workers = tokens.clamp(1, jobs.len().max(1));
@@ -86,6 +91,7 @@ pub fn run<T: Sync>(
                 let mut b = board.lock().expect("job board");
                 b.outcomes[index] = Some(outcome);
                 b.running -= 1;
+                b.busy_groups.retain(|g| g != &jobs[index].group);
                 wake.notify_all();
             });
         }
@@ -103,7 +109,7 @@ pub fn run<T: Sync>(
 /// job whose dependency failed gets its outcome here and is handed out to be reported.
 fn next_ready<T>(jobs: &[Job<T>], b: &mut Board) -> Option<usize> {
     for (i, job) in jobs.iter().enumerate() {
-        if b.started[i] {
+        if b.started[i] || b.busy_groups.contains(&job.group) {
             continue;
         }
         let deps: Vec<&Option<Outcome>> = job.after.iter().map(|d| &b.outcomes[*d]).collect();
@@ -118,6 +124,7 @@ fn next_ready<T>(jobs: &[Job<T>], b: &mut Board) -> Option<usize> {
             .collect();
         b.started[i] = true;
         b.running += 1;
+        b.busy_groups.push(job.group.clone());
         if !failed.is_empty() {
             b.outcomes[i] = Some(Outcome::DependencyFailed(failed));
         }
@@ -186,6 +193,7 @@ mod tests {
         Job {
             name: name.into(),
             after: after.to_vec(),
+            group: name.into(),
             data: (),
         }
     }
@@ -244,6 +252,40 @@ mod tests {
             |_, _| {},
         );
         assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn jobs_of_one_group_never_overlap() {
+        let jobs: Vec<Job<()>> = (0..6)
+            .map(|i| Job {
+                name: format!("j{i}"),
+                after: vec![],
+                group: format!("g{}", i % 2),
+                data: (),
+            })
+            .collect();
+        let running = Mutex::new(Vec::<String>::new());
+        let overlap = std::sync::atomic::AtomicBool::new(false);
+        let js = jobserver::Client::new(4).unwrap();
+        run(
+            &jobs,
+            &js,
+            4,
+            |j| {
+                {
+                    let mut r = running.lock().unwrap();
+                    if r.contains(&j.group) {
+                        overlap.store(true, Ordering::SeqCst);
+                    }
+                    r.push(j.group.clone());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                running.lock().unwrap().retain(|g| g != &j.group);
+                Outcome::Done
+            },
+            |_, _| {},
+        );
+        assert!(!overlap.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -1,0 +1,333 @@
+//! autoinstall and the kernel hooks' actions, on real fixture modules and real headers:
+//! every module for every kernel, one failing never stopping the others, BUILD_DEPENDS
+//! order, deferral and cycles, one depmod per kernel, one shared jobserver, the kernel
+//! removal actions, match, and two autoinstalls racing.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::Root;
+
+fn kernel(prefix: &str, suffix: &str) -> String {
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            k.starts_with(prefix)
+                && k.ends_with(suffix)
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        })
+        .collect();
+    found.sort();
+    found.pop().expect("headers installed by .ci/install-deps")
+}
+
+fn k61() -> String {
+    kernel("6.1.", "-amd64")
+}
+
+fn k612() -> String {
+    kernel("6.12.", "+deb12-amd64")
+}
+
+/// Fixtures added with AUTOINSTALL=yes appended to their dkms.conf.
+fn root_with(fixtures: &[&str], kernels: &[String]) -> Root {
+    let root = Root::new();
+    for k in kernels {
+        root.real_kernel(k);
+    }
+    for f in fixtures {
+        root.fixture(f);
+        let conf = root.source_tree().join(f).join("dkms.conf");
+        let text = std::fs::read_to_string(&conf).unwrap() + "AUTOINSTALL=yes\n";
+        std::fs::write(&conf, text).unwrap();
+        let (m, v) = f.rsplit_once('-').unwrap();
+        root.dkms(&["add", &format!("{m}/{v}"), "-k", &kernels[0]])
+            .ok();
+    }
+    root
+}
+
+fn log_env(root: &Root) -> PathBuf {
+    root.path().join("hooks.log")
+}
+
+#[test]
+fn every_module_on_every_kernel_in_one_run() {
+    let (a, b) = (k61(), k612());
+    let root = root_with(
+        &["patched-1.0", "hooks-1.0", "depends-1.0"],
+        &[a.clone(), b.clone()],
+    );
+    let log = log_env(&root);
+    let out = root.dkms_env(
+        &["autoinstall", "--all-kernels"],
+        &[("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    );
+    out.ok();
+    for k in [&a, &b] {
+        assert!(
+            out.stdout.contains(&format!(
+                "Autoinstall on {k} succeeded for module(s) depends hooks patched."
+            )),
+            "{}",
+            out.stdout
+        );
+    }
+    let status = root.dkms(&["status"]).stdout;
+    assert_eq!(
+        status
+            .lines()
+            .filter(|l| l.ends_with(": installed"))
+            .count(),
+        6,
+        "{status}"
+    );
+    // depends waited for hooks on each kernel.
+    let text = out.stdout;
+    for k in [&a, &b] {
+        let hooks_done = text
+            .find(&format!(
+                "dkms: hooks/1.0 for kernel {k} (x86_64): installed"
+            ))
+            .unwrap();
+        let depends_start = text
+            .find(&format!("Autoinstall of module depends/1.0 for kernel {k}"))
+            .unwrap();
+        assert!(hooks_done < depends_start);
+    }
+}
+
+#[test]
+fn one_failing_module_never_stops_the_others() {
+    let k = k61();
+    let root = root_with(
+        &["failing-1.0", "patched-1.0", "exclusive-1.0"],
+        std::slice::from_ref(&k),
+    );
+    let out = root.dkms(&["autoinstall", "-k", &k]);
+    assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "Autoinstall on {k} succeeded for module(s) patched."
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&format!(
+        "Autoinstall on {k} was skipped for module(s) exclusive."
+    )));
+    assert!(out.stdout.contains(&format!(
+        "Autoinstall on {k} failed for module(s) failing(10)."
+    )));
+    assert!(out
+        .stderr
+        .contains("One or more modules failed to install during autoinstall."));
+    assert!(root
+        .dkms(&["status", "patched"])
+        .stdout
+        .ends_with(": installed\n"));
+}
+
+#[test]
+fn build_depends_unknown_deferred_and_cycles_reported() {
+    let k = k61();
+    let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
+    // A dependency dkms has never heard of: deferred, exit 0.
+    let conf = root.source_tree().join("patched-1.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.clone() + "BUILD_DEPENDS[0]=\"nvidia-kernel\"\n").unwrap();
+    let out = root.dkms(&["autoinstall", "-k", &k]);
+    out.ok();
+    assert!(out.stdout.contains("patched/1.0 autoinstall deferred: BUILD_DEPENDS not registered with DKMS: nvidia-kernel"), "{}", out.stdout);
+    assert_eq!(root.dkms(&["status"]).stdout, "patched/1.0: added\n");
+
+    // Two modules that need each other: a cycle, named, exit 11.
+    let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
+    let add = |f: &str, dep: &str| {
+        let conf = root.source_tree().join(f).join("dkms.conf");
+        let text =
+            std::fs::read_to_string(&conf).unwrap() + &format!("BUILD_DEPENDS[0]=\"{dep}\"\n");
+        std::fs::write(&conf, text).unwrap();
+    };
+    add("patched-1.0", "hooks");
+    add("hooks-1.0", "patched");
+    let out = root.dkms(&["autoinstall", "-k", &k]);
+    assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("BUILD_DEPENDS form a cycle")
+            && out.stderr.contains("hooks/1.0")
+            && out.stderr.contains("patched/1.0"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn no_autoinstall_file_and_kernels_without_headers() {
+    let k = k61();
+    let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
+    root.write("etc/dkms/no-autoinstall", "");
+    let out = root.dkms(&["autoinstall", "-k", &k]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "Automatic installation of modules has been disabled.\n"
+    );
+    std::fs::remove_file(root.path().join("etc/dkms/no-autoinstall")).unwrap();
+    std::fs::create_dir_all(root.install_tree().join("6.1.0-99-amd64")).unwrap();
+    let out = root.dkms(&["autoinstall", "-k", "6.1.0-99-amd64"]);
+    out.ok();
+    assert!(out.stdout.contains("skipped since the kernel headers for this kernel do not seem to be installed (install linux-headers-6.1.0-99-amd64)"), "{}", out.stdout);
+}
+
+#[test]
+fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
+    let k = k61();
+    let root = root_with(
+        &["patched-1.0", "hooks-1.0", "depends-1.0"],
+        std::slice::from_ref(&k),
+    );
+    std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
+    // Record every depmod run, and the MAKEFLAGS each kbuild sub-make inherits (the
+    // environment variable: make adds the jobserver to it for the processes it starts).
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let runs = root.path().join("depmod-runs");
+    std::fs::write(
+        bin.join("depmod"),
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec /sbin/depmod \"$@\"\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("depmod"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let flags = root.path().join("makeflags");
+    for f in ["patched-1.0", "hooks-1.0", "depends-1.0"] {
+        let makefile = root.source_tree().join(f).join("Makefile");
+        let text = std::fs::read_to_string(&makefile).unwrap()
+            + &format!("$(shell echo \"$$MAKEFLAGS\" >> {})\n", flags.display());
+        std::fs::write(&makefile, text).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let log = log_env(&root);
+    root.dkms_env(
+        &["autoinstall", "-k", &k],
+        &[("PATH", &path), ("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap().lines().count(),
+        1,
+        "one depmod for the kernel"
+    );
+    let dep = std::fs::read_to_string(root.install_tree().join(&k).join("modules.dep")).unwrap();
+    assert_eq!(dep.lines().count(), 3, "{dep}");
+    let seen = std::fs::read_to_string(&flags).unwrap();
+    assert!(
+        !seen.is_empty() && seen.lines().all(|l| l.contains("jobserver-auth")),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("-j2"),
+        "make joins the shared jobserver instead of running its own: {seen}"
+    );
+}
+
+#[test]
+fn kernel_prerm_and_preinst_remove_what_they_should() {
+    let k = k61();
+    let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
+    // hooks: added without AUTOINSTALL, installed by hand.
+    root.fixture("hooks-1.0");
+    let log = log_env(&root);
+    let env = [("DKMS_FIXTURE_LOG", log.to_str().unwrap())];
+    root.dkms_env(&["install", "hooks/1.0", "-k", &k], &env)
+        .ok();
+    root.dkms(&["autoinstall", "-k", &k]).ok();
+    // preinst removes only AUTOINSTALL modules.
+    let out = root.dkms_env(&["kernel_preinst", "-k", &k], &env);
+    out.ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "dkms: removing module patched/1.0 for kernel {k} (x86_64)"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("hooks/1.0, {k}, x86_64: installed\npatched/1.0: added\n")
+    );
+    // prerm removes everything built for the kernel and prunes empty directories.
+    root.dkms_env(&["kernel_prerm", "-k", &k], &env).ok();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        "hooks/1.0: added\npatched/1.0: added\n"
+    );
+    assert!(!root.install_tree().join(&k).join("updates").exists());
+}
+
+#[test]
+fn match_installs_what_the_template_kernel_has() {
+    let (a, b) = (k61(), k612());
+    let root = root_with(&["patched-1.0"], &[a.clone(), b.clone()]);
+    root.dkms(&["install", "patched/1.0", "-k", &a]).ok();
+    let out = root.dkms(&["match", "--templatekernel", &a, "-k", &b]);
+    out.ok();
+    assert!(root
+        .dkms(&["status", "-k", &b])
+        .stdout
+        .contains(": installed"));
+    assert_eq!(
+        root.dkms(&["match", "--templatekernel", &a, "-k", &a]).code,
+        2
+    );
+    assert_eq!(root.dkms(&["match", "-k", &b]).code, 1);
+    let out = root.dkms(&["match", "--templatekernel", "6.1.0-99-amd64", "-k", &b]);
+    assert!(out
+        .stdout
+        .contains("There is nothing to be done for this match."));
+}
+
+#[test]
+fn two_autoinstalls_at_once_both_end_correctly() {
+    let k = k61();
+    let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
+    let log = log_env(&root);
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dkms"))
+            .args(["autoinstall", "-k", &k])
+            .env("DKMS_SYSROOT", root.path())
+            .env("DKMS_FIXTURE_LOG", &log)
+            .output()
+            .unwrap()
+    };
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(first.status.success() && second.status.success());
+    let waited = [&first, &second]
+        .iter()
+        .any(|o| String::from_utf8_lossy(&o.stderr).contains("Waiting for the dkms lock"));
+    assert!(waited, "one waited for the other");
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("hooks/1.0, {k}, x86_64: installed\npatched/1.0, {k}, x86_64: installed\n")
+    );
+}
