@@ -1,0 +1,236 @@
+//! The hooks the distributions call, installed by `scripts/install --destdir` and run
+//! as the kernel and package tools run them, against a scratch root.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Root;
+
+fn kernel() -> String {
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            k.starts_with("6.1.")
+                && k.ends_with("-amd64")
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        })
+        .collect();
+    found.sort();
+    found.pop().expect("headers installed by .ci/install-deps")
+}
+
+struct Installed {
+    dest: tempfile::TempDir,
+    root: Root,
+}
+
+impl Installed {
+    fn new() -> Installed {
+        let dest = tempfile::tempdir().unwrap();
+        let status = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install"))
+            .arg("--destdir")
+            .arg(dest.path())
+            .arg("--binary")
+            .arg(env!("CARGO_BIN_EXE_dkms"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Installed {
+            dest,
+            root: Root::new(),
+        }
+    }
+
+    fn file(&self, path: &str) -> PathBuf {
+        self.dest.path().join(path.trim_start_matches('/'))
+    }
+
+    /// Run an installed hook the way its caller would, pointed at the scratch root.
+    fn run(&self, hook: &str, args: &[&str], stdin: &str) -> common::Output {
+        let mut child = Command::new(self.file(hook))
+            .args(args)
+            .env("DKMS_SYSROOT", self.root.path())
+            .env("DKMS_BIN", self.file("/usr/sbin/dkms"))
+            .env("DKMS_LIBDIR", self.file("/usr/lib/dkms"))
+            .env("DKMS_INSTALL_TREE", self.root.install_tree())
+            .env("DKMS_SOURCE_TREE", self.root.source_tree())
+            .env("DKMS_CONFIG_DIR", self.root.path().join("etc/dkms"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        common::Output::from(child.wait_with_output().unwrap())
+    }
+
+    fn autoinstall_fixture(&self, fixture: &str) {
+        self.root.fixture(fixture);
+        let conf = self.root.source_tree().join(fixture).join("dkms.conf");
+        let text = std::fs::read_to_string(&conf).unwrap() + "AUTOINSTALL=yes\n";
+        std::fs::write(conf, text).unwrap();
+    }
+}
+
+#[test]
+fn the_install_step_puts_every_hook_in_place() {
+    let i = Installed::new();
+    for f in [
+        "/usr/sbin/dkms",
+        "/etc/kernel/postinst.d/dkms",
+        "/etc/kernel/header_postinst.d/dkms",
+        "/etc/kernel/preinst.d/dkms",
+        "/etc/kernel/prerm.d/dkms",
+        "/usr/lib/dkms/dkms_autoinstaller",
+        "/usr/lib/dkms/common.postinst",
+        "/usr/lib/kernel/install.d/40-dkms.install",
+        "/usr/share/libalpm/scripts/dkms",
+    ] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(i.file(f)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o111, 0o111, "{f} is executable");
+    }
+    let service = std::fs::read_to_string(i.file("/usr/lib/systemd/system/dkms.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/sbin/dkms autoinstall --verbose --kernelver %v"));
+    let hook =
+        std::fs::read_to_string(i.file("/usr/share/libalpm/hooks/70-dkms-install.hook")).unwrap();
+    assert!(
+        hook.contains("Target = usr/src/*/dkms.conf") && hook.contains("When = PostTransaction")
+    );
+    let out = Command::new(i.file("/usr/sbin/dkms"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dkms-3.4.3\n");
+}
+
+#[test]
+fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
+    let i = Installed::new();
+    let k = kernel();
+    i.root.real_kernel(&k);
+    i.autoinstall_fixture("patched-1.0");
+    i.root.dkms(&["add", "patched/1.0", "-k", &k]).ok();
+    let out = i.run("/etc/kernel/postinst.d/dkms", &[&k], "");
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "Autoinstall on {k} succeeded for module(s) patched."
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        i.root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+    // Headers package of a kernel whose headers are not there (yet): skipped, success.
+    let out = i.run(
+        "/etc/kernel/header_postinst.d/dkms",
+        &["6.1.0-99-amd64"],
+        "",
+    );
+    out.ok();
+    assert!(out.stdout.contains(
+        "was skipped since the kernel headers for this kernel do not seem to be installed"
+    ));
+    // Removal: nothing of ours stays in /lib/modules/<k>.
+    i.run("/etc/kernel/prerm.d/dkms", &[&k], "").ok();
+    assert_eq!(i.root.dkms(&["status"]).stdout, "patched/1.0: added\n");
+    assert!(!i.root.install_tree().join(&k).join("updates").exists());
+    // systemd's kernel-install plugin does the same.
+    i.run(
+        "/usr/lib/kernel/install.d/40-dkms.install",
+        &["add", &k],
+        "",
+    )
+    .ok();
+    assert!(i.root.dkms(&["status"]).stdout.ends_with(": installed\n"));
+    i.run(
+        "/usr/lib/kernel/install.d/40-dkms.install",
+        &["remove", &k],
+        "",
+    )
+    .ok();
+    assert_eq!(i.root.dkms(&["status"]).stdout, "patched/1.0: added\n");
+}
+
+#[test]
+fn debian_package_postinst_interface() {
+    let i = Installed::new();
+    let k = kernel();
+    i.root.real_kernel(&k);
+    i.root
+        .write("etc/dkms/framework.conf", "autoinstall_all_kernels=1\n");
+    i.autoinstall_fixture("patched-1.0");
+    // What a *-dkms package's postinst runs (dh_dkms): NAME VERSION TARBALL_ROOT ARCH UPGRADE
+    let out = i.run(
+        "/usr/lib/dkms/common.postinst",
+        &["patched", "1.0", "/usr/share/patched-dkms", "", ""],
+        "",
+    );
+    out.ok();
+    assert_eq!(
+        i.root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+    // Reinstalling the package: the same version is removed and installed again.
+    i.run(
+        "/usr/lib/dkms/common.postinst",
+        &["patched", "1.0", "", "", "1.0"],
+        "",
+    )
+    .ok();
+    assert_eq!(
+        i.root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+    // And its prerm: `dkms remove -m NAME -v VERSION --all`.
+    i.root
+        .dkms(&["remove", "-m", "patched", "-v", "1.0", "--all"])
+        .ok();
+    assert!(!i.root.install_tree().join(&k).join("updates").exists());
+}
+
+#[test]
+fn pacman_hooks_install_and_remove_by_target() {
+    let i = Installed::new();
+    let k = kernel();
+    i.root.real_kernel(&k);
+    i.autoinstall_fixture("patched-1.0");
+    i.run(
+        "/usr/share/libalpm/scripts/dkms",
+        &["install"],
+        "usr/src/patched-1.0/dkms.conf\n",
+    )
+    .ok();
+    assert_eq!(
+        i.root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+    i.run(
+        "/usr/share/libalpm/scripts/dkms",
+        &["remove"],
+        "usr/src/patched-1.0/dkms.conf\n",
+    )
+    .ok();
+    assert_eq!(i.root.dkms(&["status"]).stdout, "");
+}
