@@ -120,6 +120,20 @@ pub struct BuildJob<'a> {
     pub force: bool,
     /// The run's shared make jobserver: make gets it instead of its own `-jN`.
     pub jobserver: Option<&'a jobserver::Client>,
+    /// Build in `<v>/.build-<k>-<a>` instead of the shared `<v>/build`, so the builds of
+    /// one module version for several kernels can run at once (see [`private_build_ok`]).
+    pub private_build: bool,
+}
+
+/// Whether a module version can be built outside the shared `<v>/build` directory: its
+/// make command is the default kbuild one (generated with that path, so we can generate
+/// it with another) and its PRE_BUILD / POST_BUILD do not name the shared path.
+pub fn private_build_ok(conf: &ModuleConf, shared_build_dir: &Path) -> bool {
+    let shared = shared_build_dir.to_string_lossy();
+    conf.make_is_default
+        && [&conf.pre_build, &conf.post_build]
+            .iter()
+            .all(|s| s.as_deref().is_none_or(|s| !s.contains(&*shared)))
 }
 
 /// The kernel's headers are present: `<build dir>/include` exists.
@@ -139,11 +153,39 @@ impl BuildJob<'_> {
         self.tree.version_dir(self.module, self.version)
     }
 
+    /// Where this build happens.
     fn build_dir(&self) -> PathBuf {
+        if self.private_build {
+            self.version_dir()
+                .join(format!(".build-{}-{}", self.ka.kernel, self.ka.arch))
+        } else {
+            self.shared_build_dir()
+        }
+    }
+
+    /// `<v>/build`: where the original builds, and where a failed build is left.
+    fn shared_build_dir(&self) -> PathBuf {
         self.version_dir().join("build")
     }
 
+    /// Run the build; a failed private build is moved to `<v>/build` (with its
+    /// make.log), where the original leaves a failed build.
     pub fn run(&self) -> Result<(), BuildError> {
+        let result = self.run_here();
+        if self.private_build {
+            let private = self.build_dir();
+            if result.is_err() && private.exists() {
+                let shared = self.shared_build_dir();
+                let _ = std::fs::remove_dir_all(&shared);
+                let _ = std::fs::rename(&private, &shared);
+            } else {
+                let _ = std::fs::remove_dir_all(&private);
+            }
+        }
+        result
+    }
+
+    fn run_here(&self) -> Result<(), BuildError> {
         let result_dir = self.tree.build_dir(self.module, self.version, self.ka);
         if result_dir.exists() {
             return Err(BuildError::AlreadyBuilt {
@@ -201,12 +243,15 @@ impl BuildJob<'_> {
             None => Jobs::Limit(self.settings.parallel_jobs),
         };
         log.jobserver = self.jobserver.cloned();
-        let make = make_command(
-            &self.conf.make_command,
-            jobs,
-            &self.ka.kernel,
-            config.as_ref(),
-        );
+        let conf_make = if self.private_build {
+            self.conf.make_command.replace(
+                &format!("M={}", self.shared_build_dir().display()),
+                &format!("M={}", self.build_dir().display()),
+            )
+        } else {
+            self.conf.make_command.clone()
+        };
+        let make = make_command(&conf_make, jobs, &self.ka.kernel, config.as_ref());
         self.report.line(&format!(
             "Building module(s) for kernel {} ({})...",
             self.ka.kernel, self.ka.arch
@@ -217,7 +262,7 @@ impl BuildJob<'_> {
                 kernel: self.ka.kernel.clone(),
                 arch: self.ka.arch.clone(),
                 excerpt: error_excerpt(&log_path),
-                log: log_path,
+                log: self.shared_build_dir().join("make.log"),
             });
         }
         for m in &buildable {
@@ -229,7 +274,7 @@ impl BuildJob<'_> {
                     name: format!("{}{}", m.built_location, m.built_name),
                     kernel: self.ka.kernel.clone(),
                     arch: self.ka.arch.clone(),
-                    build_dir: self.build_dir(),
+                    build_dir: self.shared_build_dir(),
                 });
             }
         }
@@ -350,7 +395,7 @@ impl BuildJob<'_> {
             if log.run(&format!("Applying patch {p}"), &cmd, &self.build_dir(), &[])? != 0 {
                 return Err(BuildError::PatchFailed {
                     patch: p.clone(),
-                    log: log.path.clone(),
+                    log: self.shared_build_dir().join("make.log"),
                 });
             }
         }
@@ -388,7 +433,7 @@ impl BuildJob<'_> {
             return Err(BuildError::Script {
                 kind,
                 code,
-                log: log.path.clone(),
+                log: self.shared_build_dir().join("make.log"),
             });
         }
         Ok(())

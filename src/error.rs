@@ -51,8 +51,6 @@ pub enum ActionError {
     /// (tarballs, key generation).
     #[error("{1}")]
     Coded(i32, String),
-    #[error("'dkms {0}' is not implemented yet in this version of dkms (it arrives with a later release).\nUse Debian's bash dkms for this action until then.")]
-    NotImplemented(String),
 }
 
 impl ActionError {
@@ -68,7 +66,6 @@ impl ActionError {
             ActionError::EmptyKernelOrArch => 16,
             ActionError::BadModuleName(_) => 1,
             ActionError::Copy { .. } => 6,
-            ActionError::NotImplemented(_) => 1,
             ActionError::Coded(code, _) => *code,
         }
     }

@@ -221,12 +221,6 @@ fn argument_errors_have_the_originals_exit_codes() {
     assert!(out.stderr.contains("Unknown action specified: \"\""));
     assert_eq!(root.dkms(&["-V"]).stdout, "dkms-3.4.3\n");
     assert_eq!(root.dkms(&["--help"]).code, 0);
-    // Actions of later releases say so and fail.
-    let out = root.dkms(&["autoinstall", "-k", K1]);
-    assert_eq!(out.code, 1);
-    assert!(out
-        .stderr
-        .contains("'dkms autoinstall' is not implemented yet"));
 }
 
 fn add_bad(conf: &[u8]) -> (common::Output, bool) {

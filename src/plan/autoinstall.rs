@@ -109,10 +109,17 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             if !conf.autoinstall {
                 continue;
             }
+            // Builds of one version share `<v>/build` unless they can build privately.
+            let private =
+                crate::build::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build"));
             jobs.push(Job {
                 name: format!("{m}/{v}"),
                 after: Vec::new(),
-                group: format!("{m}/{v}"),
+                group: if private {
+                    format!("{m}/{v}/{}/{}", ka.kernel, ka.arch)
+                } else {
+                    format!("{m}/{v}")
+                },
                 data: Install {
                     module: m.clone(),
                     version: v.clone(),

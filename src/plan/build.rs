@@ -117,6 +117,9 @@ fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
         kernel_source_dir,
         force: ctx.req.force,
         jobserver: ctx.jobserver.as_ref(),
+        // Only parallel runs (which have a jobserver) build outside the shared directory.
+        private_build: ctx.jobserver.is_some()
+            && crate::build::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build")),
     };
     job.run()?;
     Ok(())
