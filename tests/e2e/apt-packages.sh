@@ -1,0 +1,88 @@
+#!/bin/bash
+# End to end through Debian's own packaging, on this (throwaway) machine itself: our dkms
+# is installed in place of Debian's (scripts/install, with dpkg-divert), then
+#   1. `apt-get install` of real *-dkms packages builds and installs their modules for
+#      every installed kernel with headers (through common.postinst);
+#   2. installing another linux-headers package builds them for it (through the
+#      /etc/kernel/header_postinst.d hook);
+#   3. `apt-get remove --purge` removes every file we installed;
+# and Debian's dkms is put back at the end, whatever happens.
+#
+# Why the CI machine and not a debootstrap chroot: a chroot needs minutes of bootstrap
+# plus the toolchain and headers inside it, for the same packaging paths. This runs after
+# `cargo test` (whose side-by-side tests need Debian's dkms as /usr/sbin/dkms) and
+# restores the machine on exit. Prints 'N passed, N failed'.
+set -u -o pipefail
+cd "$(dirname "$0")/../.."
+export DEBIAN_FRONTEND=noninteractive
+
+packages="acpi-call-dkms bbswitch-dkms v4l2loopback-dkms"
+extra_headers=linux-headers-rt-amd64
+passed=0
+failed=0
+check() { # description, command...
+    local what=$1
+    shift
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "ok: $what"
+    else
+        failed=$((failed + 1))
+        echo "FAILED: $what"
+    fi
+}
+
+# A signing key made during the test is removed again; an existing one is kept.
+had_key=$([ -e /var/lib/dkms/mok.key ] && echo yes)
+cleanup() {
+    [ -n "$had_key" ] || rm -f /var/lib/dkms/mok.key /var/lib/dkms/mok.pub
+    apt-get remove --purge -y -qq $packages >/dev/null 2>&1
+    apt-get remove --purge -y -qq "$extra_headers" 'linux-headers-*-rt-amd64' >/dev/null 2>&1
+    rm -f /etc/dkms/framework.conf.d/90-e2e.conf
+    bash scripts/install --uninstall >/dev/null
+}
+trap cleanup EXIT
+
+if [[ $(id -u) != 0 ]] || ! dpkg -s dkms >/dev/null 2>&1; then
+    echo "apt-packages.sh: needs root and Debian's dkms package (see .ci/install-deps)" >&2
+    exit 2
+fi
+cargo build --release --quiet
+bash scripts/install
+mkdir -p /etc/dkms/framework.conf.d
+# Build for every kernel with headers (Debian's common.postinst default is the running
+# and the newest kernel; the running kernel of this machine has no headers).
+echo "autoinstall_all_kernels=1" > /etc/dkms/framework.conf.d/90-e2e.conf
+
+check "/usr/sbin/dkms is ours" bash -c '[[ $(dkms --version) == dkms-3.4.3 ]]'
+check "Debian's dkms is kept aside" test -x /usr/sbin/dkms.distrib
+
+kernels=$(for d in /lib/modules/*/build/include; do [ -d "$d" ] && basename "$(dirname "$(dirname "$d")")"; done)
+apt-get install -y -qq --no-install-recommends $packages > /tmp/e2e-apt-install.log 2>&1
+check "apt-get install $packages" test $? -eq 0
+for k in $kernels; do
+    for m in acpi-call bbswitch; do
+        check "$m installed for $k" bash -c "dkms status $m -k $k | grep -q ': installed'"
+    done
+    f=$(ls /lib/modules/$k/updates/dkms/acpi_call.ko* 2>/dev/null | head -n 1)
+    check "acpi_call for $k names its kernel in vermagic" bash -c "[[ -n '$f' ]] && modinfo -F vermagic '$f' | grep -q '^$k '"
+done
+
+# A new kernel's headers arrive: the hook builds every module for it.
+apt-get install -y -qq --no-install-recommends "$extra_headers" > /tmp/e2e-headers.log 2>&1
+check "apt-get install $extra_headers" test $? -eq 0
+rt=$(ls -d /usr/src/linux-headers-*-rt-amd64 | sed 's|/usr/src/linux-headers-||' | sort -V | tail -n 1)
+check "acpi-call built and installed for the new kernel $rt by the hook" bash -c "dkms status acpi-call -k $rt | grep -q ': installed'"
+
+# Removal: nothing of ours is left.
+apt-get remove --purge -y -qq $packages > /tmp/e2e-apt-remove.log 2>&1
+check "apt-get remove --purge $packages" test $? -eq 0
+left=$(find /lib/modules/*/updates/dkms \( -name 'acpi_call.ko*' -o -name 'bbswitch.ko*' -o -name 'v4l2loopback.ko*' \) 2>/dev/null)
+check "no installed module file left (${left:-none})" test -z "$left"
+check "no state left in /var/lib/dkms" bash -c '! ls -d /var/lib/dkms/acpi-call /var/lib/dkms/bbswitch /var/lib/dkms/v4l2loopback 2>/dev/null | grep -q .'
+
+cleanup
+trap - EXIT
+check "Debian's dkms is back after scripts/install --uninstall" bash -c '[[ $(dkms --version) == dkms-3.0.10 ]]'
+echo "$passed passed, $failed failed"
+[[ $failed == 0 ]]
