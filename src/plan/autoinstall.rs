@@ -191,6 +191,21 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         jobserver: Some(jobserver.clone()),
         batch_depmod: true,
     };
+    // On a terminal, a live progress bar (finished jobs are printed above it).
+    let progress = (std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !ctx.report.quiet
+        && !jobs.is_empty())
+    .then(|| {
+        let bar = indicatif::ProgressBar::new(jobs.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
     let outcomes = schedule::run(
         &jobs,
         &jobserver,
@@ -231,12 +246,23 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     deps.join(" ")
                 ),
             };
-            ctx.report.line(&format!(
+            let line = format!(
                 "dkms: {} for kernel {} ({}): {word}",
                 job.name, job.data.ka.kernel, job.data.ka.arch
-            ));
+            );
+            match &progress {
+                Some(bar) => {
+                    bar.println(&line);
+                    bar.inc(1);
+                    bar.set_message(job.name.clone());
+                }
+                None => ctx.report.line(&line),
+            }
         },
     );
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     for kernel in worker.changed_kernels() {
         ctx.mark_changed(&kernel);
         if !ctx.req.no_depmod {
