@@ -9,35 +9,6 @@ use std::path::PathBuf;
 
 use common::Root;
 
-fn kernel(prefix: &str, suffix: &str) -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            k.starts_with(prefix)
-                && k.ends_with(suffix)
-                && !k.contains("cloud")
-                && !k.contains("-rt")
-        })
-        .collect();
-    found.sort();
-    found.pop().expect("headers installed by .ci/install-deps")
-}
-
-fn k61() -> String {
-    kernel("6.1.", "-amd64")
-}
-
-fn k612() -> String {
-    kernel("6.12.", "+deb12-amd64")
-}
-
 /// Fixtures added with AUTOINSTALL=yes appended to their dkms.conf.
 fn root_with(fixtures: &[&str], kernels: &[String]) -> Root {
     let root = Root::new();
@@ -62,7 +33,7 @@ fn log_env(root: &Root) -> PathBuf {
 
 #[test]
 fn every_module_on_every_kernel_in_one_run() {
-    let (a, b) = (k61(), k612());
+    let (a, b) = (common::headers("6.1"), common::headers("6.12"));
     let root = root_with(
         &["patched-1.0", "hooks-1.0", "depends-1.0"],
         &[a.clone(), b.clone()],
@@ -108,7 +79,7 @@ fn every_module_on_every_kernel_in_one_run() {
 
 #[test]
 fn one_failing_module_never_stops_the_others() {
-    let k = k61();
+    let k = common::headers("6.1");
     let root = root_with(
         &["failing-1.0", "patched-1.0", "exclusive-1.0"],
         std::slice::from_ref(&k),
@@ -139,7 +110,7 @@ fn one_failing_module_never_stops_the_others() {
 
 #[test]
 fn build_depends_unknown_deferred_and_cycles_reported() {
-    let k = k61();
+    let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     // A dependency dkms has never heard of: deferred, exit 0.
     let conf = root.source_tree().join("patched-1.0/dkms.conf");
@@ -173,7 +144,7 @@ fn build_depends_unknown_deferred_and_cycles_reported() {
 
 #[test]
 fn no_autoinstall_file_and_kernels_without_headers() {
-    let k = k61();
+    let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     root.write("etc/dkms/no-autoinstall", "");
     let out = root.dkms(&["autoinstall", "-k", &k]);
@@ -191,7 +162,7 @@ fn no_autoinstall_file_and_kernels_without_headers() {
 
 #[test]
 fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
-    let k = k61();
+    let k = common::headers("6.1");
     let root = root_with(
         &["patched-1.0", "hooks-1.0", "depends-1.0"],
         std::slice::from_ref(&k),
@@ -249,7 +220,7 @@ fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
 
 #[test]
 fn kernel_prerm_and_preinst_remove_what_they_should() {
-    let k = k61();
+    let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     // hooks: added without AUTOINSTALL, installed by hand.
     root.fixture("hooks-1.0");
@@ -283,7 +254,7 @@ fn kernel_prerm_and_preinst_remove_what_they_should() {
 
 #[test]
 fn match_installs_what_the_template_kernel_has() {
-    let (a, b) = (k61(), k612());
+    let (a, b) = (common::headers("6.1"), common::headers("6.12"));
     let root = root_with(&["patched-1.0"], &[a.clone(), b.clone()]);
     root.dkms(&["install", "patched/1.0", "-k", &a]).ok();
     let out = root.dkms(&["match", "--templatekernel", &a, "-k", &b]);
@@ -305,7 +276,7 @@ fn match_installs_what_the_template_kernel_has() {
 
 #[test]
 fn two_autoinstalls_at_once_both_end_correctly() {
-    let k = k61();
+    let k = common::headers("6.1");
     let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
     let log = log_env(&root);
     let spawn = || {

@@ -4,47 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::Root;
 
-/// The 6.1 kernel whose headers `.ci/install-deps` installs.
-fn kernel_61() -> String {
-    headers_matching(|k| {
-        k.starts_with("6.1.") && k.ends_with("-amd64") && !k.contains("cloud") && !k.contains("rt")
-    })
-}
-
-fn kernel_612() -> String {
-    headers_matching(|k| k.starts_with("6.12.") && k.ends_with("+deb12-amd64"))
-}
-
-fn headers_matching(pred: impl Fn(&str) -> bool) -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            pred(k)
-                && Path::new("/usr/src")
-                    .join(format!("linux-headers-{k}/include"))
-                    .is_dir()
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .expect("kernel headers installed by .ci/install-deps")
-}
-
 fn root_with(fixtures: &[&str]) -> (Root, String) {
     let root = Root::new();
-    let k = kernel_61();
+    let k = common::headers("6.1");
     root.real_kernel(&k);
     for f in fixtures {
         root.fixture(f);
@@ -256,7 +222,7 @@ fn already_built_and_installed_are_skipped_unless_forced() {
 #[test]
 fn xz_compressed_on_a_kernel_that_compresses() {
     let root = Root::new();
-    let k = kernel_612();
+    let k = common::headers("6.12");
     root.real_kernel(&k).fixture("patched-1.0");
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
     let installed = root

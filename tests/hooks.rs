@@ -8,27 +8,6 @@ use std::process::Command;
 
 use common::Root;
 
-fn kernel() -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            k.starts_with("6.1.")
-                && k.ends_with("-amd64")
-                && !k.contains("cloud")
-                && !k.contains("-rt")
-        })
-        .collect();
-    found.sort();
-    found.pop().expect("headers installed by .ci/install-deps")
-}
-
 struct Installed {
     dest: tempfile::TempDir,
     root: Root,
@@ -125,7 +104,7 @@ fn the_install_step_puts_every_hook_in_place() {
 #[test]
 fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
     let i = Installed::new();
-    let k = kernel();
+    let k = common::headers("6.1");
     i.root.real_kernel(&k);
     i.autoinstall_fixture("patched-1.0");
     i.root.dkms(&["add", "patched/1.0", "-k", &k]).ok();
@@ -176,7 +155,7 @@ fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
 #[test]
 fn debian_package_postinst_interface() {
     let i = Installed::new();
-    let k = kernel();
+    let k = common::headers("6.1");
     i.root.real_kernel(&k);
     i.root
         .write("etc/dkms/framework.conf", "autoinstall_all_kernels=1\n");
@@ -213,7 +192,7 @@ fn debian_package_postinst_interface() {
 #[test]
 fn pacman_hooks_install_and_remove_by_target() {
     let i = Installed::new();
-    let k = kernel();
+    let k = common::headers("6.1");
     i.root.real_kernel(&k);
     i.autoinstall_fixture("patched-1.0");
     i.run(

@@ -23,29 +23,6 @@ done
 exit 1
 "#;
 
-fn kernel() -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            k.starts_with("6.1.")
-                && k.ends_with("-amd64")
-                && !k.contains("cloud")
-                && !k.contains("-rt")
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .expect("6.1 headers installed by .ci/install-deps")
-}
-
 fn write_exec(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -56,7 +33,7 @@ fn write_exec(path: &Path, text: &str) {
 /// killer script in 2.0's source directory, and a kernel with a modules.dep.
 fn setup(extra: &str) -> (Root, String) {
     let root = Root::new();
-    let k = kernel();
+    let k = common::headers("6.1");
     root.real_kernel(&k).fixture("patched-1.0");
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
     common::copy_dir(

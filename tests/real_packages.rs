@@ -14,28 +14,7 @@ use common::Root;
 const DEBS: &str = "/var/cache/dkms-rs-test/debs";
 
 fn kernels() -> Vec<String> {
-    let mut out = Vec::new();
-    for (prefix, suffix) in [("6.1.", "-amd64"), ("6.12.", "+deb12-amd64")] {
-        let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .strip_prefix("linux-headers-")
-                    .map(str::to_string)
-            })
-            .filter(|k| {
-                k.starts_with(prefix)
-                    && k.ends_with(suffix)
-                    && !k.contains("cloud")
-                    && !k.contains("-rt")
-            })
-            .collect();
-        found.sort();
-        out.push(found.pop().expect("headers installed by .ci/install-deps"));
-    }
-    out
+    vec![common::headers("6.1"), common::headers("6.12")]
 }
 
 /// `usr/src/<name>-<version>` of the package, extracted once per test.

@@ -9,27 +9,6 @@ use std::path::{Path, PathBuf};
 use common::Root;
 use dkms::sign;
 
-fn kernel(prefix: &str, suffix: &str) -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            k.starts_with(prefix)
-                && k.ends_with(suffix)
-                && !k.contains("cloud")
-                && !k.contains("-rt")
-        })
-        .collect();
-    found.sort();
-    found.pop().expect("headers installed by .ci/install-deps")
-}
-
 /// A root that signs (the CI sandbox counts as a chroot for the default policy).
 fn signing_root(k: &str, framework: &str) -> Root {
     let root = Root::new();
@@ -53,7 +32,7 @@ fn signer(path: &Path) -> Option<sign::Signer> {
 
 #[test]
 fn the_key_is_made_once_and_modules_are_signed_with_it() {
-    let k = kernel("6.1.", "-amd64");
+    let k = common::headers("6.1");
     let root = signing_root(&k, "");
     let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
     out.ok();
@@ -92,7 +71,7 @@ fn the_key_is_made_once_and_modules_are_signed_with_it() {
 
 #[test]
 fn signed_before_compression_on_an_xz_kernel() {
-    let k = kernel("6.12.", "+deb12-amd64");
+    let k = common::headers("6.12");
     let root = signing_root(&k, "");
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
     let file = installed(&root, &k, ".xz");
@@ -105,7 +84,7 @@ fn signed_before_compression_on_an_xz_kernel() {
 
 #[test]
 fn policy_and_kernel_config_decide_like_the_original() {
-    let k = kernel("6.1.", "-amd64");
+    let k = common::headers("6.1");
     type Env<'a> = &'a [(&'a str, &'a str)];
     let cases: [(&str, Env, &str); 2] = [
         (
@@ -167,7 +146,7 @@ fn policy_and_kernel_config_decide_like_the_original() {
 
 #[test]
 fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
-    let k = kernel("6.1.", "-amd64");
+    let k = common::headers("6.1");
     let tool = format!(
         "/usr/lib/linux-kbuild-{}/scripts/sign-file",
         k.rsplit_once('.')
@@ -205,7 +184,7 @@ fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
 
 #[test]
 fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
-    let k = kernel("6.1.", "-amd64");
+    let k = common::headers("6.1");
     // Passphrase-protected key: unsigned without KBUILD_SIGN_PIN, signed with it.
     let root = signing_root(&k, "");
     let (key, cert) = (

@@ -7,32 +7,9 @@ use std::path::PathBuf;
 
 use common::Root;
 
-fn kernel() -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            k.starts_with("6.1.")
-                && k.ends_with("-amd64")
-                && !k.contains("cloud")
-                && !k.contains("-rt")
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .expect("6.1 headers installed by .ci/install-deps")
-}
-
 fn built_root() -> (Root, String) {
     let root = Root::new();
-    let k = kernel();
+    let k = common::headers("6.1");
     root.real_kernel(&k).fixture("patched-1.0");
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
     (root, k)

@@ -18,6 +18,47 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+/// The newest kernel whose headers `.ci/install-deps` installed, by flavour: "6.1"
+/// (Debian 12's 6.1 amd64), "6.1-cloud", "6.12" (bookworm's 6.12 amd64).
+pub fn headers(flavour: &str) -> String {
+    let pred = |k: &str| match flavour {
+        "6.1" => {
+            k.starts_with("6.1.")
+                && k.ends_with("-amd64")
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        }
+        "6.1-cloud" => k.starts_with("6.1.") && k.ends_with("-cloud-amd64"),
+        "6.12" => {
+            k.starts_with("6.12.")
+                && k.ends_with("+deb12-amd64")
+                && !k.contains("cloud")
+                && !k.contains("-rt")
+        }
+        other => panic!("unknown kernel flavour {other}"),
+    };
+    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .map(str::to_string)
+        })
+        .filter(|k| {
+            pred(k)
+                && Path::new("/usr/src")
+                    .join(format!("linux-headers-{k}/include"))
+                    .is_dir()
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{flavour} kernel headers (installed by .ci/install-deps)"))
+}
+
 pub struct Root {
     dir: TempDir,
 }
