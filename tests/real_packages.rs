@@ -78,18 +78,6 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-fn old_wording(s: &str) -> String {
-    s.replace("(Original modules exist)", "(original_module exists)")
-        .replace(
-            "(Built modules are missing in the kernel modules folder)",
-            "(WARNING! Missing some built modules!)",
-        )
-        .replace(
-            "(Differences between built and installed modules)",
-            "(WARNING! Diff between built and installed module!)",
-        )
-}
-
 fn same_as_debian(package: &str) {
     let (_tmp, src) = extract(package);
     let (m, v) = name_version(&src);
@@ -145,7 +133,7 @@ fn same_as_debian(package: &str) {
         }
     }
     assert_eq!(
-        old_wording(&ours.dkms(&["status"]).stdout),
+        common::to_3_0_10_wording(&ours.dkms(&["status"]).stdout),
         theirs.bash_dkms(&["status"]).stdout,
         "{package}: status"
     );

@@ -183,20 +183,6 @@ fn json_schema_is_locked() {
     "#);
 }
 
-/// Debian's dkms 3.0.10 prints the pre-3.1 suffix wording (reference §0, item 3) and has
-/// no `broken` state; apart from that its lines must equal ours on the same tree.
-fn to_3_0_10_wording(line: &str) -> String {
-    line.replace("(Original modules exist)", "(original_module exists)")
-        .replace(
-            "(Built modules are missing in the kernel modules folder)",
-            "(WARNING! Missing some built modules!)",
-        )
-        .replace(
-            "(Differences between built and installed modules)",
-            "(WARNING! Diff between built and installed module!)",
-        )
-}
-
 #[test]
 fn side_by_side_with_debians_bash_dkms() {
     let root = Root::new();
@@ -235,7 +221,7 @@ fn side_by_side_with_debians_bash_dkms() {
         let ours_in_old_words: String = ours
             .stdout
             .lines()
-            .map(|l| to_3_0_10_wording(l) + "\n")
+            .map(|l| common::to_3_0_10_wording(l) + "\n")
             .collect();
         assert_eq!(ours_in_old_words, theirs.stdout, "{args:?}");
     }

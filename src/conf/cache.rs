@@ -58,27 +58,15 @@ pub fn load(path: &Path, key: &Key) -> Option<RawValues> {
 /// Store `values` under `key` at `path` (written beside it, then renamed); errors are
 /// ignored, the cache is only an optimisation.
 pub fn store(path: &Path, key: Key, values: &RawValues) {
-    let Some(dir) = path.parent().filter(|d| d.is_dir()) else {
+    if !path.parent().is_some_and(Path::is_dir) {
         return;
-    };
-    let Ok(text) = serde_json::to_vec(&Entry {
+    }
+    if let Ok(text) = serde_json::to_vec(&Entry {
         key,
         values: values.clone(),
-    }) else {
-        return;
-    };
-    let Ok(mut tmp) = tempfile::Builder::new()
-        .prefix(".dkms-conf-cache.")
-        .tempfile_in(dir)
-    else {
-        return;
-    };
-    // Readable by everyone, like the rest of the tree, so a user's `status` can use it.
-    let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-    if std::io::Write::write_all(&mut tmp, &text).is_ok()
-        && tmp.as_file().set_permissions(readable).is_ok()
-    {
-        let _ = tmp.persist(path);
+    }) {
+        // Readable by everyone, like the rest of the tree, so a user's `status` can use it.
+        let _ = crate::fsutil::write_atomically(path, &text, 0o644);
     }
 }
 

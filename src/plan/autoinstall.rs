@@ -182,15 +182,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let tokens = ctx.settings.parallel_jobs.unwrap_or(64) as usize;
     let jobserver = jobserver::Client::new(tokens)
         .map_err(|e| ActionError::Coded(1, format!("Cannot create the make jobserver: {e}")))?;
-    let worker = Context {
-        req: ctx.req,
-        settings: ctx.settings,
-        report: ctx.report,
-        tree: ctx.tree.clone(),
-        changed: Default::default(),
-        jobserver: Some(jobserver.clone()),
-        batch_depmod: true,
-    };
+    let worker = ctx.batch_worker(Some(jobserver.clone()));
     // On a terminal, a live progress bar (finished jobs are printed above it).
     let progress = (std::io::IsTerminal::is_terminal(&std::io::stderr())
         && !ctx.report.quiet
@@ -340,15 +332,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
 /// anything failed.
 pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> Result<i32> {
     let _lock = take_lock(ctx)?;
-    let worker = Context {
-        req: ctx.req,
-        settings: ctx.settings,
-        report: ctx.report,
-        tree: ctx.tree.clone(),
-        changed: Default::default(),
-        jobserver: None,
-        batch_depmod: true,
-    };
+    let worker = ctx.batch_worker(None);
     let mut failed = false;
     for (m, v) in ctx.tree.module_versions(None, None) {
         for built in ctx.tree.built(&m, &v, Some(&ka.kernel), None) {

@@ -77,18 +77,9 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
     }
     let conf = read_strict(ctx, &conf_file(ctx, m, v), m, v, ka)?;
     let (force, version_override) = forced(ctx, m);
-    let job = InstallJob {
-        settings: ctx.settings,
-        tree: &ctx.tree,
-        report: ctx.report,
-        module: m,
-        version: v,
-        ka,
-        conf: &conf,
-        force: ctx.req.force || ctx.req.rpm_safe_upgrade || force,
-        force_version_override: ctx.req.force_version_override || version_override,
-        no_depmod: ctx.req.no_depmod || ctx.batch_depmod,
-    };
+    let mut job = install_job(ctx, m, v, ka, &conf);
+    job.force |= ctx.req.rpm_safe_upgrade || force;
+    job.force_version_override = ctx.req.force_version_override || version_override;
     job.run()?;
     ctx.mark_changed(&ka.kernel);
     super::post::modprobe_on_install(ctx, &ka.kernel);
@@ -128,21 +119,31 @@ fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
 /// Uninstall one kernel's active version of `m/v`.
 pub(crate) fn uninstall_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     let conf = conf_for_removal(ctx, m, v, ka);
-    let job = InstallJob {
+    install::uninstall(&install_job(ctx, m, v, ka, &conf))?;
+    ctx.mark_changed(&ka.kernel);
+    Ok(())
+}
+
+/// The install/uninstall of one kernel as this request and context ask for it.
+fn install_job<'a>(
+    ctx: &'a Context,
+    m: &'a str,
+    v: &'a str,
+    ka: &'a KernelArch,
+    conf: &'a ModuleConf,
+) -> InstallJob<'a> {
+    InstallJob {
         settings: ctx.settings,
         tree: &ctx.tree,
         report: ctx.report,
         module: m,
         version: v,
         ka,
-        conf: &conf,
+        conf,
         force: ctx.req.force,
         force_version_override: false,
         no_depmod: ctx.req.no_depmod || ctx.batch_depmod,
-    };
-    install::uninstall(&job)?;
-    ctx.mark_changed(&ka.kernel);
-    Ok(())
+    }
 }
 
 /// Uninstall if installed, then delete `<v>/<k>/<a>` (and `<v>/<k>` when empty).

@@ -36,12 +36,26 @@ pub struct Context<'a> {
     pub batch_depmod: bool,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     pub(crate) fn mark_changed(&self, kernel: &str) {
         self.changed
             .lock()
             .expect("changed list")
             .push(kernel.to_string());
+    }
+
+    /// A context for the jobs of a batch (autoinstall, kernel removal): depmod runs once
+    /// per kernel at the end, builds share `jobserver`.
+    pub(crate) fn batch_worker(&self, jobserver: Option<jobserver::Client>) -> Context<'a> {
+        Context {
+            req: self.req,
+            settings: self.settings,
+            report: self.report,
+            tree: self.tree.clone(),
+            changed: Default::default(),
+            jobserver,
+            batch_depmod: true,
+        }
     }
 
     pub(crate) fn changed_kernels(&self) -> Vec<String> {

@@ -261,21 +261,9 @@ pub fn generate(key_path: &Path, cert_path: &Path) -> Result<(), SignError> {
             std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         }
     }
-    write_atomically(key_path, &key.private_key_to_pem_pkcs8()?, 0o600).map_err(|e| fail(&e))?;
-    write_atomically(cert_path, &cert.to_der()?, 0o644).map_err(|e| fail(&e))?;
-    Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".dkms-key.")
-        .tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    crate::fsutil::write_atomically(key_path, &key.private_key_to_pem_pkcs8()?, 0o600)
+        .map_err(|e| fail(&e))?;
+    crate::fsutil::write_atomically(cert_path, &cert.to_der()?, 0o644).map_err(|e| fail(&e))?;
     Ok(())
 }
 

@@ -77,23 +77,8 @@ impl Memo {
         if !self.learned {
             return;
         }
-        let Some(dir) = self.path.parent() else {
-            return;
-        };
-        let Ok(text) = serde_json::to_vec(&self.pairs) else {
-            return;
-        };
-        let Ok(mut tmp) = tempfile::Builder::new()
-            .prefix(".dkms-identical.")
-            .tempfile_in(dir)
-        else {
-            return;
-        };
-        let readable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-        if std::io::Write::write_all(&mut tmp, &text).is_ok()
-            && tmp.as_file().set_permissions(readable).is_ok()
-        {
-            let _ = tmp.persist(&self.path);
+        if let Ok(text) = serde_json::to_vec(&self.pairs) {
+            let _ = crate::fsutil::write_atomically(&self.path, &text, 0o644);
         }
     }
 }

@@ -59,6 +59,20 @@ pub fn headers(flavour: &str) -> String {
         .unwrap_or_else(|| panic!("{flavour} kernel headers (installed by .ci/install-deps)"))
 }
 
+/// A 3.4.3 status text in Debian's 3.0.10 suffix wording (reference §0, item 3), to
+/// compare our output with Debian's bash dkms.
+pub fn to_3_0_10_wording(text: &str) -> String {
+    text.replace("(Original modules exist)", "(original_module exists)")
+        .replace(
+            "(Built modules are missing in the kernel modules folder)",
+            "(WARNING! Missing some built modules!)",
+        )
+        .replace(
+            "(Differences between built and installed modules)",
+            "(WARNING! Diff between built and installed module!)",
+        )
+}
+
 pub struct Root {
     dir: TempDir,
 }
