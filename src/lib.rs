@@ -58,7 +58,7 @@ where
         }
         Parsed::Run(req) => req,
     };
-    let report = Reporter { quiet: req.quiet };
+    let report = Reporter::new(req.quiet);
     for notice in &req.notices {
         match notice {
             Notice::Deprecated(name) => report.deprecated(name),

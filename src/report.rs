@@ -13,16 +13,81 @@ use crate::state::status::{Problem, State, StatusEntry};
 /// Version tag of the `status --json` document.
 pub const STATUS_SCHEMA: &str = "dkms-status/1";
 
-/// Where output goes; `-q` silences everything.
+/// Where output goes; `-q` silences everything. While a progress bar is shown (a long
+/// run on a terminal), every line is printed above it so the bar stays whole.
 #[derive(Debug, Default)]
 pub struct Reporter {
     pub quiet: bool,
+    progress: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
 impl Reporter {
+    pub fn new(quiet: bool) -> Reporter {
+        Reporter {
+            quiet,
+            progress: Default::default(),
+        }
+    }
+
+    /// Show a live progress bar of `total` steps, if stderr is a terminal.
+    pub fn start_progress(&self, total: usize) {
+        if self.quiet || total == 0 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+
+    /// One step done (`what` is shown beside the bar).
+    pub fn step(&self, what: &str) {
+        if let Some(bar) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            bar.inc(1);
+            bar.set_message(what.to_string());
+        }
+    }
+
+    pub fn finish_progress(&self) {
+        if let Some(bar) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Print above the progress bar if there is one; returns whether it did.
+    fn above_bar(&self, text: &str) -> bool {
+        match self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(bar) => {
+                bar.println(text);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A line on stdout.
     pub fn line(&self, text: &str) {
-        if !self.quiet {
+        if !self.quiet && !self.above_bar(text) {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}");
         }
@@ -40,7 +105,7 @@ impl Reporter {
 
     /// A line on stderr.
     pub fn stderr(&self, text: &str) {
-        if !self.quiet {
+        if !self.quiet && !self.above_bar(text) {
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         }
     }

@@ -183,21 +183,8 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let jobserver = jobserver::Client::new(tokens)
         .map_err(|e| ActionError::Coded(1, format!("Cannot create the make jobserver: {e}")))?;
     let worker = ctx.batch_worker(Some(jobserver.clone()));
-    // On a terminal, a live progress bar (finished jobs are printed above it).
-    let progress = (std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && !ctx.report.quiet
-        && !jobs.is_empty())
-    .then(|| {
-        let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        bar
-    });
+    // On a terminal, a live progress bar; every line is printed above it.
+    ctx.report.start_progress(jobs.len());
     let outcomes = schedule::run(
         &jobs,
         &jobserver,
@@ -242,19 +229,11 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 "dkms: {} for kernel {} ({}): {word}",
                 job.name, job.data.ka.kernel, job.data.ka.arch
             );
-            match &progress {
-                Some(bar) => {
-                    bar.println(&line);
-                    bar.inc(1);
-                    bar.set_message(job.name.clone());
-                }
-                None => ctx.report.line(&line),
-            }
+            ctx.report.line(&line);
+            ctx.report.step(&job.name);
         },
     );
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    ctx.report.finish_progress();
     for kernel in worker.changed_kernels() {
         ctx.mark_changed(&kernel);
         if !ctx.req.no_depmod {
