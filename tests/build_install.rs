@@ -704,3 +704,47 @@ fn a_module_excluded_for_this_kernel_is_skipped_but_the_others_build() {
         format!("patched/1.0, {k}, x86_64: installed\n")
     );
 }
+
+#[test]
+fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
+    let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
+    let conf = root.source_tree().join("depends-1.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf).unwrap() + "BUILD_DEPENDS_REBUILD=yes\n";
+    std::fs::write(&conf, text).unwrap();
+    // hooks 2.0: the same fixture with another version.
+    common::copy_dir(
+        &root.source_tree().join("hooks-1.0"),
+        &root.source_tree().join("hooks-2.0"),
+    );
+    let conf2 = root.source_tree().join("hooks-2.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf2)
+        .unwrap()
+        .replace("PACKAGE_VERSION=\"1.0\"", "PACKAGE_VERSION=\"2.0\"");
+    std::fs::write(&conf2, text).unwrap();
+    let log = root.path().join("hooks.log");
+    let env = [("DKMS_FIXTURE_LOG", log.to_str().unwrap())];
+    root.dkms_env(&["install", "hooks/1.0", "-k", &k], &env)
+        .ok();
+    root.dkms_env(&["install", "depends/1.0", "-k", &k], &env)
+        .ok();
+    let dep = root
+        .dkms_tree()
+        .join(format!("depends/1.0/{k}/x86_64/.dep_hooks"));
+    assert_eq!(std::fs::read_to_string(&dep).unwrap(), "1.0\n");
+    // A new version of the dependency: the dependant is rebuilt and stays installed.
+    let out = root.dkms_env(&["install", "hooks/2.0", "-k", &k, "--force"], &env);
+    out.ok();
+    assert!(
+        out.stdout.contains("Rebuilding depends/1.0") && out.stdout.contains("now 2.0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&dep).unwrap(), "2.0\n");
+    assert!(root
+        .dkms(&["status", "depends"])
+        .stdout
+        .ends_with(": installed\n"));
+    // Installing the same version again rebuilds nothing.
+    let out = root.dkms_env(&["install", "hooks/2.0", "-k", &k, "--force"], &env);
+    assert!(!out.stdout.contains("Rebuilding"), "{}", out.stdout);
+}

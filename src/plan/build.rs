@@ -83,6 +83,55 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
     job.run()?;
     ctx.mark_changed(&ka.kernel);
     super::post::modprobe_on_install(ctx, &ka.kernel);
+    rebuild_dependants(ctx, m, v, ka)
+}
+
+/// BUILD_DEPENDS_REBUILD (3.2+): modules that depend on `dep`, ask to be rebuilt when it
+/// changes, and were built for this kernel against another version of it (their
+/// `.dep_<dep>` file) are rebuilt, and reinstalled if they were installed.
+fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelArch) -> Result<()> {
+    for (m, v) in ctx.tree.module_versions(None, None) {
+        if m == dep
+            || ctx
+                .tree
+                .built(&m, &v, Some(&ka.kernel), Some(&ka.arch))
+                .is_empty()
+        {
+            continue;
+        }
+        let req = ConfRequest::new(
+            ctx.settings,
+            conf_file(ctx, &m, &v),
+            &m,
+            &v,
+            &ka.kernel,
+            &ka.arch,
+        );
+        let Ok(conf) = conf::load_lenient(&req) else {
+            continue;
+        };
+        if !conf.build_depends_rebuild || !conf.build_depends.iter().any(|d| d == dep) {
+            continue;
+        }
+        let record = ctx.tree.build_dir(&m, &v, ka).join(format!(".dep_{dep}"));
+        let built_against = std::fs::read_to_string(&record).unwrap_or_default();
+        if built_against.trim() == dep_version {
+            continue;
+        }
+        ctx.report.line(&format!(
+            "Rebuilding {m}/{v} for kernel {} ({}): it was built against {dep} {}, now {dep_version}.",
+            ka.kernel,
+            ka.arch,
+            if built_against.trim().is_empty() { "(unknown)" } else { built_against.trim() }
+        ));
+        let was_installed = ctx.tree.is_installed(&m, &v, ka);
+        unbuild_one(ctx, &m, &v, ka)?;
+        if was_installed {
+            install_one(ctx, &m, &v, ka)?;
+        } else {
+            build_one(ctx, &m, &v, ka)?;
+        }
+    }
     Ok(())
 }
 
