@@ -233,6 +233,7 @@ impl BuildJob<'_> {
         let mut log = Log::create(&log_path)?;
         log.header(self.module, self.version, self.ka)?;
         log.env = self.make_environment(config.as_ref());
+        log.echo = self.settings.verbose;
         self.apply_patches(&mut log)?;
         if let Some(script) = &self.conf.pre_build {
             self.build_script(&mut log, "pre_build", script)?;

@@ -18,6 +18,8 @@ pub struct CommandLog {
     pub env: Vec<(String, String)>,
     /// A shared make jobserver handed to every command (MAKEFLAGS and its fds).
     pub jobserver: Option<jobserver::Client>,
+    /// `--verbose`: also show each command and its output on the console.
+    pub echo: bool,
 }
 
 impl CommandLog {
@@ -28,6 +30,7 @@ impl CommandLog {
             file,
             env: Vec::new(),
             jobserver: None,
+            echo: false,
         })
     }
 
@@ -38,6 +41,7 @@ impl CommandLog {
             file,
             env: Vec::new(),
             jobserver: None,
+            echo: false,
         })
     }
 
@@ -69,8 +73,24 @@ impl CommandLog {
     ) -> std::io::Result<i32> {
         self.write(&format!("\n{description}\n# command: {command}\n"))?;
         self.flush()?;
-        let out = self.file.try_clone()?;
-        let err = self.file.try_clone()?;
+        if self.echo {
+            println!("{command}");
+        }
+        // Output goes to the log; with --verbose through one pipe copied to both.
+        let (out, err, tee) = if self.echo {
+            let (reader, writer) = std::io::pipe()?;
+            (
+                Stdio::from(writer.try_clone()?),
+                Stdio::from(writer),
+                Some(reader),
+            )
+        } else {
+            (
+                Stdio::from(self.file.try_clone()?),
+                Stdio::from(self.file.try_clone()?),
+                None,
+            )
+        };
         let start = Instant::now();
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
@@ -84,7 +104,20 @@ impl CommandLog {
         if let Some(js) = &self.jobserver {
             js.configure_make(&mut cmd);
         }
-        let status = cmd.status()?;
+        let mut child = cmd.spawn()?;
+        drop(cmd); // our copies of the pipe's write end: the reader then sees EOF
+        if let Some(mut reader) = tee {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = std::io::Read::read(&mut reader, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.file.write_all(&buf[..n])?;
+                let _ = std::io::stdout().write_all(&buf[..n]);
+            }
+        }
+        let status = child.wait()?;
         let code = status.code().unwrap_or(128);
         let secs = start.elapsed().as_secs();
         self.write(&format!(

@@ -748,3 +748,43 @@ fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
     let out = root.dkms_env(&["install", "hooks/2.0", "-k", &k, "--force"], &env);
     assert!(!out.stdout.contains("Rebuilding"), "{}", out.stdout);
 }
+
+#[test]
+fn verbose_shows_commands_and_output_and_quiet_shows_nothing() {
+    let (root, k) = root_with(&["patched-1.0", "hooks-1.0"]);
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--verbose"]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!("make -j")) && out.stdout.contains("KERNELRELEASE="),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("CC [M]"),
+        "the build's own output is shown: {}",
+        out.stdout
+    );
+    let log = std::fs::read_to_string(
+        root.dkms_tree()
+            .join(format!("patched/1.0/{k}/x86_64/log/make.log")),
+    )
+    .unwrap();
+    assert!(log.contains("CC [M]"), "and still logged");
+    // -q: nothing at all, not even the hook scripts' own output; the scripts still run.
+    let marks = root.path().join("hooks.log");
+    let script = root.source_tree().join("hooks-1.0/post_install.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'post_install says hello'\necho ran >> \"$DKMS_FIXTURE_LOG\"\n",
+    )
+    .unwrap();
+    let out = root.dkms_env(
+        &["install", "hooks/1.0", "-k", &k, "-q"],
+        &[("DKMS_FIXTURE_LOG", marks.to_str().unwrap())],
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", "")
+    );
+    assert!(std::fs::read_to_string(&marks).unwrap().contains("ran"));
+}

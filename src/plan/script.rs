@@ -34,10 +34,15 @@ pub fn run(
         return None;
     }
     report.line(&format!("Running the {kind} script:"));
-    let status = Command::new(&program)
-        .args(words)
-        .current_dir(source_dir)
-        .status();
+    let mut cmd = Command::new(&program);
+    cmd.args(words).current_dir(source_dir);
+    if report.quiet {
+        // -q silences everything, the scripts' own output included (as the original's
+        // `exec >/dev/null 2>&1`).
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    }
+    let status = cmd.status();
     match status {
         Ok(s) => s.code(),
         Err(e) => {
