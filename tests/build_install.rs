@@ -755,7 +755,7 @@ fn verbose_shows_commands_and_output_and_quiet_shows_nothing() {
     let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--verbose"]);
     out.ok();
     assert!(
-        out.stdout.contains(&format!("make -j")) && out.stdout.contains("KERNELRELEASE="),
+        out.stdout.contains("make -j") && out.stdout.contains("KERNELRELEASE="),
         "{}",
         out.stdout
     );
