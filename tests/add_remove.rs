@@ -423,3 +423,46 @@ fn a_second_dkms_waits_for_the_lock() {
     );
     holder.wait().unwrap();
 }
+
+#[test]
+fn rpm_safe_upgrade_cancels_the_old_packages_remove() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("r", "1", &simple_conf("r", "1"));
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Both commands run from one "transaction" process (their parent's parent: us).
+    let scriptlet = |args: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{} {args}", env!("CARGO_BIN_EXE_dkms")))
+            .env("DKMS_SYSROOT", root.path())
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap();
+        common::Output::from(out)
+    };
+    scriptlet(&format!("add r/1 -k {K1} --rpm_safe_upgrade")).ok();
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        1,
+        "the upgrade lock"
+    );
+    let out = scriptlet(&format!("remove r/1 -k {K1} --rpm_safe_upgrade"));
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("Remove cancelled because --rpm_safe_upgrade scenario detected."),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(root.dkms(&["status"]).stdout, "r/1: added\n");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the lock is used up"
+    );
+    // Without the lock (another transaction), remove removes.
+    scriptlet(&format!("remove r/1 -k {K1} --rpm_safe_upgrade")).ok();
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+}

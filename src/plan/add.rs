@@ -34,6 +34,9 @@ pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
 pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     check_name(m)?;
     check_name(v)?;
+    if ctx.req.rpm_safe_upgrade {
+        super::rpm_upgrade::leave_lock(&ctx.settings.tmp_location, m, v);
+    }
     if matches!(
         ctx.tree.registration(m, v, &ctx.settings.source_tree),
         Registration::Added { .. }

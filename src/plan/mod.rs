@@ -6,6 +6,7 @@ mod autoinstall;
 mod build;
 mod post;
 mod remove;
+mod rpm_upgrade;
 mod schedule;
 mod script;
 mod status;

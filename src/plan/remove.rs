@@ -7,6 +7,13 @@ use crate::state::KernelArch;
 
 pub fn remove(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
     let _lock = take_lock(ctx)?;
+    if ctx.req.rpm_safe_upgrade
+        && super::rpm_upgrade::cancels_remove(&ctx.settings.tmp_location, m, v)
+    {
+        ctx.report
+            .warn("Remove cancelled because --rpm_safe_upgrade scenario detected.");
+        return Ok(0);
+    }
     ctx.tree.remove_stale_builds(m, v);
     for ka in kernels {
         uninstall_or_skip(ctx, m, v, ka)?;
