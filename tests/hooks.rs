@@ -213,3 +213,44 @@ fn pacman_hooks_install_and_remove_by_target() {
     .ok();
     assert_eq!(i.root.dkms(&["status"]).stdout, "");
 }
+
+#[test]
+fn bash_completion_offers_actions_options_and_modules() {
+    let i = Installed::new();
+    i.root
+        .fake_kernel("6.1.0-1-amd64", "")
+        .source("comp", "2.0", &common::simple_conf("comp", "2.0"))
+        .added("comp", "2.0");
+    let script = i.file("/usr/share/bash-completion/completions/dkms");
+    let complete = |line: &str| -> String {
+        let words: Vec<&str> = line.split(' ').collect();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". {}; COMP_WORDS=({}); COMP_CWORD={}; _dkms; echo \"${{COMPREPLY[*]}}\"",
+                script.display(),
+                words
+                    .iter()
+                    .map(|w| format!("'{w}'"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                words.len() - 1
+            ))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    i.file("/usr/sbin").display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .env("DKMS_SYSROOT", i.root.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("dkms sta"), "status");
+    assert_eq!(complete("dkms status --js"), "--json");
+    assert_eq!(complete("dkms remove co"), "comp/2.0");
+    assert_eq!(complete("dkms install -m co"), "comp/2.0");
+}
