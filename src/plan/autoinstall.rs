@@ -21,6 +21,8 @@ struct Install {
     module: String,
     version: String,
     ka: KernelArch,
+    /// Decided before running (missing or unregistered dependencies, a cycle).
+    decided: Option<Outcome>,
 }
 
 /// The latest added (not broken) version of every module.
@@ -124,6 +126,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     module: m.clone(),
                     version: v.clone(),
                     ka: ka.clone(),
+                    decided: None,
                 },
             });
             deps_of.push(conf.build_depends.clone());
@@ -132,7 +135,6 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
 
     // BUILD_DEPENDS: installed deps are satisfied, deps with a job here are waited for,
     // deps known to dkms but not installable fail the module, unknown deps defer it.
-    let mut blocked = vec![None; jobs.len()];
     for i in 0..jobs.len() {
         let ka = jobs[i].data.ka.clone();
         let (mut unknown, mut missing) = (Vec::new(), Vec::new());
@@ -157,25 +159,23 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 jobs[i].name,
                 missing.join(" ")
             ));
-            blocked[i] = Some(Outcome::Failed(11));
+            jobs[i].data.decided = Some(Outcome::Failed(11));
         } else if !unknown.is_empty() {
             deferred.push(format!(
                 "{} autoinstall deferred: BUILD_DEPENDS not registered with DKMS: {}",
                 jobs[i].name,
                 unknown.join(" ")
             ));
-            blocked[i] = Some(Outcome::Skipped);
+            jobs[i].data.decided = Some(Outcome::Skipped);
         }
     }
     if let Some(cycle) = schedule::find_cycle(&jobs) {
         ctx.report.error(&format!("BUILD_DEPENDS form a cycle: {}. None of these modules can be installed; remove one of the dependencies.", cycle.join(" -> ")));
-        for (i, j) in jobs.iter().enumerate() {
-            if cycle.contains(&j.name) {
-                blocked[i] = Some(Outcome::Failed(11));
-            }
-        }
         for j in jobs.iter_mut() {
-            j.after.retain(|_| false);
+            if cycle.contains(&j.name) {
+                j.data.decided = Some(Outcome::Failed(11));
+            }
+            j.after.clear();
         }
     }
 
@@ -190,18 +190,15 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         &jobserver,
         tokens,
         |job| {
-            let i = jobs
-                .iter()
-                .position(|j| std::ptr::eq(j, job))
-                .expect("job of this run");
-            if let Some(decided) = &blocked[i] {
-                return decided.clone();
-            }
             let Install {
                 module,
                 version,
                 ka,
+                decided,
             } = &job.data;
+            if let Some(decided) = decided {
+                return decided.clone();
+            }
             ctx.report.line(&format!(
                 "Autoinstall of module {module}/{version} for kernel {} ({})",
                 ka.kernel, ka.arch
