@@ -25,6 +25,37 @@ struct Install {
     decided: Option<Outcome>,
 }
 
+/// What the scheduler runs: an install, or a kernel's depmod once its installs ended.
+enum Task {
+    Install(Install),
+    Depmod(String),
+}
+
+/// Build and install one (module, kernel), unless its outcome was decided beforehand.
+fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
+    let Install {
+        module,
+        version,
+        ka,
+        decided,
+    } = install;
+    if let Some(decided) = decided {
+        return decided.clone();
+    }
+    ctx.report.line(&format!(
+        "Autoinstall of module {module}/{version} for kernel {} ({})",
+        ka.kernel, ka.arch
+    ));
+    match super::build::install_one(worker, module, version, ka) {
+        Ok(()) => Outcome::Done,
+        Err(e) if e.exit_code() == 77 => Outcome::Skipped,
+        Err(e) => {
+            ctx.report.error(&e.to_string());
+            Outcome::Failed(e.exit_code())
+        }
+    }
+}
+
 /// The latest added (not broken) version of every module.
 fn latest_versions(ctx: &Context) -> BTreeMap<String, String> {
     let mut latest: BTreeMap<String, String> = BTreeMap::new();
@@ -114,21 +145,21 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             // Builds of one version share `<v>/build` unless they can build privately.
             let private =
                 crate::build::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build"));
-            jobs.push(Job {
-                name: format!("{m}/{v}"),
-                after: Vec::new(),
-                group: if private {
-                    format!("{m}/{v}/{}/{}", ka.kernel, ka.arch)
-                } else {
-                    format!("{m}/{v}")
-                },
-                data: Install {
+            let group = if private {
+                format!("{m}/{v}/{}/{}", ka.kernel, ka.arch)
+            } else {
+                format!("{m}/{v}")
+            };
+            jobs.push(Job::new(
+                format!("{m}/{v}"),
+                group,
+                Install {
                     module: m.clone(),
                     version: v.clone(),
                     ka: ka.clone(),
                     decided: None,
                 },
-            });
+            ));
             deps_of.push(conf.build_depends.clone());
         }
     }
@@ -179,40 +210,66 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         }
     }
 
+    let installs = jobs.len();
+    let mut tasks: Vec<Job<Task>> = jobs
+        .into_iter()
+        .map(|j| Job {
+            name: j.name,
+            after: j.after,
+            after_ended: j.after_ended,
+            group: j.group,
+            urgent: j.urgent,
+            data: Task::Install(j.data),
+        })
+        .collect();
+    // One depmod per kernel, as soon as every install on it has ended: it overlaps
+    // the builds still running for the other kernels.
+    if !ctx.req.no_depmod {
+        for kernel in &kernels_run {
+            let on_kernel: Vec<usize> = (0..installs)
+                .filter(|&i| matches!(&tasks[i].data, Task::Install(j) if &j.ka.kernel == kernel))
+                .collect();
+            if on_kernel.is_empty() {
+                continue;
+            }
+            tasks.push(Job {
+                after_ended: on_kernel,
+                urgent: true,
+                ..Job::new(
+                    format!("depmod {kernel}"),
+                    format!("depmod {kernel}"),
+                    Task::Depmod(kernel.clone()),
+                )
+            });
+        }
+    }
+
     let tokens = ctx.settings.parallel_jobs.unwrap_or(64) as usize;
     let jobserver = jobserver::Client::new(tokens)
         .map_err(|e| ActionError::Coded(1, format!("Cannot create the make jobserver: {e}")))?;
     let worker = ctx.batch_worker(Some(jobserver.clone()));
     // On a terminal, a live progress bar; every line is printed above it.
-    ctx.report.start_progress(jobs.len());
+    ctx.report.start_progress(installs);
     let outcomes = schedule::run(
-        &jobs,
+        &tasks,
         &jobserver,
         tokens,
-        |job| {
-            let Install {
-                module,
-                version,
-                ka,
-                decided,
-            } = &job.data;
-            if let Some(decided) = decided {
-                return decided.clone();
-            }
-            ctx.report.line(&format!(
-                "Autoinstall of module {module}/{version} for kernel {} ({})",
-                ka.kernel, ka.arch
-            ));
-            match super::build::install_one(&worker, module, version, ka) {
-                Ok(()) => Outcome::Done,
-                Err(e) if e.exit_code() == 77 => Outcome::Skipped,
-                Err(e) => {
-                    ctx.report.error(&e.to_string());
-                    Outcome::Failed(e.exit_code())
+        |job| match &job.data {
+            Task::Install(install) => run_install(ctx, &worker, install),
+            Task::Depmod(kernel) => {
+                if worker.changed_kernels().contains(kernel) {
+                    if let Err(e) = crate::install::depmod(ctx.settings, kernel, ctx.report) {
+                        ctx.report.error(&e.to_string());
+                        return Outcome::Failed(e.exit_code());
+                    }
                 }
+                Outcome::Done
             }
         },
         |job, outcome| {
+            let Task::Install(install) = &job.data else {
+                return;
+            };
             let word = match outcome {
                 Outcome::Done => "installed".to_string(),
                 Outcome::Skipped => "skipped".to_string(),
@@ -224,7 +281,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             };
             let line = format!(
                 "dkms: {} for kernel {} ({}): {word}",
-                job.name, job.data.ka.kernel, job.data.ka.arch
+                job.name, install.ka.kernel, install.ka.arch
             );
             ctx.report.line(&line);
             ctx.report.step(&job.name);
@@ -233,12 +290,14 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     ctx.report.finish_progress();
     for kernel in worker.changed_kernels() {
         ctx.mark_changed(&kernel);
-        if !ctx.req.no_depmod {
-            if let Err(e) = crate::install::depmod(ctx.settings, &kernel, ctx.report) {
-                ctx.report.error(&e.to_string());
-            }
-        }
     }
+    let jobs: Vec<(&Install, &str)> = tasks[..installs]
+        .iter()
+        .filter_map(|t| match &t.data {
+            Task::Install(i) => Some((i, t.name.as_str())),
+            Task::Depmod(_) => None,
+        })
+        .collect();
     for line in &deferred {
         ctx.report.line(line);
     }
@@ -246,13 +305,11 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let mut failed_any = false;
     for kernel in &kernels_run {
         let mut results: Vec<(String, Outcome)> = early.remove(kernel).unwrap_or_default();
-        for (job, outcome) in jobs.iter().zip(&outcomes) {
-            if &job.data.ka.kernel == kernel
-                && !deferred
-                    .iter()
-                    .any(|d| d.starts_with(&format!("{} ", job.name)))
+        for ((install, name), outcome) in jobs.iter().zip(&outcomes) {
+            if &install.ka.kernel == kernel
+                && !deferred.iter().any(|d| d.starts_with(&format!("{name} ")))
             {
-                results.push((job.data.module.clone(), outcome.clone()));
+                results.push((install.module.clone(), outcome.clone()));
             }
         }
         let names = |want: fn(&Outcome) -> bool| -> Vec<String> {

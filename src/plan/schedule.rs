@@ -19,14 +19,35 @@ pub enum Outcome {
     DependencyFailed(Vec<String>),
 }
 
-/// A unit of work: its name (for messages), the indices of the jobs it waits for, and
-/// its exclusive group: jobs of one group never run at the same time (the builds of one
-/// module version share `<dkms_tree>/<m>/<v>/build`).
+/// A unit of work: its name (for messages), the jobs it waits for, and its exclusive
+/// group: jobs of one group never run at the same time (the builds of one module version
+/// share `<dkms_tree>/<m>/<v>/build`).
 pub struct Job<T> {
     pub name: String,
+    /// Jobs that must have succeeded first (BUILD_DEPENDS): if one fails, so does this.
     pub after: Vec<usize>,
+    /// Jobs that must have ended first, however they ended (a kernel's depmod waits for
+    /// every install on that kernel).
+    pub after_ended: Vec<usize>,
     pub group: String,
+    /// Started before any ready job that is not urgent (a kernel's depmod, so that it
+    /// overlaps the builds still running for other kernels instead of trailing them).
+    pub urgent: bool,
     pub data: T,
+}
+
+impl<T> Job<T> {
+    /// A job with no dependencies, alone in its group, not urgent.
+    pub fn new(name: impl Into<String>, group: impl Into<String>, data: T) -> Self {
+        Job {
+            name: name.into(),
+            after: Vec::new(),
+            after_ended: Vec::new(),
+            group: group.into(),
+            urgent: false,
+            data,
+        }
+    }
 }
 
 struct Board {
@@ -105,32 +126,37 @@ pub fn run<T: Sync>(
         .collect()
 }
 
-/// The next job whose dependencies are all done: started (and counted as running). A
-/// job whose dependency failed gets its outcome here and is handed out to be reported.
+/// The next job whose dependencies have all ended (urgent ones first, then in order):
+/// started (and counted as running). A job whose dependency failed gets its outcome here
+/// and is handed out to be reported.
 fn next_ready<T>(jobs: &[Job<T>], b: &mut Board) -> Option<usize> {
-    for (i, job) in jobs.iter().enumerate() {
-        if b.started[i] || b.busy_groups.contains(&job.group) {
-            continue;
-        }
-        let deps: Vec<&Option<Outcome>> = job.after.iter().map(|d| &b.outcomes[*d]).collect();
-        if deps.iter().any(|o| o.is_none()) {
-            continue;
-        }
-        let failed: Vec<String> = job
-            .after
-            .iter()
-            .filter(|d| !matches!(b.outcomes[**d], Some(Outcome::Done)))
-            .map(|d| jobs[*d].name.clone())
-            .collect();
-        b.started[i] = true;
-        b.running += 1;
-        b.busy_groups.push(job.group.clone());
-        if !failed.is_empty() {
-            b.outcomes[i] = Some(Outcome::DependencyFailed(failed));
-        }
-        return Some(i);
+    let ready = |i: usize| {
+        let job = &jobs[i];
+        !b.started[i]
+            && !b.busy_groups.contains(&job.group)
+            && job
+                .after
+                .iter()
+                .chain(&job.after_ended)
+                .all(|d| b.outcomes[*d].is_some())
+    };
+    let i = (0..jobs.len())
+        .filter(|&i| jobs[i].urgent)
+        .chain((0..jobs.len()).filter(|&i| !jobs[i].urgent))
+        .find(|&i| ready(i))?;
+    let failed: Vec<String> = jobs[i]
+        .after
+        .iter()
+        .filter(|d| !matches!(b.outcomes[**d], Some(Outcome::Done)))
+        .map(|d| jobs[*d].name.clone())
+        .collect();
+    b.started[i] = true;
+    b.running += 1;
+    b.busy_groups.push(jobs[i].group.clone());
+    if !failed.is_empty() {
+        b.outcomes[i] = Some(Outcome::DependencyFailed(failed));
     }
-    None
+    Some(i)
 }
 
 /// The members of a dependency cycle among `jobs`, if there is one.
@@ -191,10 +217,8 @@ mod tests {
 
     fn job(name: &str, after: &[usize]) -> Job<()> {
         Job {
-            name: name.into(),
             after: after.to_vec(),
-            group: name.into(),
-            data: (),
+            ..Job::new(name, name, ())
         }
     }
 
@@ -257,12 +281,7 @@ mod tests {
     #[test]
     fn jobs_of_one_group_never_overlap() {
         let jobs: Vec<Job<()>> = (0..6)
-            .map(|i| Job {
-                name: format!("j{i}"),
-                after: vec![],
-                group: format!("g{}", i % 2),
-                data: (),
-            })
+            .map(|i| Job::new(format!("j{i}"), format!("g{}", i % 2), ()))
             .collect();
         let running = Mutex::new(Vec::<String>::new());
         let overlap = std::sync::atomic::AtomicBool::new(false);
@@ -286,6 +305,35 @@ mod tests {
             |_, _| {},
         );
         assert!(!overlap.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_job_after_ended_ones_runs_whatever_they_did_and_urgent_ones_start_first() {
+        // One worker: the order of starts is the order of choice.
+        let mut jobs = vec![job("a", &[]), job("b", &[]), job("c", &[]), job("d", &[])];
+        jobs.push(Job {
+            after_ended: vec![0],
+            urgent: true,
+            ..Job::new("after-a", "after-a", ())
+        });
+        let order = Mutex::new(Vec::new());
+        let js = jobserver::Client::new(1).unwrap();
+        let outcomes = run(
+            &jobs,
+            &js,
+            1,
+            |j| {
+                order.lock().unwrap().push(j.name.clone());
+                if j.name == "a" {
+                    Outcome::Failed(10)
+                } else {
+                    Outcome::Done
+                }
+            },
+            |_, _| {},
+        );
+        assert_eq!(outcomes[4], Outcome::Done);
+        assert_eq!(order.into_inner().unwrap(), ["a", "after-a", "b", "c", "d"]);
     }
 
     #[test]
