@@ -161,3 +161,102 @@ fn killed_in_post_install_after_the_commit_keeps_the_new_module() {
     .unwrap();
     assert_eq!(installed(&root, &k), built);
 }
+
+/// The installed file of fx_patched on `k` (`.ko` or compressed), with its bytes.
+fn installed_any(root: &Root, k: &str) -> Option<(String, Vec<u8>)> {
+    let dir = root.install_tree().join(k).join("updates/dkms");
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("fx_patched.ko")
+            .then(|| (name, std::fs::read(e.path()).unwrap()))
+    })
+}
+
+#[test]
+fn an_interrupted_autoinstall_leaves_each_module_old_or_new_and_the_next_one_finishes() {
+    let kernels = [common::headers("6.1"), common::headers("6.12")];
+    // Killed at three points: installing 2.0 on the first kernel to get there (before its
+    // files are placed / just after its commit), and in the first kernel's depmod, while
+    // the other kernel's build or install may be anywhere.
+    for (extra, killer_depmod) in [
+        ("PRE_INSTALL=\"kill-dkms.sh\"\n", false),
+        ("POST_INSTALL=\"kill-dkms.sh\"\n", false),
+        ("", true),
+    ] {
+        let (root, first) = setup(extra);
+        let second = &kernels[1];
+        assert_eq!(first, kernels[0]);
+        root.real_kernel(second);
+        std::fs::write(root.install_tree().join(second).join("modules.dep"), "").unwrap();
+        root.dkms(&["install", "patched/1.0", "-k", second]).ok();
+        let conf = root.source_tree().join("patched-2.0/dkms.conf");
+        let text = std::fs::read_to_string(&conf).unwrap() + "AUTOINSTALL=yes\n";
+        std::fs::write(&conf, text).unwrap();
+        root.dkms(&["add", "patched/2.0"]).ok();
+        let old: Vec<(String, Vec<u8>)> = kernels
+            .iter()
+            .map(|k| installed_any(&root, k).expect("1.0 installed"))
+            .collect();
+
+        let mut env = Vec::new();
+        let path;
+        if killer_depmod {
+            let bin = root.path().join("killbin");
+            write_exec(&bin.join("depmod"), KILLER);
+            path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+            env.push(("PATH", path.as_str()));
+        }
+        let out = root.dkms_env(&["autoinstall", "--all-kernels"], &env);
+        assert_eq!(
+            out.code, -1,
+            "killed by SIGKILL ({extra:?}): {}",
+            out.stdout
+        );
+
+        // The next dkms recovers; each kernel has exactly one patched version installed,
+        // and its file is that version's: the old one's bytes or the new build's.
+        let status = root.dkms(&["status"]);
+        status.ok();
+        assert!(!dkms::transaction::pending(&root.dkms_tree()));
+        let strays: Vec<String> = root
+            .snapshot()
+            .into_iter()
+            .filter(|e| e.contains(".dkms-new.") || e.contains(".dkms-old."))
+            .collect();
+        assert!(strays.is_empty(), "{strays:?}");
+        for (k, (old_name, old_bytes)) in kernels.iter().zip(&old) {
+            let lines: Vec<&str> = status
+                .stdout
+                .lines()
+                .filter(|l| l.contains(&format!(", {k}, ")) && l.ends_with(": installed"))
+                .collect();
+            assert_eq!(lines.len(), 1, "{}", status.stdout);
+            let (name, bytes) = installed_any(&root, k).expect("a working module");
+            if lines[0].starts_with("patched/1.0,") {
+                assert_eq!((&name, &bytes), (old_name, old_bytes));
+            } else {
+                let built = root
+                    .dkms_tree()
+                    .join(format!("patched/2.0/{k}/x86_64/module/{name}"));
+                assert_eq!(bytes, std::fs::read(built).unwrap());
+            }
+        }
+
+        // The next autoinstall (the killer disarmed) brings 2.0 everywhere.
+        for dir in [
+            root.source_tree().join("patched-2.0"),
+            root.dkms_tree().join("patched/2.0/source"),
+        ] {
+            write_exec(&dir.join("kill-dkms.sh"), "#!/bin/sh\nexit 0\n");
+        }
+        let out = root.dkms(&["autoinstall", "--all-kernels"]);
+        out.ok();
+        let status = root.dkms(&["status"]).stdout;
+        for k in &kernels {
+            assert!(
+                status.contains(&format!("patched/2.0, {k}, x86_64: installed")),
+                "{status}"
+            );
+        }
+    }
+}

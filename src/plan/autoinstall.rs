@@ -96,6 +96,23 @@ pub fn kernels_with_headers(ctx: &Context) -> Vec<KernelArch> {
         .collect()
 }
 
+/// The kernels, the one whose depmod costs most first (by the size of its modules.dep):
+/// its installs are queued first, so its depmod, which can only start once they have
+/// ended, runs beside the other kernels' builds instead of alone at the end.
+fn by_depmod_cost<'k>(ctx: &Context, kernels: &'k [KernelArch]) -> Vec<&'k KernelArch> {
+    let cost = |ka: &KernelArch| {
+        let dep = ctx
+            .settings
+            .install_tree
+            .join(&ka.kernel)
+            .join("modules.dep");
+        std::fs::metadata(dep).map_or(0, |m| m.len())
+    };
+    let mut order: Vec<&KernelArch> = kernels.iter().collect();
+    order.sort_by_key(|ka| std::cmp::Reverse(cost(ka)));
+    order
+}
+
 pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     if ctx.settings.config_dir.join("no-autoinstall").exists() {
         ctx.report
@@ -109,7 +126,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let mut early: BTreeMap<String, Vec<(String, Outcome)>> = BTreeMap::new();
     let mut deferred = Vec::new();
     let mut kernels_run = Vec::new();
-    for ka in kernels {
+    for ka in by_depmod_cost(ctx, kernels) {
         let build = crate::kernel::build_dir(
             ctx.settings,
             ctx.req.kernel_source_dir.as_deref(),
@@ -163,6 +180,9 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             deps_of.push(conf.build_depends.clone());
         }
     }
+
+    // The summary follows the order the kernels were given in.
+    kernels_run.sort_by_key(|k| kernels.iter().position(|ka| &ka.kernel == k));
 
     // BUILD_DEPENDS: installed deps are satisfied, deps with a job here are waited for,
     // deps known to dkms but not installable fail the module, unknown deps defer it.
