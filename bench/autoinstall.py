@@ -157,14 +157,14 @@ def main():
     shutil.rmtree(tmp)
 
     ideal = raw_cpu / cores
-    print(f"| {'run':<36} | {'builds only':>11} | {'whole autoinstall':>17} |")
-    print(f"|{'-'*38}|{'-'*13}|{'-'*19}|")
+    print(f"| {'run':<40} | {'builds only':>11} | {'whole autoinstall':>17} |")
+    print(f"|{'-'*42}|{'-'*13}|{'-'*19}|")
     whole = (raw_cpu + depmod_cpu) / cores
-    print(f"| {'raw make (+ 1 depmod per kernel), CPU':<36} | {raw_cpu:>9.1f} s | {raw_cpu + depmod_cpu:>15.1f} s |")
-    print(f"| {'ideal on ' + str(cores) + ' cores (CPU / cores)':<36} | {ideal:>9.1f} s | {whole:>15.1f} s |")
-    print(f"| {'ours: autoinstall --all-kernels':<36} | {ours_builds:>9.1f} s | {ours:>15.1f} s |")
-    print(f"| {'bash dkms: autoinstall -k, each kernel':<36} | {bash_builds:>9.1f} s | {bash:>15.1f} s |")
-    print(f"| {'bash dkms / ours':<36} | {bash_builds / ours_builds:>10.2f}x | {bash / ours:>16.2f}x |")
+    print(f"| {'raw make (+ 1 depmod per kernel), CPU':<40} | {raw_cpu:>9.1f} s | {raw_cpu + depmod_cpu:>15.1f} s |")
+    print(f"| {'ideal on ' + str(cores) + ' cores (CPU / cores)':<40} | {ideal:>9.1f} s | {whole:>15.1f} s |")
+    print(f"| {'ours: autoinstall --all-kernels':<40} | {ours_builds:>9.1f} s | {ours:>15.1f} s |")
+    print(f"| {'bash dkms: autoinstall -k, each kernel':<40} | {bash_builds:>9.1f} s | {bash:>15.1f} s |")
+    print(f"| {'bash dkms / ours':<40} | {bash_builds / ours_builds:>10.2f}x | {bash / ours:>16.2f}x |")
     print(f"builds only: ours / ideal = {ours_builds / ideal:.2f} (target <= 1.10); whole: ours / ideal = {ours / whole:.2f}")
     print(f"whole autoinstall: bash dkms / ours = {bash / ours:.2f}x (target >= 1.8)")
     ours_installed = sum(1 for l in ours_status.splitlines() if l.endswith("installed"))
