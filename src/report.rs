@@ -29,9 +29,13 @@ impl Reporter {
         }
     }
 
-    /// Show a live progress bar of `total` steps, if stderr is a terminal.
+    /// Show a live progress bar of `total` steps, on stderr, if both stdout and stderr are
+    /// a terminal: lines are then printed above the bar (on stderr), which must not take
+    /// them away from a redirected stdout.
     pub fn start_progress(&self, total: usize) {
-        if self.quiet || total == 0 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        use std::io::IsTerminal;
+        let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        if self.quiet || total == 0 || !terminal {
             return;
         }
         let bar = indicatif::ProgressBar::new(total as u64);

@@ -302,3 +302,51 @@ fn two_autoinstalls_at_once_both_end_correctly() {
         format!("hooks/1.0, {k}, x86_64: installed\npatched/1.0, {k}, x86_64: installed\n")
     );
 }
+
+/// Runs `dkms args` with a pseudo-terminal as stdout and stderr (util-linux `script`),
+/// returning everything the terminal showed.
+fn on_a_terminal(root: &Root, args: &str) -> String {
+    let cmd = format!(
+        "DKMS_SYSROOT={} DKMS_FIXTURE_LOG={} TERM=xterm {} {args}",
+        root.path().display(),
+        log_env(root).display(),
+        env!("CARGO_BIN_EXE_dkms")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_terminal_gets_a_live_progress_bar_and_a_pipe_plain_lines() {
+    let k = common::headers("6.1");
+    let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
+    let shown = on_a_terminal(&root, &format!("autoinstall -k {k}"));
+    assert!(shown.contains("/2"), "a bar counting the 2 jobs: {shown:?}");
+    assert!(
+        shown.contains('\u{1b}'),
+        "drawn with terminal control codes"
+    );
+    assert!(shown.contains(&format!(
+        "dkms: patched/1.0 for kernel {k} (x86_64): installed"
+    )));
+    assert!(shown.contains(&format!(
+        "Autoinstall on {k} succeeded for module(s) hooks patched."
+    )));
+
+    // Through a pipe: the same lines, no bar, no control codes.
+    let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
+    let log = log_env(&root);
+    let out = root.dkms_env(
+        &["autoinstall", "-k", &k],
+        &[("DKMS_FIXTURE_LOG", log.to_str().unwrap())],
+    );
+    out.ok();
+    assert!(!out.stdout.contains('\u{1b}') && !out.stderr.contains('\u{1b}'));
+    assert!(out.stdout.contains(&format!(
+        "dkms: patched/1.0 for kernel {k} (x86_64): installed"
+    )));
+}
