@@ -37,13 +37,6 @@ pub enum InstallError {
     Depmod(String),
     #[error("{0}\nNothing was changed: the previous modules and state are restored.")]
     Tx(#[from] TxError),
-    #[error("Cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl InstallError {
@@ -52,15 +45,6 @@ impl InstallError {
             InstallError::PreInstall => 101,
             _ => 6,
         }
-    }
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
-    let path = path.to_path_buf();
-    move |source| InstallError::Io {
-        action,
-        path,
-        source,
     }
 }
 
@@ -370,6 +354,12 @@ pub fn find_modules(lib: &Path, name: &str) -> Vec<PathBuf> {
 /// (a headers-only kernel), `-F System.map` when present. An install tree that is not
 /// `<root>/lib/modules` is indexed with `-b <root>`.
 pub fn depmod(settings: &Settings, kernel: &str, report: &Reporter) -> Result<(), InstallError> {
+    depmod_run(settings, kernel, report).map_err(InstallError::Depmod)
+}
+
+/// Run depmod for `kernel` (skipped, with a line, when the tree has no modules.dep):
+/// the error is what went wrong, in depmod's words.
+pub fn depmod_run(settings: &Settings, kernel: &str, report: &Reporter) -> Result<(), String> {
     let lib = settings.install_tree.join(kernel);
     if !lib.join("modules.dep").exists() {
         report.line(&format!(
@@ -401,13 +391,13 @@ pub fn depmod(settings: &Settings, kernel: &str, report: &Reporter) -> Result<()
     }
     cmd.arg(kernel);
     report.line(&format!("Running depmod for kernel {kernel}..."));
-    let out = cmd.output().map_err(io("run depmod for", &lib))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run depmod for {}: {e}", lib.display()))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(InstallError::Depmod(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 

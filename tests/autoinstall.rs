@@ -350,3 +350,38 @@ fn a_terminal_gets_a_live_progress_bar_and_a_pipe_plain_lines() {
         "dkms: patched/1.0 for kernel {k} (x86_64): installed"
     )));
 }
+
+#[test]
+fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
+    let k = common::headers("6.1");
+    let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
+    std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("depmod"),
+        "#!/bin/sh\necho 'depmod: FATAL: could not open modules.order' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("depmod"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = root.dkms_env(&["autoinstall", "-k", &k], &[("PATH", &path)]);
+    assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("depmod failed for kernel {k}"))
+            && out.stderr.contains("could not open modules.order")
+            && out.stderr.contains(&format!("run 'depmod -a {k}'")),
+        "{}",
+        out.stderr
+    );
+    // The install itself was committed: the module is in place.
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+}

@@ -31,6 +31,20 @@ enum Task {
     Depmod(String),
 }
 
+/// depmod for a kernel after a batch of installs or removals (each already committed):
+/// false, with an error saying what to run, if it failed.
+fn batch_depmod(ctx: &Context, kernel: &str) -> bool {
+    match crate::install::depmod_run(ctx.settings, kernel, ctx.report) {
+        Ok(()) => true,
+        Err(e) => {
+            ctx.report.error(&format!(
+                "depmod failed for kernel {kernel}: {e}\nThe modules are in place but not indexed, so modprobe cannot find them: fix the problem and run 'depmod -a {kernel}'."
+            ));
+            false
+        }
+    }
+}
+
 /// Build and install one (module, kernel), unless its outcome was decided beforehand.
 fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
     let Install {
@@ -277,11 +291,8 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         |job| match &job.data {
             Task::Install(install) => run_install(ctx, &worker, install),
             Task::Depmod(kernel) => {
-                if worker.changed_kernels().contains(kernel) {
-                    if let Err(e) = crate::install::depmod(ctx.settings, kernel, ctx.report) {
-                        ctx.report.error(&e.to_string());
-                        return Outcome::Failed(e.exit_code());
-                    }
+                if worker.changed_kernels().contains(kernel) && !batch_depmod(ctx, kernel) {
+                    return Outcome::Failed(6);
                 }
                 Outcome::Done
             }
@@ -322,7 +333,11 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         ctx.report.line(line);
     }
 
-    let mut failed_any = false;
+    // A kernel whose depmod failed has its modules in place but not indexed.
+    let mut failed_any = tasks[installs..]
+        .iter()
+        .zip(&outcomes[installs..])
+        .any(|(_, o)| matches!(o, Outcome::Failed(_)));
     for kernel in &kernels_run {
         let mut results: Vec<(String, Outcome)> = early.remove(kernel).unwrap_or_default();
         for ((install, name), outcome) in jobs.iter().zip(&outcomes) {
@@ -414,11 +429,8 @@ pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> 
     }
     if !worker.changed_kernels().is_empty() {
         ctx.mark_changed(&ka.kernel);
-        if !ctx.req.no_depmod {
-            if let Err(e) = crate::install::depmod(ctx.settings, &ka.kernel, ctx.report) {
-                ctx.report.error(&e.to_string());
-                failed = true;
-            }
+        if !ctx.req.no_depmod && !batch_depmod(ctx, &ka.kernel) {
+            failed = true;
         }
         prune_empty_dirs(&ctx.settings.install_tree.join(&ka.kernel));
     }
