@@ -166,7 +166,8 @@ def main():
     print(f"| {'bash dkms: autoinstall -k, each kernel':<40} | {bash_builds:>9.1f} s | {bash:>15.1f} s |")
     print(f"| {'bash dkms / ours':<40} | {bash_builds / ours_builds:>10.2f}x | {bash / ours:>16.2f}x |")
     print(f"builds only: ours / ideal = {ours_builds / ideal:.2f} (target <= 1.10); whole: ours / ideal = {ours / whole:.2f}")
-    print(f"whole autoinstall: bash dkms / ours = {bash / ours:.2f}x (target >= 1.8)")
+    print(f"whole autoinstall: bash dkms / ours = {bash / ours:.2f}x (target >= 1.8); "
+          f"bash dkms / ideal = {bash / whole:.2f}x, the most any dkms can gain on this work")
     ours_installed = sum(1 for l in ours_status.splitlines() if l.endswith("installed"))
     bash_installed = sum(1 for l in bash_status.splitlines() if l.endswith("installed"))
     print(f"installed (module, kernel) pairs: ours {ours_installed}, bash dkms {bash_installed}")
