@@ -170,22 +170,14 @@ fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
     // Record every depmod run, and the MAKEFLAGS each kbuild sub-make inherits (the
     // environment variable: make adds the jobserver to it for the processes it starts).
-    let bin = root.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let runs = root.path().join("depmod-runs");
-    std::fs::write(
-        bin.join("depmod"),
-        format!(
+    let path = root.first_on_path(
+        "depmod",
+        &format!(
             "#!/bin/sh\necho \"$@\" >> {}\nexec /sbin/depmod \"$@\"\n",
             runs.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("depmod"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let flags = root.path().join("makeflags");
     for f in ["patched-1.0", "hooks-1.0", "depends-1.0"] {
         let makefile = root.source_tree().join(f).join("Makefile");
@@ -193,7 +185,6 @@ fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
             + &format!("$(shell echo \"$$MAKEFLAGS\" >> {})\n", flags.display());
         std::fs::write(&makefile, text).unwrap();
     }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let log = log_env(&root);
     root.dkms_env(
         &["autoinstall", "-k", &k],
@@ -356,19 +347,10 @@ fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
-    let bin = root.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(
-        bin.join("depmod"),
+    let path = root.first_on_path(
+        "depmod",
         "#!/bin/sh\necho 'depmod: FATAL: could not open modules.order' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("depmod"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    );
     let out = root.dkms_env(&["autoinstall", "-k", &k], &[("PATH", &path)]);
     assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
     assert!(

@@ -258,19 +258,10 @@ fn real_depmod_indexes_the_scratch_root() {
 
 /// A `depmod` that fails, first on PATH.
 fn failing_depmod(root: &Root) -> String {
-    let bin = root.path().join("fakebin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(
-        bin.join("depmod"),
+    root.first_on_path(
+        "depmod",
         "#!/bin/sh\necho 'depmod: ERROR: simulated failure' >&2\nexit 1\n",
     )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("depmod"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }
 
 #[test]
@@ -662,20 +653,11 @@ fn depmod_gets_the_system_map_when_there_is_one() {
         &format!("boot/System.map-{k}"),
         "ffffffff81000000 T _text\n",
     );
-    let bin = root.path().join("recordbin");
-    std::fs::create_dir_all(&bin).unwrap();
     let record = root.path().join("depmod-args");
-    std::fs::write(
-        bin.join("depmod"),
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("depmod"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = root.first_on_path(
+        "depmod",
+        &format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display()),
+    );
     root.dkms_env(&["install", "patched/1.0", "-k", &k], &[("PATH", &path)])
         .ok();
     let args = std::fs::read_to_string(&record).unwrap();

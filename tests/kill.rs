@@ -117,9 +117,7 @@ fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
     root.dkms(&["build", "patched/2.0", "-k", &k]).ok();
     let before = root.snapshot();
     let before_bytes = installed(&root, &k);
-    let bin = root.path().join("killbin");
-    write_exec(&bin.join("depmod"), KILLER);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = root.first_on_path("depmod", KILLER);
     let out = root.dkms_env(&["install", "patched/2.0", "-k", &k], &[("PATH", &path)]);
     assert_eq!(out.code, -1);
     // Killed with version 2.0's file in place and the link switched: the journal is left.
@@ -132,7 +130,7 @@ fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
         .snapshot()
         .into_iter()
         .filter(|e| {
-            !e.contains("killbin")
+            !e.contains("fakebin")
                 && !e.contains(".dkms-conf-cache.json")
                 && !e.contains(".dkms-identical.json")
         })
@@ -201,9 +199,7 @@ fn an_interrupted_autoinstall_leaves_each_module_old_or_new_and_the_next_one_fin
         let mut env = Vec::new();
         let path;
         if killer_depmod {
-            let bin = root.path().join("killbin");
-            write_exec(&bin.join("depmod"), KILLER);
-            path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+            path = root.first_on_path("depmod", KILLER);
             env.push(("PATH", path.as_str()));
         }
         let out = root.dkms_env(&["autoinstall", "--all-kernels"], &env);

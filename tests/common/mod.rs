@@ -281,6 +281,20 @@ impl Root {
         Output::from(out)
     }
 
+    /// Puts an executable `name` with `script` in `<root>/fakebin` and returns a PATH
+    /// that finds it first (a fake or recording `depmod`, a killer...).
+    pub fn first_on_path(&self, name: &str, script: &str) -> String {
+        let bin = self.path().join("fakebin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join(name), script).unwrap();
+        std::fs::set_permissions(
+            bin.join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+    }
+
     /// Every path under the root with its kind, for "nothing changed" assertions.
     pub fn snapshot(&self) -> Vec<String> {
         let mut out = Vec::new();
