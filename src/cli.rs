@@ -460,7 +460,8 @@ pub fn usage() -> &'static str {
   Module and version may also be given as module/version, kernel and arch as
   kernel/arch (-k may be repeated). `status --json` prints machine-readable status
   (schema documented in README.md). `autoinstall --all-kernels` builds and installs
-  every added module for every installed kernel that has headers, all at once.
+  the latest added version of every module with AUTOINSTALL=yes for every installed
+  kernel that has headers, all at once.
   The environment variable DKMS_SYSROOT (default /) prefixes every system path
   (/etc/dkms, /etc/os-release, the default trees) so dkms can run in a scratch root."
 }
