@@ -367,3 +367,32 @@ fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
         format!("patched/1.0, {k}, x86_64: installed\n")
     );
 }
+
+#[test]
+fn post_transaction_runs_once_per_run_or_once_per_kernel_when_it_names_the_kernel() {
+    let (a, b) = (common::headers("6.1"), common::headers("6.12"));
+    let marks = |root: &Root| std::fs::read_to_string(root.path().join("marks")).unwrap();
+    for (command, expected) in [
+        ("echo ran", vec!["ran".to_string()]),
+        (
+            "echo ran \\$kernelver",
+            vec![format!("ran {a}"), format!("ran {b}")],
+        ),
+    ] {
+        let root = root_with(&["patched-1.0"], &[a.clone(), b.clone()]);
+        root.write(
+            "etc/dkms/framework.conf",
+            &format!(
+                "post_transaction=\"{command} >> {}\"\n",
+                root.path().join("marks").display()
+            ),
+        );
+        root.dkms(&["autoinstall", "--all-kernels"]).ok();
+        let mut ran: Vec<String> = marks(&root).lines().map(String::from).collect();
+        ran.sort();
+        assert_eq!(ran, expected, "{command}");
+        // Nothing left to do: not run again.
+        root.dkms(&["autoinstall", "--all-kernels"]).ok();
+        assert_eq!(marks(&root).lines().count(), expected.len());
+    }
+}

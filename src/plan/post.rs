@@ -20,7 +20,10 @@ pub fn modprobe_on_install(ctx: &Context, kernel: &str) {
         .status();
 }
 
-/// Run `post_transaction` once for each kernel that changed, with `$kernelver` set.
+/// Run `post_transaction` once per run when something changed; once per changed kernel
+/// (with `$kernelver` set) only when the command depends on the kernel: its value
+/// differs between kernels (framework.conf read lazily with `$kernelver`), or it refers
+/// to `kernelver` itself, evaluated when it runs.
 pub fn post_transaction(ctx: &Context) {
     let kernels = ctx.changed_kernels();
     if ctx.settings.post_transaction.trim().is_empty()
@@ -37,11 +40,7 @@ pub fn post_transaction(ctx: &Context) {
         ));
         return;
     };
-    for kernel in kernels {
-        let command = ctx.settings.lazy_value("post_transaction", &kernel);
-        if command.trim().is_empty() {
-            continue;
-        }
+    for (kernel, command) in commands_to_run(ctx, &kernels) {
         let script = format!(
             "kernelver={}; eval {}",
             crate::bash::quote(&kernel),
@@ -58,6 +57,22 @@ pub fn post_transaction(ctx: &Context) {
             Err(e) => ctx.report.warn(&format!("post_transaction could not run: {e}")),
         }
     }
+}
+
+/// The distinct post_transaction runs for `kernels`: (kernel, command), in order.
+fn commands_to_run(ctx: &Context, kernels: &[String]) -> Vec<(String, String)> {
+    let mut runs: Vec<(String, String)> = Vec::new();
+    for kernel in kernels {
+        let command = ctx.settings.lazy_value("post_transaction", kernel);
+        if command.trim().is_empty() {
+            continue;
+        }
+        let per_kernel = command.contains("kernelver");
+        if per_kernel || !runs.iter().any(|(_, c)| c == &command) {
+            runs.push((kernel.clone(), command));
+        }
+    }
+    runs
 }
 
 /// Whether any framework file assigns `name` (its value may depend on `$kernelver`).
