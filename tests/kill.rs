@@ -63,7 +63,8 @@ fn installed(root: &Root, k: &str) -> Vec<u8> {
 }
 
 /// What must hold after any kill: status runs recovery; no journal, no stray files.
-fn assert_clean(root: &Root, k: &str) -> String {
+/// Returns status's output.
+fn assert_recovered(root: &Root) -> String {
     let status = root.dkms(&["status"]);
     status.ok();
     assert!(!dkms::transaction::pending(&root.dkms_tree()));
@@ -73,6 +74,12 @@ fn assert_clean(root: &Root, k: &str) -> String {
         .filter(|e| e.contains(".dkms-new.") || e.contains(".dkms-old."))
         .collect();
     assert!(strays.is_empty(), "{strays:?}");
+    status.stdout
+}
+
+/// [`assert_recovered`], and fx_patched is installed on `k`.
+fn assert_clean(root: &Root, k: &str) -> String {
+    let status = assert_recovered(root);
     assert!(
         root.install_tree()
             .join(k)
@@ -80,7 +87,7 @@ fn assert_clean(root: &Root, k: &str) -> String {
             .exists(),
         "a working module is installed"
     );
-    status.stdout
+    status
 }
 
 #[test]
@@ -211,22 +218,13 @@ fn an_interrupted_autoinstall_leaves_each_module_old_or_new_and_the_next_one_fin
 
         // The next dkms recovers; each kernel has exactly one patched version installed,
         // and its file is that version's: the old one's bytes or the new build's.
-        let status = root.dkms(&["status"]);
-        status.ok();
-        assert!(!dkms::transaction::pending(&root.dkms_tree()));
-        let strays: Vec<String> = root
-            .snapshot()
-            .into_iter()
-            .filter(|e| e.contains(".dkms-new.") || e.contains(".dkms-old."))
-            .collect();
-        assert!(strays.is_empty(), "{strays:?}");
+        let status = assert_recovered(&root);
         for (k, (old_name, old_bytes)) in kernels.iter().zip(&old) {
             let lines: Vec<&str> = status
-                .stdout
                 .lines()
                 .filter(|l| l.contains(&format!(", {k}, ")) && l.ends_with(": installed"))
                 .collect();
-            assert_eq!(lines.len(), 1, "{}", status.stdout);
+            assert_eq!(lines.len(), 1, "{status}");
             let (name, bytes) = installed_any(&root, k).expect("a working module");
             if lines[0].starts_with("patched/1.0,") {
                 assert_eq!((&name, &bytes), (old_name, old_bytes));
