@@ -245,17 +245,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     }
 
     let installs = jobs.len();
-    let mut tasks: Vec<Job<Task>> = jobs
-        .into_iter()
-        .map(|j| Job {
-            name: j.name,
-            after: j.after,
-            after_ended: j.after_ended,
-            group: j.group,
-            urgent: j.urgent,
-            data: Task::Install(j.data),
-        })
-        .collect();
+    let mut tasks: Vec<Job<Task>> = jobs.into_iter().map(|j| j.map(Task::Install)).collect();
     // One depmod per kernel, as soon as every install on it has ended: it overlaps
     // the builds still running for the other kernels.
     if !ctx.req.no_depmod {
@@ -334,10 +324,9 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     }
 
     // A kernel whose depmod failed has its modules in place but not indexed.
-    let mut failed_any = tasks[installs..]
+    let mut failed_any = outcomes[installs..]
         .iter()
-        .zip(&outcomes[installs..])
-        .any(|(_, o)| matches!(o, Outcome::Failed(_)));
+        .any(|o| matches!(o, Outcome::Failed(_)));
     for kernel in &kernels_run {
         let mut results: Vec<(String, Outcome)> = early.remove(kernel).unwrap_or_default();
         for ((install, name), outcome) in jobs.iter().zip(&outcomes) {

@@ -48,6 +48,18 @@ impl<T> Job<T> {
             data,
         }
     }
+
+    /// The same job carrying other data.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Job<U> {
+        Job {
+            name: self.name,
+            after: self.after,
+            after_ended: self.after_ended,
+            group: self.group,
+            urgent: self.urgent,
+            data: f(self.data),
+        }
+    }
 }
 
 struct Board {
