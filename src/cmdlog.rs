@@ -23,26 +23,25 @@ pub struct CommandLog {
 }
 
 impl CommandLog {
+    /// A new (truncated) log.
     pub fn create(path: &Path) -> std::io::Result<CommandLog> {
-        let file = File::create(path)?;
-        Ok(CommandLog {
-            path: path.into(),
-            file,
-            env: Vec::new(),
-            jobserver: None,
-            echo: false,
-        })
+        Ok(Self::on(path, File::create(path)?))
     }
 
+    /// A log appended to (created if missing).
     pub fn append(path: &Path) -> std::io::Result<CommandLog> {
         let file = OpenOptions::new().append(true).create(true).open(path)?;
-        Ok(CommandLog {
+        Ok(Self::on(path, file))
+    }
+
+    fn on(path: &Path, file: File) -> CommandLog {
+        CommandLog {
             path: path.into(),
             file,
             env: Vec::new(),
             jobserver: None,
             echo: false,
-        })
+        }
     }
 
     pub fn write(&mut self, text: &str) -> std::io::Result<()> {

@@ -21,26 +21,9 @@ fn prover() -> PathBuf {
 
 /// The 6.1 kernel whose headers and signed image are both installed.
 fn kernel() -> String {
-    let mut found: Vec<String> = std::fs::read_dir("/usr/src")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_prefix("linux-headers-")
-                .map(str::to_string)
-        })
-        .filter(|k| {
-            k.starts_with("6.1.")
-                && k.ends_with("-amd64")
-                && !k.contains("cloud")
-                && !k.contains("-rt")
-        })
-        .filter(|k| Path::new(&format!("/boot/vmlinuz-{k}")).exists())
-        .collect();
-    found.sort();
-    found
-        .pop()
+    common::installed_headers("6.1")
+        .into_iter()
+        .rfind(|k| Path::new(&format!("/boot/vmlinuz-{k}")).exists())
         .expect("linux-image-amd64 and linux-headers-amd64 of the same ABI (.ci/install-deps)")
 }
 

@@ -21,6 +21,13 @@ use tempfile::TempDir;
 /// The newest kernel whose headers `.ci/install-deps` installed, by flavour: "6.1"
 /// (Debian 12's 6.1 amd64), "6.1-cloud", "6.12" (bookworm's 6.12 amd64).
 pub fn headers(flavour: &str) -> String {
+    installed_headers(flavour)
+        .pop()
+        .unwrap_or_else(|| panic!("{flavour} kernel headers (installed by .ci/install-deps)"))
+}
+
+/// Every kernel of `flavour` (see [`headers`]) with headers installed, oldest first.
+pub fn installed_headers(flavour: &str) -> Vec<String> {
     let pred = |k: &str| match flavour {
         "6.1" => {
             k.starts_with("6.1.")
@@ -55,8 +62,6 @@ pub fn headers(flavour: &str) -> String {
         .collect();
     found.sort();
     found
-        .pop()
-        .unwrap_or_else(|| panic!("{flavour} kernel headers (installed by .ci/install-deps)"))
 }
 
 /// A 3.4.3 status text in Debian's 3.0.10 suffix wording (reference §0, item 3), to
