@@ -23,11 +23,14 @@ struct Install {
     ka: KernelArch,
     /// Decided before running (missing or unregistered dependencies, a cycle).
     decided: Option<Outcome>,
+    /// Deferred (3.4.1): a BUILD_DEPENDS unknown to dkms; left out of the summary.
+    deferred: bool,
 }
 
-/// What the scheduler runs: an install, or a kernel's depmod once its installs ended.
+/// What the scheduler runs: an install (its index among the installs), or a kernel's
+/// depmod once its installs ended.
 enum Task {
-    Install(Install),
+    Install(usize),
     Depmod(String),
 }
 
@@ -52,6 +55,7 @@ fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
         version,
         ka,
         decided,
+        ..
     } = install;
     if let Some(decided) = decided {
         return decided.clone();
@@ -189,6 +193,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     version: v.clone(),
                     ka: ka.clone(),
                     decided: None,
+                    deferred: false,
                 },
             ));
             deps_of.push(conf.build_depends.clone());
@@ -232,6 +237,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 unknown.join(" ")
             ));
             jobs[i].data.decided = Some(Outcome::Skipped);
+            jobs[i].data.deferred = true;
         }
     }
     if let Some(cycle) = schedule::find_cycle(&jobs) {
@@ -244,14 +250,22 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         }
     }
 
-    let installs = jobs.len();
-    let mut tasks: Vec<Job<Task>> = jobs.into_iter().map(|j| j.map(Task::Install)).collect();
+    let mut installs: Vec<Install> = Vec::new();
+    let mut tasks: Vec<Job<Task>> = jobs
+        .into_iter()
+        .map(|j| {
+            j.map(|install| {
+                installs.push(install);
+                Task::Install(installs.len() - 1)
+            })
+        })
+        .collect();
     // One depmod per kernel, as soon as every install on it has ended: it overlaps
     // the builds still running for the other kernels.
     if !ctx.req.no_depmod {
         for kernel in &kernels_run {
-            let on_kernel: Vec<usize> = (0..installs)
-                .filter(|&i| matches!(&tasks[i].data, Task::Install(j) if &j.ka.kernel == kernel))
+            let on_kernel: Vec<usize> = (0..installs.len())
+                .filter(|&i| &installs[i].ka.kernel == kernel)
                 .collect();
             if on_kernel.is_empty() {
                 continue;
@@ -273,13 +287,13 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         .map_err(|e| ActionError::Coded(1, format!("Cannot create the make jobserver: {e}")))?;
     let worker = ctx.batch_worker(Some(jobserver.clone()));
     // On a terminal, a live progress bar; every line is printed above it.
-    ctx.report.start_progress(installs);
+    ctx.report.start_progress(installs.len());
     let outcomes = schedule::run(
         &tasks,
         &jobserver,
         tokens,
         |job| match &job.data {
-            Task::Install(install) => run_install(ctx, &worker, install),
+            Task::Install(i) => run_install(ctx, &worker, &installs[*i]),
             Task::Depmod(kernel) => {
                 if worker.changed_kernels().contains(kernel) && !batch_depmod(ctx, kernel) {
                     return Outcome::Failed(6);
@@ -288,9 +302,10 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             }
         },
         |job, outcome| {
-            let Task::Install(install) = &job.data else {
+            let Task::Install(i) = job.data else {
                 return;
             };
+            let install = &installs[i];
             let word = match outcome {
                 Outcome::Done => "installed".to_string(),
                 Outcome::Skipped => "skipped".to_string(),
@@ -312,27 +327,18 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     for kernel in worker.changed_kernels() {
         ctx.mark_changed(&kernel);
     }
-    let jobs: Vec<(&Install, &str)> = tasks[..installs]
-        .iter()
-        .filter_map(|t| match &t.data {
-            Task::Install(i) => Some((i, t.name.as_str())),
-            Task::Depmod(_) => None,
-        })
-        .collect();
     for line in &deferred {
         ctx.report.line(line);
     }
 
     // A kernel whose depmod failed has its modules in place but not indexed.
-    let mut failed_any = outcomes[installs..]
+    let mut failed_any = outcomes[installs.len()..]
         .iter()
         .any(|o| matches!(o, Outcome::Failed(_)));
     for kernel in &kernels_run {
         let mut results: Vec<(String, Outcome)> = early.remove(kernel).unwrap_or_default();
-        for ((install, name), outcome) in jobs.iter().zip(&outcomes) {
-            if &install.ka.kernel == kernel
-                && !deferred.iter().any(|d| d.starts_with(&format!("{name} ")))
-            {
+        for (install, outcome) in installs.iter().zip(&outcomes) {
+            if &install.ka.kernel == kernel && !install.deferred {
                 results.push((install.module.clone(), outcome.clone()));
             }
         }
