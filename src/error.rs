@@ -26,8 +26,6 @@ pub enum ActionError {
     SourceDirMissing(PathBuf),
     #[error("{0} must contain a dkms.conf file!")]
     NoDkmsConf(PathBuf),
-    #[error("Malformed dkms.conf file. Cannot load source tree.\n{0}")]
-    MalformedSourceConf(Box<ConfError>),
     #[error("The action {0} does not support the --all parameter.")]
     AllNotSupported(&'static str),
     #[error(
@@ -60,7 +58,6 @@ impl ActionError {
             ActionError::NotAdded(..) | ActionError::AlreadyAdded(..) => 3,
             ActionError::SourceDirMissing(_) => 2,
             ActionError::NoDkmsConf(_) => 9,
-            ActionError::MalformedSourceConf(_) => 10,
             ActionError::AllNotSupported(_) => 5,
             ActionError::OneKernelOnly(_) | ActionError::Broken { .. } => 4,
             ActionError::EmptyKernelOrArch => 16,

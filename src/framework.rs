@@ -68,7 +68,7 @@ pub enum FrameworkError {
         message: String,
     },
     #[error(
-        "No /etc/os-release or /usr/lib/os-release found under {0}: cannot tell the distribution."
+        "System is missing os-release file: neither etc/os-release nor usr/lib/os-release exists under {0}, so dkms cannot tell the distribution (which decides where modules are installed).\nRestore it from the distribution's package (Debian: apt-get install --reinstall base-files)."
     )]
     NoOsRelease(PathBuf),
 }

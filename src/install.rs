@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::conf::{ModuleConf, ModuleEntry};
 use crate::framework::Settings;
+use crate::modinfo::Order;
 use crate::report::Reporter;
 use crate::state::{module_file, KernelArch, StateTree};
 use crate::transaction::{Transaction, TxError};
@@ -110,7 +111,8 @@ impl InstallJob<'_> {
         }
         let mut tx = Transaction::begin(&self.tree.root)?;
         match self.place_modules(&mut tx, &lib) {
-            Ok(0) => {
+            // A conf with zero modules installs nothing and still succeeds.
+            Ok(0) if !self.conf.modules.is_empty() => {
                 tx.rollback();
                 return Err(InstallError::Aborted);
             }
@@ -171,7 +173,8 @@ impl InstallJob<'_> {
                 });
             }
             let file_name = built.file_name().expect("module file name").to_owned();
-            if !self.version_ok(lib, entry, &built, &dest_dir.join(&file_name)) {
+            let own_dest = dest_dir.join(&file_name);
+            if !self.version_ok(lib, entry, &built, &own_dest, !first_install) {
                 continue;
             }
             if first_install {
@@ -199,52 +202,61 @@ impl InstallJob<'_> {
         Ok(installed)
     }
 
-    /// The original's version sanity check against same-named modules of the kernel
-    /// (`.modinfo` read in-process). A failing module is skipped, not fatal.
-    fn version_ok(&self, lib: &Path, entry: &ModuleEntry, built: &Path, own_dest: &Path) -> bool {
+    /// The original's version sanity check (`check_version_sanity`) against the
+    /// same-named modules already in the kernel's tree, ours included: a failing module
+    /// is skipped, not fatal. `replacing_ours` says another version of this module is
+    /// installed for the kernel, so a module at our destination is ours, not the kernel's.
+    fn version_ok(
+        &self,
+        lib: &Path,
+        entry: &ModuleEntry,
+        built: &Path,
+        own_dest: &Path,
+        replacing_ours: bool,
+    ) -> bool {
         if let Some(obsolete) = &self.conf.obsolete_by {
             if !self.force && crate::kernel::ver(&self.ka.kernel) >= crate::kernel::ver(obsolete) {
                 self.report.stderr(&format!("Module has been obsoleted due to being included in kernel {obsolete}. We will avoid installing for future kernels above {obsolete}.\nYou may override by specifying --force."));
                 return false;
             }
         }
-        if self.force || self.force_version_override {
+        let existing = find_modules(lib, &entry.dest_name);
+        if existing.is_empty() || self.force || self.force_version_override {
             return true;
         }
-        let existing: Vec<PathBuf> = find_modules(lib, &entry.dest_name)
-            .into_iter()
-            .filter(|p| p != own_dest)
-            .collect();
-        if existing.len() != 1 {
-            if existing.len() > 1 {
-                self.report.warn(&format!("Cannot do version sanity checking because multiple {}.ko modules were found in kernel {}.", entry.dest_name, self.ka.kernel));
-            }
+        if existing.len() > 1 {
+            self.report.warn(&format!("Cannot do version sanity checking because multiple {}.ko modules were found in kernel {}.", entry.dest_name, self.ka.kernel));
             return true;
         }
-        let (Ok(ours), Ok(theirs)) = (
+        let installed = &existing[0];
+        let (Ok(theirs), Ok(ours)) = (
+            crate::modinfo::read(installed),
             crate::modinfo::read(built),
-            crate::modinfo::read(&existing[0]),
         ) else {
             return true;
         };
-        let name = format!("{}.ko", entry.dest_name);
-        match (&ours.version, &theirs.version) {
-            (Some(a), Some(b)) if a == b && ours.srcversion == theirs.srcversion => {
-                self.report.stderr(&format!(
-                    "Module {} already installed at version {a}, override by specifying --force",
-                    existing[0].display()
-                ));
+        let name = built.file_name().unwrap_or_default().to_string_lossy();
+        let (our_version, our_source) = ours.verinfo();
+        let kernels_own = !(replacing_ours && installed == own_dest);
+        match crate::modinfo::compare(&theirs, &ours) {
+            Order::InstalledNewer => {
+                self.report.error(&format!("Module version {our_version} for {name} is not newer than what is already found in kernel {} ({}).\nYou may override by specifying --force.", self.ka.kernel, theirs.verinfo().0));
                 false
             }
-            (Some(a), Some(b)) if crate::kernel::ver(b) > crate::kernel::ver(a) => {
-                self.report.error(&format!("Module version {a} for {name} is not newer than what is already found in kernel {} ({b}).\nYou may override by specifying --force.", self.ka.kernel));
+            Order::Same if !our_version.is_empty() => {
+                self.report.stderr(&format!("Module {} already installed at version {our_version}, override by specifying --force", installed.display()));
                 false
             }
-            (None, None)
-                if crate::compress::read_module(built).ok()
-                    == crate::compress::read_module(&existing[0]).ok() =>
-            {
-                self.report.stderr(&format!("Module {} already installed (unversioned module), override by specifying --force", existing[0].display()));
+            Order::Same if !our_source.is_empty() || same_module(installed, built) => {
+                self.report.stderr(&format!("Module {} already installed (unversioned module), override by specifying --force", installed.display()));
+                false
+            }
+            // Ours, not the original's: a kernel's own module is never shadowed by one
+            // that is not newer, as Debian's 3.0.10 decides (3.4.3 would replace it when
+            // the bytes differ, or when only the srcversion differs).
+            Order::Same | Order::SameVersion if kernels_own => {
+                let shown = if our_version.is_empty() { "(none)" } else { &our_version };
+                self.report.stderr(&format!("Module version {shown} for {name} is not newer than the kernel's own {}; it stays in place.\nYou may override by specifying --force.", installed.display()));
                 false
             }
             _ => true,
@@ -309,6 +321,17 @@ impl InstallJob<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Whether two module files hold the same module (compared uncompressed).
+fn same_module(a: &Path, b: &Path) -> bool {
+    match (
+        crate::compress::read_module(a),
+        crate::compress::read_module(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

@@ -67,7 +67,9 @@ where
             }
         }
     }
+    // The original reads os-release before anything else and stops with 4 without it.
     let result = framework::Settings::load(&req)
+        .and_then(|settings| settings.distribution().map(|_| settings))
         .map_err(Error::from)
         .and_then(|settings| plan::run(&req, &settings, &report));
     match result {

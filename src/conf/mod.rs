@@ -462,7 +462,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
         .filter(|s| !s.is_empty())
         .count();
 
-    let exclusion = package_exclusion(req, v);
+    let global = global_exclusion(req, v, count);
     let mut modules = Vec::new();
     let mut strip0 = None;
     for index in 0..count {
@@ -546,7 +546,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
                 format!("remove '..' from DEST_MODULE_LOCATION[{index}]"),
             ));
         }
-        let entry_exclusion = module_exclusion(req, v, index, &exclusion);
+        let entry_exclusion = module_exclusion(req, v, index, &global);
         modules.push(ModuleEntry {
             index,
             built_name,
@@ -631,6 +631,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
 
     let (make_command, make_is_default) = select_make(req, v);
     let patches = matching_entries(v, "PATCH", "PATCH_MATCH");
+    let exclusion = package_exclusion(&modules);
     let script = |name: &str| text(name);
     let conf = ModuleConf {
         file: req.file.clone(),
@@ -767,40 +768,48 @@ fn matching_entries(v: &RawValues, name: &str, match_name: &str) -> Vec<String> 
         .collect()
 }
 
-/// Package-wide BUILD_EXCLUSIVE: the directives set as plain scalars (index 0 only).
-fn package_exclusion(req: &ConfRequest, v: &RawValues) -> Exclusion {
-    exclusion_for_index(req, v, 0, |name| {
-        v.array(name)
-            .is_some_and(|a| a.len() == 1 && a.contains_key(&0))
-    })
+/// The BUILD_EXCLUSIVE_* values at index 0, which the original reads as plain scalars
+/// (`$BUILD_EXCLUSIVE_KERNEL` is element 0 of the array) and applies to every module.
+/// OBSOLETE_BY stands in for a missing maximum when no module sets one of its own.
+fn global_exclusion(req: &ConfRequest, v: &RawValues, count: usize) -> Exclusion {
+    let per_module_max = v
+        .array("BUILD_EXCLUSIVE_KERNEL_MAX")
+        .is_some_and(|a| a.iter().any(|(i, m)| *i < count && !m.is_empty()));
+    exclusion_for_index(req, v, 0, !per_module_max)
 }
 
-/// Per-module BUILD_EXCLUSIVE (3.3+): arrays with more than one index apply per record.
-fn module_exclusion(
-    req: &ConfRequest,
-    v: &RawValues,
-    index: usize,
-    package: &Exclusion,
-) -> Exclusion {
-    let mut own = exclusion_for_index(req, v, index, |name| {
-        v.array(name)
-            .is_some_and(|a| !(a.len() == 1 && a.contains_key(&0)))
-    });
-    own.reasons.extend(package.reasons.iter().cloned());
-    own
+/// One module's BUILD_EXCLUSIVE_* (3.3+): the global values and its own index.
+fn module_exclusion(req: &ConfRequest, v: &RawValues, index: usize, global: &Exclusion) -> Exclusion {
+    let mut reasons = global.reasons.clone();
+    if index != 0 {
+        reasons.extend(exclusion_for_index(req, v, index, false).reasons);
+    }
+    Exclusion { reasons }
+}
+
+/// The package is excluded from this kernel only when every one of its modules is
+/// (`build_exclude` of the original); a conf without modules never is.
+fn package_exclusion(modules: &[ModuleEntry]) -> Exclusion {
+    if modules.is_empty() || modules.iter().any(|m| !m.exclusion.excluded()) {
+        return Exclusion::default();
+    }
+    let mut reasons: Vec<String> = Vec::new();
+    for r in modules.iter().flat_map(|m| &m.exclusion.reasons) {
+        if !reasons.contains(r) {
+            reasons.push(r.clone());
+        }
+    }
+    Exclusion { reasons }
 }
 
 fn exclusion_for_index(
     req: &ConfRequest,
     v: &RawValues,
     index: usize,
-    applies: impl Fn(&str) -> bool,
+    obsolete_by_is_max: bool,
 ) -> Exclusion {
     let mut reasons = Vec::new();
     let get = |name: &str| -> Option<String> {
-        if !applies(name) {
-            return None;
-        }
         v.array(name)
             .and_then(|a| a.get(&index))
             .filter(|s| !s.is_empty())
@@ -839,7 +848,7 @@ fn exclusion_for_index(
         }
     }
     let max = get("BUILD_EXCLUSIVE_KERNEL_MAX").or_else(|| {
-        if index == 0 {
+        if obsolete_by_is_max {
             get("OBSOLETE_BY")
         } else {
             None

@@ -9,16 +9,26 @@ use crate::error::{ActionError, Result};
 use crate::state::{KernelArch, Registration};
 
 pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
-    let req = ctx.req;
     let _lock = take_lock(ctx)?;
+    add_requested(ctx, ka)?;
+    Ok(0)
+}
+
+/// Add what the command line names: an archive or a source directory (when neither
+/// module nor version is given), else `<source_tree>/<m>-<v>`. The caller holds the
+/// lock. Returns the module and version added.
+pub(crate) fn add_requested(ctx: &Context, ka: &KernelArch) -> Result<(String, String)> {
+    let req = ctx.req;
     let (mut module, mut version) = (req.module.clone(), req.version.clone());
-    if req.archive.is_some() && module.is_none() && version.is_none() {
-        return super::tarball::load(ctx);
-    }
-    if let (Some(dir), None, None) = (&req.source_dir, &module, &version) {
-        let (m, v) = add_source_tree(ctx, dir, ka)?;
-        module = Some(m);
-        version = Some(v);
+    if module.is_none() && version.is_none() {
+        if req.archive.is_some() {
+            return super::tarball::load(ctx);
+        }
+        if let Some(dir) = &req.source_dir {
+            let (m, v) = add_source_tree(ctx, dir, ka)?;
+            module = Some(m);
+            version = Some(v);
+        }
     }
     let (Some(m), Some(v)) = (
         module.filter(|m| !m.is_empty()),
@@ -27,7 +37,7 @@ pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
         return Err(ActionError::MissingModuleArgs("add").into());
     };
     add_registered(ctx, &m, &v, ka)?;
-    Ok(0)
+    Ok((m, v))
 }
 
 /// Register `<source_tree>/<m>-<v>` (the caller holds the lock).
@@ -90,21 +100,9 @@ pub(crate) fn add_source_tree(
         ctx.req.kernel_source_dir.as_deref(),
         ctx.req.kernel_config.as_deref(),
     );
-    let conf =
-        conf::load_lenient(&creq).map_err(|e| ActionError::MalformedSourceConf(Box::new(e)))?;
-    if conf.package_name.is_empty() || conf.package_version.is_empty() {
-        let problem = conf::Problem {
-            file: conf_file,
-            line: None,
-            message: "PACKAGE_NAME and PACKAGE_VERSION must both be set".into(),
-            fix: "add PACKAGE_NAME=\"<name>\" and PACKAGE_VERSION=\"<version>\"".into(),
-        };
-        let err = conf::ConfError::Invalid {
-            file: problem.file.clone(),
-            problems: vec![problem],
-        };
-        return Err(ActionError::MalformedSourceConf(Box::new(err)).into());
-    }
+    // The original reads it with `read_conf` (exit 8 on any problem) before copying
+    // anything, so a bad conf leaves nothing behind.
+    let conf = conf::load_strict(&creq)?;
     let (m, v) = (conf.package_name, conf.package_version);
     check_name(&m)?;
     check_name(&v)?;

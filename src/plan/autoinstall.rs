@@ -23,8 +23,6 @@ struct Install {
     ka: KernelArch,
     /// Decided before running (missing or unregistered dependencies, a cycle).
     decided: Option<Outcome>,
-    /// Deferred (3.4.1): a BUILD_DEPENDS unknown to dkms; left out of the summary.
-    deferred: bool,
 }
 
 /// What the scheduler runs: an install (its index among the installs), or a kernel's
@@ -193,7 +191,6 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     version: v.clone(),
                     ka: ka.clone(),
                     decided: None,
-                    deferred: false,
                 },
             ));
             deps_of.push(conf.build_depends.clone());
@@ -236,8 +233,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 jobs[i].name,
                 unknown.join(" ")
             ));
-            jobs[i].data.decided = Some(Outcome::Skipped);
-            jobs[i].data.deferred = true;
+            jobs[i].data.decided = Some(Outcome::Deferred);
         }
     }
     if let Some(cycle) = schedule::find_cycle(&jobs) {
@@ -309,6 +305,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             let word = match outcome {
                 Outcome::Done => "installed".to_string(),
                 Outcome::Skipped => "skipped".to_string(),
+                Outcome::Deferred => "deferred".to_string(),
                 Outcome::Failed(code) => format!("failed ({code})"),
                 Outcome::DependencyFailed(deps) => format!(
                     "not installed: its dependencies failed ({})",
@@ -338,7 +335,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     for kernel in &kernels_run {
         let mut results: Vec<(String, Outcome)> = early.remove(kernel).unwrap_or_default();
         for (install, outcome) in installs.iter().zip(&outcomes) {
-            if &install.ka.kernel == kernel && !install.deferred {
+            if &install.ka.kernel == kernel && *outcome != Outcome::Deferred {
                 results.push((install.module.clone(), outcome.clone()));
             }
         }

@@ -3,14 +3,16 @@
 
 use super::{read_strict, take_lock, Context};
 use crate::build::BuildJob;
+use crate::cli::Action;
 use crate::conf::{self, ConfRequest, ModuleConf, ModuleEntry};
 use crate::error::Result;
 use crate::install::{self, InstallJob};
 use crate::state::{module_file, KernelArch, Registration};
 
-pub fn build(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
+pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let _lock = take_lock(ctx)?;
-    ensure_added(ctx, m, v, &kernels[0])?;
+    let (m, v) = added_module(ctx, Action::Build, &kernels[0])?;
+    let (m, v) = (m.as_str(), v.as_str());
     for ka in kernels {
         if !ctx
             .tree
@@ -31,11 +33,11 @@ pub fn build(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<
     Ok(0)
 }
 
-pub fn install(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
+pub fn install(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let _lock = take_lock(ctx)?;
-    ensure_added(ctx, m, v, &kernels[0])?;
+    let (m, v) = added_module(ctx, Action::Install, &kernels[0])?;
     for ka in kernels {
-        install_one(ctx, m, v, ka)?;
+        install_one(ctx, &m, &v, ka)?;
     }
     Ok(0)
 }
@@ -254,6 +256,21 @@ fn conf_file(ctx: &Context, m: &str, v: &str) -> std::path::PathBuf {
         .conf
         .clone()
         .unwrap_or_else(|| ctx.tree.version_dir(m, v).join("source/dkms.conf"))
+}
+
+/// The module version to build or install, added first when it is not (the original's
+/// `do_build`): named by `m/v`, or by a source directory or archive on the command line.
+fn added_module(ctx: &Context, action: Action, ka: &KernelArch) -> Result<(String, String)> {
+    let req = ctx.req;
+    let named_by_path = req.source_dir.is_some() || req.archive.is_some();
+    if req.module.is_none() && req.version.is_none() && named_by_path {
+        let added = super::add::add_requested(ctx, ka)?;
+        ctx.report.line("");
+        return Ok(added);
+    }
+    let (m, v) = super::module_args(ctx, action)?;
+    ensure_added(ctx, &m, &v, ka)?;
+    Ok((m, v))
 }
 
 /// `build`/`install` add the module first when it is not added yet.

@@ -122,13 +122,9 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
             let kernels = kernels_for(&ctx, None)?;
             match action {
                 Action::Add => add::run(&ctx, &kernels[0]),
-                Action::Build => {
-                    let (m, v) = module_args(&ctx, action)?;
-                    build::build(&ctx, &m, &v, &kernels)
-                }
+                Action::Build => build::build(&ctx, &kernels),
                 _ => {
-                    let (m, v) = module_args(&ctx, action)?;
-                    let code = build::install(&ctx, &m, &v, &kernels)?;
+                    let code = build::install(&ctx, &kernels)?;
                     post::post_transaction(&ctx);
                     Ok(code)
                 }

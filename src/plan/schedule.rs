@@ -14,6 +14,9 @@ pub enum Outcome {
     Done,
     /// BUILD_EXCLUSIVE did not match (exit 77).
     Skipped,
+    /// A BUILD_DEPENDS dependency is not registered with dkms yet (3.4.1): the job never
+    /// ran, and its dependants wait for a later run too.
+    Deferred,
     Failed(i32),
     /// A dependency failed, so the job never ran.
     DependencyFailed(Vec<String>),
@@ -24,7 +27,8 @@ pub enum Outcome {
 /// share `<dkms_tree>/<m>/<v>/build`).
 pub struct Job<T> {
     pub name: String,
-    /// Jobs that must have succeeded first (BUILD_DEPENDS): if one fails, so does this.
+    /// Jobs that must have succeeded (or been skipped) first (BUILD_DEPENDS): if one
+    /// fails, so does this.
     pub after: Vec<usize>,
     /// Jobs that must have ended first, however they ended (a kernel's depmod waits for
     /// every install on that kernel).
@@ -159,7 +163,9 @@ fn next_ready<T>(jobs: &[Job<T>], b: &mut Board) -> Option<usize> {
     let failed: Vec<String> = jobs[i]
         .after
         .iter()
-        .filter(|d| !matches!(b.outcomes[**d], Some(Outcome::Done)))
+        // A skipped dependency (BUILD_EXCLUSIVE) satisfies its dependants, as in the
+        // original's autoinstall: they run and decide for themselves.
+        .filter(|d| !matches!(b.outcomes[**d], Some(Outcome::Done | Outcome::Skipped)))
         .map(|d| jobs[*d].name.clone())
         .collect();
     b.started[i] = true;
@@ -267,6 +273,26 @@ mod tests {
         let order = order.into_inner().unwrap();
         assert!(order.iter().position(|n| n == "a") < order.iter().position(|n| n == "b"));
         assert!(!order.contains(&"d".to_string()));
+    }
+
+    #[test]
+    fn a_skipped_dependency_lets_its_dependants_run() {
+        let jobs = vec![job("a", &[]), job("b", &[0])];
+        let js = jobserver::Client::new(2).unwrap();
+        let outcomes = run(
+            &jobs,
+            &js,
+            2,
+            |j| {
+                if j.name == "a" {
+                    Outcome::Skipped
+                } else {
+                    Outcome::Done
+                }
+            },
+            |_, _| {},
+        );
+        assert_eq!(outcomes, vec![Outcome::Skipped, Outcome::Done]);
     }
 
     #[test]

@@ -125,12 +125,13 @@ pub fn ldtarball(ctx: &Context) -> Result<i32> {
         .into());
     }
     let _lock = take_lock(ctx)?;
-    load(ctx)
+    load(ctx)?;
+    Ok(0)
 }
 
-/// Load the archive named on the command line (also `dkms add <archive>`); the caller
-/// holds the lock.
-pub fn load(ctx: &Context) -> Result<i32> {
+/// Load the archive named on the command line (also `dkms add|build|install <archive>`);
+/// the caller holds the lock. Returns the module and version it added.
+pub fn load(ctx: &Context) -> Result<(String, String)> {
     let archive = ctx.req.archive.clone().unwrap_or_default();
     if !archive.is_file() {
         return Err(ActionError::Coded(2, format!("{} does not exist.", archive.display())).into());
@@ -174,7 +175,7 @@ pub fn load(ctx: &Context) -> Result<i32> {
         let dir = conf.parent().unwrap_or(unpacked.path()).to_path_buf();
         let (m, v) = super::add::add_source_tree(ctx, &dir, &ka)?;
         super::add::add_registered(ctx, &m, &v, &ka)?;
-        return Ok(0);
+        return Ok((m, v));
     }
     let mut chosen = None;
     for loc in ["dkms_source_tree", "dkms_binaries_only"] {
@@ -231,7 +232,7 @@ pub fn load(ctx: &Context) -> Result<i32> {
     if !registered {
         super::add::add_registered(ctx, &m, &v, &ka)?;
     }
-    Ok(0)
+    Ok((m, v))
 }
 
 /// Copy each prebuilt `<k>/<a>` into the tree (existing builds kept unless --force).
