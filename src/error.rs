@@ -32,6 +32,8 @@ pub enum ActionError {
         "The action {0} does not support multiple kernel version parameters on the command line."
     )]
     OneKernelOnly(&'static str),
+    #[error("The action {0} requires exactly one kernel version parameter on the command line (-k <kernel>).")]
+    OneKernelRequired(&'static str),
     #[error("Empty kernel version or architecture given on the command line.")]
     EmptyKernelOrArch,
     #[error("{module}/{version}: Missing the module source directory or the symbolic link pointing to it.\nManual intervention is required!")]
@@ -59,7 +61,9 @@ impl ActionError {
             ActionError::SourceDirMissing(_) => 2,
             ActionError::NoDkmsConf(_) => 9,
             ActionError::AllNotSupported(_) => 5,
-            ActionError::OneKernelOnly(_) | ActionError::Broken { .. } => 4,
+            ActionError::OneKernelOnly(_)
+            | ActionError::OneKernelRequired(_)
+            | ActionError::Broken { .. } => 4,
             ActionError::EmptyKernelOrArch => 16,
             ActionError::BadModuleName(_) => 1,
             ActionError::Copy { .. } => 6,

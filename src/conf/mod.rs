@@ -26,6 +26,9 @@ pub struct Problem {
     pub line: Option<u32>,
     pub message: String,
     pub fix: String,
+    /// Only the strict read (add, build, install) rejects it; the original's plain
+    /// `read_conf` accepts it (duplicate module names).
+    pub strict_only: bool,
 }
 
 impl fmt::Display for Problem {
@@ -398,6 +401,22 @@ pub fn load_strict(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
     }
 }
 
+/// The original's plain `read_conf` (`add` from a path reads this before copying the
+/// source): every problem but those only the strict read rejects.
+pub fn load_checked(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
+    let evaluated = evaluate(req)?;
+    let (conf, mut problems) = interpret(req, &evaluated);
+    problems.retain(|p| !p.strict_only);
+    if problems.is_empty() {
+        Ok(conf)
+    } else {
+        Err(ConfError::Invalid {
+            file: req.file.clone(),
+            problems,
+        })
+    }
+}
+
 /// Evaluate leniently (status): problems are ignored, whatever could be read is used.
 pub fn load_lenient(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
     let evaluated = evaluate_with(req, true)?;
@@ -419,6 +438,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
             line,
             message,
             fix,
+            strict_only: false,
         }
     };
 
@@ -428,6 +448,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
             line: Some(*line),
             message: format!("bash: {message}"),
             fix: "correct the shell syntax on that line (the file is sourced by bash)".into(),
+            strict_only: false,
         });
     }
     for file in &v.exited {
@@ -436,6 +457,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
             line: None,
             message: "the file calls `exit`, so none of its settings can be read".into(),
             fix: "remove the `exit` statement; dkms.conf must only assign variables".into(),
+            strict_only: false,
         });
     }
 
@@ -680,6 +702,13 @@ fn check_module_name(
     }
 }
 
+fn strict_only(p: Problem) -> Problem {
+    Problem {
+        strict_only: true,
+        ..p
+    }
+}
+
 fn check_duplicates(
     modules: &[ModuleEntry],
     problems: &mut Vec<Problem>,
@@ -690,24 +719,24 @@ fn check_duplicates(
     for m in modules {
         let key = format!("{}{}", m.built_location, m.built_name);
         if let Some(first) = built.insert(key.clone(), m.index) {
-            problems.push(problem(
+            problems.push(strict_only(problem(
                 "BUILT_MODULE_NAME",
                 format!(
                     "Duplicate module '{key}' in records #{first} and #{}.",
                     m.index
                 ),
                 "give every BUILT_MODULE_LOCATION + BUILT_MODULE_NAME pair once".into(),
-            ));
+            )));
         }
         if let Some(first) = dest.insert(m.dest_name.clone(), m.index) {
-            problems.push(problem(
+            problems.push(strict_only(problem(
                 "DEST_MODULE_NAME",
                 format!(
                     "Duplicate destination module name '{}' in records #{first} and #{}.",
                     m.dest_name, m.index
                 ),
                 "give every DEST_MODULE_NAME once".into(),
-            ));
+            )));
         }
     }
 }

@@ -100,9 +100,9 @@ pub(crate) fn add_source_tree(
         ctx.req.kernel_source_dir.as_deref(),
         ctx.req.kernel_config.as_deref(),
     );
-    // The original reads it with `read_conf` (exit 8 on any problem) before copying
-    // anything, so a bad conf leaves nothing behind.
-    let conf = conf::load_strict(&creq)?;
+    // The original reads it with `read_conf` (exit 8) before copying anything; what only
+    // the strict read rejects (duplicate names) fails after the copy, in the dkms tree.
+    let conf = conf::load_checked(&creq)?;
     let (m, v) = (conf.package_name, conf.package_version);
     check_name(&m)?;
     check_name(&v)?;

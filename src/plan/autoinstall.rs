@@ -148,13 +148,6 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             ctx.req.kernel_source_dir.as_deref(),
             &ka.kernel,
         );
-        if !build.join("include").is_dir() {
-            ctx.report.line(&format!(
-                "Automatic installation of modules for kernel {} was skipped since the kernel headers for this kernel do not seem to be installed (install linux-headers-{}).",
-                ka.kernel, ka.kernel
-            ));
-            continue;
-        }
         kernels_run.push(ka.kernel.clone());
         for (m, v) in &latest {
             if ctx.tree.is_installed(m, v, ka) {
@@ -194,6 +187,18 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 },
             ));
             deps_of.push(conf.build_depends.clone());
+        }
+        // As the original: a kernel without headers fails the run (21) as soon as a
+        // module needs building for it, and before anything changed here.
+        let needs_build = jobs.iter().any(|j| {
+            &j.data.ka == ka
+                && ctx
+                    .tree
+                    .built(&j.data.module, &j.data.version, Some(&ka.kernel), Some(&ka.arch))
+                    .is_empty()
+        });
+        if needs_build {
+            crate::build::check_headers(&ka.kernel, &build)?;
         }
     }
 

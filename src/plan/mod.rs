@@ -135,17 +135,26 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         | Action::KernelPreinst
         | Action::KernelPostinst
         | Action::KernelPrerm => {
-            require_root()?;
+            // The original's order: --all (5), the kernel count (4), then root (1).
             if req.all {
                 return Err(ActionError::AllNotSupported(action.name()).into());
             }
             if action == Action::Autoinstall && req.all_kernels {
+                require_root()?;
                 let kernels = autoinstall::kernels_with_headers(&ctx);
                 return autoinstall::autoinstall(&ctx, &kernels);
+            }
+            let kernel_hook = matches!(
+                action,
+                Action::KernelPreinst | Action::KernelPostinst | Action::KernelPrerm
+            );
+            if kernel_hook && req.kernels.len() != 1 {
+                return Err(ActionError::OneKernelRequired(action.name()).into());
             }
             if req.kernels.len() > 1 {
                 return Err(ActionError::OneKernelOnly(action.name()).into());
             }
+            require_root()?;
             let kernels = kernels_for(&ctx, None)?;
             match action {
                 Action::Autoinstall | Action::KernelPostinst => {
