@@ -1,7 +1,10 @@
 //! Module compression exactly as the kernel's own `modules_install` does it.
 //!
-//! Which compression: the kernel's config (`CONFIG_MODULE_COMPRESS_GZIP/XZ/ZSTD`, or
-//! `_NONE`), and where the config is silent, the suffix of the kernel's installed modules.
+//! Which compression: the suffix of the kernel's own installed modules (`<k>/kernel/`),
+//! as the original and the distributions decide it (Fedora and RHEL kernels say
+//! `CONFIG_MODULE_COMPRESS_NONE=y` while their packages ship `.ko.xz`); where the kernel
+//! has no module tree (headers only), its config (`CONFIG_MODULE_COMPRESS_*`); where that
+//! is silent too, the suffix of any other module installed for it.
 //! How: in-process, with the kernel's parameters. xz uses a CRC32 check and a 1 MiB
 //! dictionary (the kernel's in-kernel decompressor rejects CRC64 and large
 //! dictionaries); levels come from the framework's `compress_*_opts` (`-N`).
@@ -44,8 +47,12 @@ impl Compression {
         }
     }
 
-    /// What the kernel uses: its config, else the suffix of its installed modules.
+    /// What the kernel uses: its own modules' suffix, else its config, else the suffix
+    /// of other modules installed for it, else none.
     pub fn for_kernel(config: Option<&KernelConfig>, kernel_modules_dir: &Path) -> Compression {
+        if let Some(own) = first_module_suffix(&kernel_modules_dir.join("kernel")) {
+            return own;
+        }
         if let Some(c) = config {
             for (name, comp) in [
                 ("CONFIG_MODULE_COMPRESS_ZSTD", Compression::Zstd),
@@ -58,7 +65,7 @@ impl Compression {
                 }
             }
         }
-        first_module_suffix(&kernel_modules_dir.join("kernel")).unwrap_or(Compression::None)
+        first_module_suffix(kernel_modules_dir).unwrap_or(Compression::None)
     }
 
     /// Compress `data` with the kernel's parameters; `opts` is the framework's
@@ -183,7 +190,29 @@ mod tests {
     }
 
     #[test]
-    fn kernel_config_decides_then_installed_modules() {
+    fn the_kernels_own_modules_decide_over_its_config() {
+        // A Fedora/RHEL kernel: its config says none, its package ships .ko.xz.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("kernel/drivers/x")).unwrap();
+        std::fs::write(dir.path().join("kernel/drivers/x/a.ko.xz"), b"").unwrap();
+        let none = KernelConfig::parse("CONFIG_MODULE_COMPRESS_NONE=y\n");
+        assert_eq!(
+            Compression::for_kernel(Some(&none), dir.path()),
+            Compression::Xz
+        );
+        // Debian: uncompressed modules, whatever the config says.
+        let plain = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(plain.path().join("kernel/fs")).unwrap();
+        std::fs::write(plain.path().join("kernel/fs/b.ko"), b"").unwrap();
+        let zstd = KernelConfig::parse("CONFIG_MODULE_COMPRESS_ZSTD=y\n");
+        assert_eq!(
+            Compression::for_kernel(Some(&zstd), plain.path()),
+            Compression::None
+        );
+    }
+
+    #[test]
+    fn headers_only_kernels_follow_their_config_then_other_modules() {
         let dir = tempfile::tempdir().unwrap();
         let xz = KernelConfig::parse("CONFIG_MODULE_COMPRESS=y\nCONFIG_MODULE_COMPRESS_XZ=y\n");
         assert_eq!(
@@ -195,13 +224,18 @@ mod tests {
             Compression::for_kernel(Some(&none), dir.path()),
             Compression::None
         );
-        std::fs::create_dir_all(dir.path().join("kernel/drivers/x")).unwrap();
-        std::fs::write(dir.path().join("kernel/drivers/x/a.ko.zst"), b"").unwrap();
+        // Only dkms's own modules are installed, and the config is silent.
+        std::fs::create_dir_all(dir.path().join("updates/dkms")).unwrap();
+        std::fs::write(dir.path().join("updates/dkms/a.ko.zst"), b"").unwrap();
         let silent = KernelConfig::parse("CONFIG_MODULES=y\n");
         assert_eq!(
             Compression::for_kernel(Some(&silent), dir.path()),
             Compression::Zstd
         );
         assert_eq!(Compression::for_kernel(None, dir.path()), Compression::Zstd);
+        assert_eq!(
+            Compression::for_kernel(Some(&xz), dir.path()),
+            Compression::Xz
+        );
     }
 }
