@@ -154,10 +154,35 @@ fn no_autoinstall_file_and_kernels_without_headers() {
         "Automatic installation of modules has been disabled.\n"
     );
     std::fs::remove_file(root.path().join("etc/dkms/no-autoinstall")).unwrap();
-    std::fs::create_dir_all(root.install_tree().join("6.1.0-99-amd64")).unwrap();
-    let out = root.dkms(&["autoinstall", "-k", "6.1.0-99-amd64"]);
-    out.ok();
-    assert!(out.stdout.contains("skipped since the kernel headers for this kernel do not seem to be installed (install linux-headers-6.1.0-99-amd64)"), "{}", out.stdout);
+    // As the original: a kernel without headers fails the run once a module needs
+    // building for it (21), before anything changed; the hook checks headers first.
+    let nk = "6.1.0-99-amd64";
+    std::fs::create_dir_all(root.install_tree().join(nk)).unwrap();
+    let before = root.snapshot();
+    let out = root.dkms(&["autoinstall", "-k", nk]);
+    assert_eq!(out.code, 21, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "\nError! Your kernel headers for kernel {nk} cannot be found at {}.\nPlease install your distribution's kernel headers package matching {nk} (on Debian and Ubuntu: apt-get install linux-headers-{nk}).\n",
+            root.install_tree().join(nk).join("build").display()
+        )
+    );
+    assert_eq!(root.snapshot(), before);
+}
+
+#[test]
+fn kernel_hooks_need_exactly_one_kernel() {
+    let root = Root::new();
+    for action in ["kernel_preinst", "kernel_postinst", "kernel_prerm"] {
+        let out = root.dkms(&[action]);
+        assert_eq!(out.code, 4, "{action}: {out:?}");
+        assert_eq!(
+            out.stderr,
+            format!("\nError! The action {action} requires exactly one kernel version parameter on the command line (-k <kernel>).\n")
+        );
+    }
 }
 
 #[test]

@@ -269,14 +269,7 @@ fn a_failing_depmod_rolls_the_install_back_exactly() {
     let (root, k) = root_with(&["patched-1.0"]);
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
     // A previous version installed and working.
-    let conf2 = std::fs::read_to_string(root.source_tree().join("patched-1.0/dkms.conf"))
-        .unwrap()
-        .replace("1.0", "2.0");
-    common::copy_dir(
-        &root.source_tree().join("patched-1.0"),
-        &root.source_tree().join("patched-2.0"),
-    );
-    std::fs::write(root.source_tree().join("patched-2.0/dkms.conf"), conf2).unwrap();
+    root.next_version("patched", "1.0", "2.0");
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
     root.dkms(&["build", "patched/2.0", "-k", &k]).ok();
     let path = failing_depmod(&root);

@@ -34,20 +34,13 @@ fn write_exec(path: &Path, text: &str) {
 fn setup(extra: &str) -> (Root, String) {
     let root = Root::new();
     let k = common::headers("6.1");
-    root.real_kernel(&k).fixture("patched-1.0");
+    root.real_kernel(&k)
+        .fixture("patched-1.0")
+        .next_version("patched", "1.0", "2.0");
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
-    common::copy_dir(
-        &root.source_tree().join("patched-1.0"),
-        &root.source_tree().join("patched-2.0"),
-    );
-    let conf = std::fs::read_to_string(root.source_tree().join("patched-1.0/dkms.conf"))
-        .unwrap()
-        .replace("1.0", "2.0");
-    std::fs::write(
-        root.source_tree().join("patched-2.0/dkms.conf"),
-        conf + extra,
-    )
-    .unwrap();
+    let conf = root.source_tree().join("patched-2.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf).unwrap() + extra;
+    std::fs::write(&conf, text).unwrap();
     write_exec(&root.source_tree().join("patched-2.0/kill-dkms.sh"), KILLER);
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
     (root, k)

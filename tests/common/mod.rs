@@ -300,6 +300,36 @@ impl Root {
         format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
     }
 
+    /// `usr/src/<m>-<to>`: a copy of `<m>-<from>` whose dkms.conf and MODULE_VERSION
+    /// (in the sources and in its patches) say `to`, so that it installs
+    /// over `from` as a newer version.
+    pub fn next_version(&self, m: &str, from: &str, to: &str) -> &Self {
+        let (old, new) = (
+            self.source_tree().join(format!("{m}-{from}")),
+            self.source_tree().join(format!("{m}-{to}")),
+        );
+        copy_dir(&old, &new);
+        let conf = std::fs::read_to_string(new.join("dkms.conf")).unwrap();
+        std::fs::write(new.join("dkms.conf"), conf.replace(from, to)).unwrap();
+        let mut files = vec![new.clone()];
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            let versioned: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    let code = l.trim_start_matches(['+', '-']).starts_with("MODULE_VERSION");
+                    if code { l.replace(from, to) } else { l.to_string() }
+                })
+                .collect();
+            std::fs::write(&p, versioned.join("\n") + "\n").unwrap();
+        }
+        self
+    }
+
     /// Every path under the root with its kind, for "nothing changed" assertions.
     pub fn snapshot(&self) -> Vec<String> {
         let mut out = Vec::new();
