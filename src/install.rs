@@ -229,10 +229,8 @@ impl InstallJob<'_> {
             return true;
         }
         let installed = &existing[0];
-        let (Ok(theirs), Ok(ours)) = (
-            crate::modinfo::read(installed),
-            crate::modinfo::read(built),
-        ) else {
+        let (Ok(theirs), Ok(ours)) = (crate::modinfo::read(installed), crate::modinfo::read(built))
+        else {
             return true;
         };
         let name = built.file_name().unwrap_or_default().to_string_lossy();
@@ -255,7 +253,11 @@ impl InstallJob<'_> {
             // that is not newer, as Debian's 3.0.10 decides (3.4.3 would replace it when
             // the bytes differ, or when only the srcversion differs).
             Order::Same | Order::SameVersion if kernels_own => {
-                let shown = if our_version.is_empty() { "(none)" } else { &our_version };
+                let shown = if our_version.is_empty() {
+                    "(none)"
+                } else {
+                    &our_version
+                };
                 self.report.stderr(&format!("Module version {shown} for {name} is not newer than the kernel's own {}; it stays in place.\nYou may override by specifying --force.", installed.display()));
                 false
             }

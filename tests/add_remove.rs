@@ -466,3 +466,28 @@ fn rpm_safe_upgrade_cancels_the_old_packages_remove() {
     scriptlet(&format!("remove r/1 -k {K1} --rpm_safe_upgrade")).ok();
     assert_eq!(root.dkms(&["status"]).stdout, "");
 }
+
+#[test]
+fn without_os_release_every_action_is_exit_4_and_changes_nothing() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("foo", "1.0", &simple_conf("foo", "1.0"));
+    std::fs::remove_file(root.path().join("etc/os-release")).unwrap();
+    let before = root.snapshot();
+    let message = format!(
+        "\nError! System is missing os-release file: neither etc/os-release nor usr/lib/os-release exists under {}, so dkms cannot tell the distribution (which decides where modules are installed).\nRestore it from the distribution's package (Debian: apt-get install --reinstall base-files).\n",
+        root.path().display()
+    );
+    for args in [&["add", "foo/1.0", "-k", K1][..], &["status"]] {
+        let out = root.dkms(args);
+        assert_eq!(out.code, 4, "{args:?}: {out:?}");
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("", message.as_str())
+        );
+    }
+    assert_eq!(root.snapshot(), before);
+    // /usr/lib/os-release is enough.
+    root.write("usr/lib/os-release", common::DEBIAN_OS_RELEASE);
+    root.dkms(&["add", "foo/1.0", "-k", K1]).ok();
+}

@@ -421,3 +421,50 @@ fn post_transaction_runs_once_per_run_or_once_per_kernel_when_it_names_the_kerne
         assert_eq!(marks(&root).lines().count(), expected.len());
     }
 }
+
+/// The autoinstall summary: each module's line and the per-kernel lines.
+fn summary(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("dkms: ") || l.starts_with("Autoinstall on "))
+        .collect()
+}
+
+#[test]
+fn a_skipped_dependency_lets_its_dependants_run_and_decide() {
+    // As the original: a dependency skipped by BUILD_EXCLUSIVE (77) no longer holds its
+    // dependants back; one excluded itself is skipped too (exit 0, the suite's case),
+    // one that is not fails its build for the missing dependency (13, run 11).
+    let k = common::headers("6.1");
+    let root = root_with(&["exclusive-1.0", "patched-1.0"], std::slice::from_ref(&k));
+    let conf = root.source_tree().join("patched-1.0/dkms.conf");
+    let plain = std::fs::read_to_string(&conf).unwrap() + "BUILD_DEPENDS=\"exclusive\"\n";
+    let skip = |word: &str| format!("dkms: {word}/1.0 for kernel {k} (x86_64): skipped");
+    std::fs::write(&conf, format!("{plain}BUILD_EXCLUSIVE_KERNEL=\"^99\\.\"\n")).unwrap();
+    let out = root.dkms(&["autoinstall", "-k", &k]);
+    out.ok();
+    assert_eq!(
+        summary(&out.stdout),
+        [
+            skip("exclusive"),
+            skip("patched"),
+            format!("Autoinstall on {k} was skipped for module(s) exclusive patched."),
+        ]
+    );
+    std::fs::write(&conf, plain).unwrap();
+    let out = root.dkms(&["autoinstall", "-k", &k]);
+    assert_eq!(out.code, 11, "{out:?}");
+    assert_eq!(
+        summary(&out.stdout),
+        [
+            skip("exclusive"),
+            format!("dkms: patched/1.0 for kernel {k} (x86_64): failed (13)"),
+            format!("Autoinstall on {k} was skipped for module(s) exclusive."),
+            format!("Autoinstall on {k} failed for module(s) patched(13)."),
+        ]
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        "exclusive/1.0: added\npatched/1.0: added\n"
+    );
+}

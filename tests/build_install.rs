@@ -763,3 +763,208 @@ fn verbose_shows_commands_and_output_and_quiet_shows_nothing() {
     );
     assert!(std::fs::read_to_string(&marks).unwrap().contains("ran"));
 }
+
+/// `work/<name>`: a copy of a fixture outside the source tree, as a package's unpacked
+/// sources are before `dkms add <dir>` copies them to `/usr/src`.
+fn sources_outside(root: &Root, fixture: &str, name: &str) -> PathBuf {
+    let dir = root.path().join("work").join(name);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/modules")
+            .join(fixture),
+        &dir,
+    );
+    dir
+}
+
+#[test]
+fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
+    let (root, k) = root_with(&[]);
+    // `patched/1.0` as a directory path: a path on disk, not a module/version pair.
+    let dir = sources_outside(&root, "patched-1.0", "patched/1.0");
+    let out = root.dkms(&["build", dir.to_str().unwrap(), "-k", &k]);
+    out.ok();
+    assert!(
+        out.stdout.starts_with(&format!(
+            "Creating symlink {} -> {}\n\n",
+            root.dkms_tree().join("patched/1.0/source").display(),
+            root.source_tree().join("patched-1.0").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(root
+        .source_tree()
+        .join("patched-1.0/fx_patched.c")
+        .is_file());
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+    // Added already: the path form adds again, and that is refused (3), as the original.
+    let out = root.dkms(&["install", dir.to_str().unwrap(), "-k", &k]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "\nError! DKMS tree already contains: patched-1.0\nYou cannot add the same module/version combo more than once.\n"
+    );
+    root.dkms(&["remove", "patched/1.0", "--all"]).ok();
+    let conf = dir.join("dkms.conf");
+    root.dkms(&["install", conf.to_str().unwrap(), "-k", &k])
+        .ok();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+    // Without a module, a path or an archive the original's add message is kept (1).
+    let out = root.dkms(&["build", "-k", &k]);
+    assert_eq!(out.code, 1, "{out:?}");
+}
+
+#[test]
+fn an_empty_dkms_conf_is_exit_8_and_changes_nothing() {
+    let (root, _k) = root_with(&[]);
+    let dir = root.path().join("work/empty");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dkms.conf"), "").unwrap();
+    let before = root.snapshot();
+    let out = root.dkms(&["add", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 8, "{out:?}");
+    let conf = dir.join("dkms.conf");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "\nError! Bad conf file.\nFile: {c} does not represent a valid dkms.conf file.\n{c}: No 'PACKAGE_NAME' directive specified.\n  fix: add PACKAGE_NAME=\"<name>\"\n{c}: No 'PACKAGE_VERSION' directive specified.\n  fix: add PACKAGE_VERSION=\"<version>\"\n",
+            c = conf.display()
+        )
+    );
+    assert_eq!(root.snapshot(), before);
+}
+
+#[test]
+fn a_conf_without_modules_adds_builds_and_installs_with_a_warning() {
+    let (root, k) = root_with(&[]);
+    root.source(
+        "zero",
+        "1.0",
+        "PACKAGE_NAME=\"zero\"\nPACKAGE_VERSION=\"1.0\"\nAUTOINSTALL=\"yes\"\n",
+    )
+    .write("usr/src/zero-1.0/Makefile", "");
+    let out = root.dkms(&["install", "zero/1.0", "-k", &k]);
+    out.ok();
+    assert_eq!(
+        out.stderr,
+        "dkms.conf: Warning! Zero modules specified.\n".repeat(3)
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("zero/1.0, {k}, x86_64: installed\n")
+    );
+    root.dkms(&["remove", "zero/1.0", "--all"]).ok();
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn an_older_version_never_replaces_a_newer_installed_one() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    root.next_version("patched", "1.0", "2.0");
+    root.dkms(&["install", "patched/2.0", "-k", &k]).ok();
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let before = root.snapshot();
+    let newer = std::fs::read(installed_file(&root, &k, "fx_patched")).unwrap();
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert_eq!(
+        out.stderr,
+        format!("\nError! Module version 1.0-patched for fx_patched.ko is not newer than what is already found in kernel {k} (2.0-patched).\nYou may override by specifying --force.\n\nError! Installation aborted.\n")
+    );
+    assert_eq!(root.snapshot(), before, "the state tree is as it was");
+    assert_eq!(
+        std::fs::read(installed_file(&root, &k, "fx_patched")).unwrap(),
+        newer
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\npatched/2.0, {k}, x86_64: installed\n")
+    );
+    root.dkms(&["install", "patched/1.0", "-k", &k, "--force"])
+        .ok();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\npatched/2.0, {k}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn build_exclusive_at_index_0_applies_to_every_module() {
+    let (root, k) = root_with(&["patched-1.0"]);
+    // The original reads `$BUILD_EXCLUSIVE_KERNEL`, element 0, for every module: module
+    // 2 has no entry of its own and is excluded all the same.
+    let conf = root.source_tree().join("patched-1.0/dkms.conf");
+    let text = std::fs::read_to_string(&conf).unwrap()
+        + "BUILT_MODULE_NAME[1]=\"fx_two\"\nDEST_MODULE_LOCATION[1]=\"/updates/dkms\"\n\
+           BUILT_MODULE_NAME[2]=\"fx_three\"\nDEST_MODULE_LOCATION[2]=\"/updates/dkms\"\n\
+           BUILD_EXCLUSIVE_KERNEL[0]=\"^99\\.\"\nBUILD_EXCLUSIVE_KERNEL[1]=\".*\"\nBUILD_EXCLUSIVE_ARCH[1]=\"none\"\n";
+    std::fs::write(&conf, text).unwrap();
+    let out = root.dkms(&["build", "patched/1.0", "-k", &k]);
+    assert_eq!(out.code, 77, "{out:?}");
+    assert_eq!(root.dkms(&["status"]).stdout, "patched/1.0: added\n");
+}
+
+#[test]
+fn a_version_less_module_never_shadows_the_kernels_own() {
+    // The kernel's real hdaps.ko (Debian 6.1, no version), in the scratch kernel tree.
+    let (root, k) = root_with(&["hdaps-1.0"]);
+    let rel = "kernel/drivers/platform/x86/hdaps.ko";
+    let real = PathBuf::from(format!("/lib/modules/{k}/{rel}"));
+    assert!(
+        real.is_file(),
+        "linux-image-{k} must be installed for this test"
+    );
+    assert_eq!(dkms::modinfo::read(&real).unwrap().version, None);
+    let in_tree = root.install_tree().join(&k).join(rel);
+    std::fs::create_dir_all(in_tree.parent().unwrap()).unwrap();
+    std::fs::copy(&real, &in_tree).unwrap();
+    root.dkms(&["build", "hdaps/1.0", "-k", &k]).ok();
+    let before = root.snapshot();
+    let out = root.dkms(&["install", "hdaps/1.0", "-k", &k]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!("Module version (none) for hdaps.ko is not newer than the kernel's own {}; it stays in place.\nYou may override by specifying --force.\n\nError! Installation aborted.\n", in_tree.display())
+    );
+    assert_eq!(root.snapshot(), before, "the kernel's module is untouched");
+    // --force replaces it, archiving the kernel's own for the uninstall.
+    root.dkms(&["install", "hdaps/1.0", "-k", &k, "--force"])
+        .ok();
+    assert!(!in_tree.exists());
+    root.dkms(&["uninstall", "hdaps/1.0", "-k", &k]).ok();
+    assert_eq!(
+        std::fs::read(&in_tree).unwrap(),
+        std::fs::read(&real).unwrap()
+    );
+}
+
+#[test]
+fn the_kernels_own_module_suffix_decides_compression_over_its_config() {
+    // As on Fedora and RHEL: the config says no compression, the kernel's package ships
+    // .ko.xz modules; ours follows the modules.
+    let (root, k) = root_with(&["patched-1.0"]);
+    let config = std::fs::read_to_string(format!("/usr/src/linux-headers-{k}/.config")).unwrap();
+    assert!(config.contains("CONFIG_MODULE_COMPRESS_NONE=y"));
+    let own = root
+        .install_tree()
+        .join(&k)
+        .join("kernel/drivers/misc/own.ko.xz");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::fs::write(&own, b"").unwrap();
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let installed = root
+        .install_tree()
+        .join(&k)
+        .join("updates/dkms/fx_patched.ko.xz");
+    let info = dkms::modinfo::read(&installed).unwrap();
+    assert_eq!(info.version.as_deref(), Some("1.0-patched"));
+}

@@ -597,14 +597,20 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
         problems.push(problem(
             "PACKAGE_NAME",
             "No 'PACKAGE_NAME' directive specified.".into(),
-            format!("add PACKAGE_NAME=\"{}\"", req.module),
+            format!(
+                "add PACKAGE_NAME=\"{}\"",
+                or_placeholder(req.module, "<name>")
+            ),
         ));
     }
     if package_version.is_empty() {
         problems.push(problem(
             "PACKAGE_VERSION",
             "No 'PACKAGE_VERSION' directive specified.".into(),
-            format!("add PACKAGE_VERSION=\"{}\"", req.version),
+            format!(
+                "add PACKAGE_VERSION=\"{}\"",
+                or_placeholder(req.version, "<version>")
+            ),
         ));
     }
     let yes_no = |name: &str, problems: &mut Vec<Problem>| -> bool {
@@ -699,6 +705,14 @@ fn check_module_name(
             format!("'{label}' in record #{index} is a path ('{name}'), not a module name."),
             format!("set {label}[{index}] to a plain name; use BUILT_MODULE_LOCATION / DEST_MODULE_LOCATION for directories"),
         ));
+    }
+}
+
+fn or_placeholder<'a>(value: &'a str, placeholder: &'a str) -> &'a str {
+    if value.is_empty() {
+        placeholder
+    } else {
+        value
     }
 }
 
@@ -808,7 +822,12 @@ fn global_exclusion(req: &ConfRequest, v: &RawValues, count: usize) -> Exclusion
 }
 
 /// One module's BUILD_EXCLUSIVE_* (3.3+): the global values and its own index.
-fn module_exclusion(req: &ConfRequest, v: &RawValues, index: usize, global: &Exclusion) -> Exclusion {
+fn module_exclusion(
+    req: &ConfRequest,
+    v: &RawValues,
+    index: usize,
+    global: &Exclusion,
+) -> Exclusion {
     let mut reasons = global.reasons.clone();
     if index != 0 {
         reasons.extend(exclusion_for_index(req, v, index, false).reasons);

@@ -194,7 +194,12 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             &j.data.ka == ka
                 && ctx
                     .tree
-                    .built(&j.data.module, &j.data.version, Some(&ka.kernel), Some(&ka.arch))
+                    .built(
+                        &j.data.module,
+                        &j.data.version,
+                        Some(&ka.kernel),
+                        Some(&ka.arch),
+                    )
                     .is_empty()
         });
         if needs_build {

@@ -317,12 +317,20 @@ impl Root {
                 files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
             let versioned: Vec<String> = text
                 .lines()
                 .map(|l| {
-                    let code = l.trim_start_matches(['+', '-']).starts_with("MODULE_VERSION");
-                    if code { l.replace(from, to) } else { l.to_string() }
+                    let code = l
+                        .trim_start_matches(['+', '-'])
+                        .starts_with("MODULE_VERSION");
+                    if code {
+                        l.replace(from, to)
+                    } else {
+                        l.to_string()
+                    }
                 })
                 .collect();
             std::fs::write(&p, versioned.join("\n") + "\n").unwrap();
