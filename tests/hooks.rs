@@ -254,3 +254,136 @@ fn bash_completion_offers_actions_options_and_modules() {
     assert_eq!(complete("dkms remove co"), "comp/2.0");
     assert_eq!(complete("dkms install -m co"), "comp/2.0");
 }
+
+/// `kernel`: headers-like, but its kbuild is missing, so every build fails (exit 10).
+fn broken_kernel(root: &Root, kernel: &str) {
+    root.fake_kernel(kernel, "CONFIG_MODULES=y\n");
+}
+
+/// The lines common.postinst itself prints (not those of the dkms it runs).
+fn postinst_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| {
+            ["Building for ", "Building initial ", "Builds for ", "Module build", "Loading new"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect()
+}
+
+#[test]
+fn common_postinst_goes_on_after_a_failed_kernel_and_fails_the_package() {
+    let i = Installed::new();
+    let k = common::headers("6.1");
+    i.root.real_kernel(&k);
+    broken_kernel(&i.root, "6.1.0-999-amd64");
+    std::fs::create_dir_all(i.root.install_tree().join("6.1.0-5-amd64/build")).unwrap();
+    i.root
+        .write("etc/dkms/framework.conf", "autoinstall_all_kernels=1\n");
+    i.autoinstall_fixture("patched-1.0");
+    let out = i.run(
+        "/usr/lib/dkms/common.postinst",
+        &["patched", "1.0", "", "", ""],
+        "",
+    );
+    assert_eq!(out.code, 10, "{out:?}");
+    assert_eq!(
+        postinst_lines(&out.stdout),
+        [
+            "Loading new patched/1.0 DKMS files...".to_string(),
+            format!("Building for 6.1.0-5-amd64, {k} and 6.1.0-999-amd64"),
+            "Module build for kernel 6.1.0-5-amd64 was skipped since the".to_string(),
+            format!("Building initial module patched/1.0 for {k}"),
+            "Building initial module patched/1.0 for 6.1.0-999-amd64".to_string(),
+            "Builds for the following kernel(s) failed: 6.1.0-999-amd64".to_string(),
+        ]
+    );
+    assert_eq!(
+        i.root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+}
+
+#[test]
+fn common_postinst_stops_at_the_first_failure_without_continue_on_error() {
+    let i = Installed::new();
+    let k = common::headers("6.1");
+    i.root.real_kernel(&k);
+    broken_kernel(&i.root, "6.1.0-1-amd64");
+    i.root.write(
+        "etc/dkms/framework.conf",
+        "autoinstall_all_kernels=1\ncontinue_on_error=false\n",
+    );
+    i.autoinstall_fixture("patched-1.0");
+    let out = i.run(
+        "/usr/lib/dkms/common.postinst",
+        &["patched", "1.0", "", "", ""],
+        "",
+    );
+    assert_eq!(out.code, 10, "{out:?}");
+    assert_eq!(
+        postinst_lines(&out.stdout),
+        [
+            "Loading new patched/1.0 DKMS files...".to_string(),
+            format!("Building for 6.1.0-1-amd64 and {k}"),
+            "Building initial module patched/1.0 for 6.1.0-1-amd64".to_string(),
+        ]
+    );
+    assert_eq!(i.root.dkms(&["status"]).stdout, "patched/1.0: added\n");
+}
+
+#[test]
+fn common_postinst_skips_boot_variants_and_kernels_a_binaries_only_package_lacks() {
+    let i = Installed::new();
+    let k = common::headers("6.1");
+    i.root.real_kernel(&k);
+    // A binaries-only package: the module prebuilt for k, no source.
+    i.autoinstall_fixture("patched-1.0");
+    i.root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let tarball = i.root.path().join("usr/share/patched-dkms/patched-1.0.dkms.tar.gz");
+    std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
+    i.root
+        .dkms(&[
+            "mktarball",
+            "patched/1.0",
+            "-k",
+            &k,
+            "--binaries-only",
+            "--archive",
+            tarball.to_str().unwrap(),
+        ])
+        .ok();
+    i.root.dkms(&["remove", "patched/1.0", "--all"]).ok();
+    std::fs::remove_dir_all(i.root.source_tree().join("patched-1.0")).unwrap();
+    i.root.fake_kernel("6.1.0-2-amd64", "CONFIG_MODULES=y\n");
+    std::fs::create_dir_all(i.root.install_tree().join("6.1.0-3-BOOT/build")).unwrap();
+    std::fs::create_dir_all(i.root.install_tree().join("6.1.0-4-amd64/build")).unwrap();
+    i.root
+        .write("etc/dkms/framework.conf", "autoinstall_all_kernels=1\n");
+    let out = i.run(
+        "/usr/lib/dkms/common.postinst",
+        &["patched", "1.0", tarball.parent().unwrap().to_str().unwrap(), "", ""],
+        "",
+    );
+    out.ok();
+    let skips: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Module build") || l.starts_with("This package"))
+        .collect();
+    assert_eq!(
+        skips,
+        [
+            "This package appears to be a binaries-only package",
+            "Module build and install for 6.1.0-3-BOOT was skipped as ",
+            "This package appears to be a binaries-only package",
+        ],
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        i.root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed\n")
+    );
+}
