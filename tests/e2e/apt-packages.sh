@@ -6,6 +6,9 @@
 #   2. installing another linux-headers package builds them for it (through the
 #      /etc/kernel/header_postinst.d hook);
 #   3. `apt-get remove --purge` removes every file we installed;
+#   4. a package whose module does not build on one kernel (dm-writeboost on 6.12) is
+#      installed for the others, and its configuration fails (common.postinst exits with
+#      the failed build's status), as with Debian's and upstream's dkms;
 # and Debian's dkms is put back at the end, whatever happens.
 #
 # Why the CI machine and not a debootstrap chroot: a chroot needs minutes of bootstrap
@@ -16,7 +19,8 @@ set -u -o pipefail
 cd "$(dirname "$0")/../.."
 export DEBIAN_FRONTEND=noninteractive
 
-packages="acpi-call-dkms bbswitch-dkms v4l2loopback-dkms"
+packages="acpi-call-dkms bbswitch-dkms"
+failing_package=dm-writeboost-dkms
 extra_headers=linux-headers-rt-amd64
 passed=0
 failed=0
@@ -36,7 +40,7 @@ check() { # description, command...
 had_key=$([ -e /var/lib/dkms/mok.key ] && echo yes)
 cleanup() {
     [ -n "$had_key" ] || rm -f /var/lib/dkms/mok.key /var/lib/dkms/mok.pub
-    apt-get remove --purge -y -qq $packages >/dev/null 2>&1
+    apt-get remove --purge -y -qq $packages "$failing_package" >/dev/null 2>&1
     apt-get remove --purge -y -qq "$extra_headers" 'linux-headers-*-rt-amd64' >/dev/null 2>&1
     rm -f /etc/dkms/framework.conf.d/90-e2e.conf
     bash scripts/install --uninstall >/dev/null
@@ -80,6 +84,21 @@ check "apt-get remove --purge $packages" test $? -eq 0
 left=$(find /lib/modules/*/updates/dkms \( -name 'acpi_call.ko*' -o -name 'bbswitch.ko*' -o -name 'v4l2loopback.ko*' \) 2>/dev/null)
 check "no installed module file left (${left:-none})" test -z "$left"
 check "no state left in /var/lib/dkms" bash -c '! ls -d /var/lib/dkms/acpi-call /var/lib/dkms/bbswitch /var/lib/dkms/v4l2loopback 2>/dev/null | grep -q .'
+
+# A module that does not build for one kernel: the other kernels get it, the package's
+# configuration fails and names the kernel, and the package can still be removed.
+apt-get install -y -qq --no-install-recommends "$failing_package" > /tmp/e2e-failing.log 2>&1
+check "apt-get install $failing_package fails its configuration" test $? -ne 0
+check "common.postinst names the failed kernel" grep -q "Builds for the following kernel(s) failed:.*6\.12\." /tmp/e2e-failing.log
+for k in $kernels; do
+    case $k in
+        6.12.*) check "dm-writeboost not installed for $k" bash -c "! dkms status dm-writeboost -k $k | grep -q ': installed'" ;;
+        *) check "dm-writeboost installed for $k all the same" bash -c "dkms status dm-writeboost -k $k | grep -q ': installed'" ;;
+    esac
+done
+apt-get remove --purge -y -qq "$failing_package" > /tmp/e2e-failing-remove.log 2>&1
+check "apt-get remove --purge $failing_package" test $? -eq 0
+check "no dm-writeboost state or module left" bash -c '! ls -d /var/lib/dkms/dm-writeboost /lib/modules/*/updates/dkms/dm-writeboost.ko* 2>/dev/null | grep -q .'
 
 cleanup
 trap - EXIT
