@@ -265,9 +265,15 @@ fn postinst_lines(stdout: &str) -> Vec<&str> {
     stdout
         .lines()
         .filter(|l| {
-            ["Building for ", "Building initial ", "Builds for ", "Module build", "Loading new"]
-                .iter()
-                .any(|p| l.starts_with(p))
+            [
+                "Building for ",
+                "Building initial ",
+                "Builds for ",
+                "Module build",
+                "Loading new",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
         })
         .collect()
 }
@@ -341,7 +347,10 @@ fn common_postinst_skips_boot_variants_and_kernels_a_binaries_only_package_lacks
     // A binaries-only package: the module prebuilt for k, no source.
     i.autoinstall_fixture("patched-1.0");
     i.root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
-    let tarball = i.root.path().join("usr/share/patched-dkms/patched-1.0.dkms.tar.gz");
+    let tarball = i
+        .root
+        .path()
+        .join("usr/share/patched-dkms/patched-1.0.dkms.tar.gz");
     std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
     i.root
         .dkms(&[
@@ -363,7 +372,13 @@ fn common_postinst_skips_boot_variants_and_kernels_a_binaries_only_package_lacks
         .write("etc/dkms/framework.conf", "autoinstall_all_kernels=1\n");
     let out = i.run(
         "/usr/lib/dkms/common.postinst",
-        &["patched", "1.0", tarball.parent().unwrap().to_str().unwrap(), "", ""],
+        &[
+            "patched",
+            "1.0",
+            tarball.parent().unwrap().to_str().unwrap(),
+            "",
+            "",
+        ],
         "",
     );
     out.ok();
