@@ -16,6 +16,8 @@
 //! This is why the grammar is written out here instead of using clap: clap would accept
 //! abbreviations and reject the suffix forms, both of which would change behaviour.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -133,6 +135,9 @@ pub struct Request {
 pub enum Notice {
     Deprecated(String),
     UnknownWord(String),
+    /// A name (module, version, kernel, arch...) that is not valid UTF-8, shown lossily:
+    /// no module, kernel or arch dkms knows can have it, so it matches nothing.
+    NotUtf8(String),
 }
 
 /// What the command line resolves to.
@@ -274,21 +279,37 @@ fn classify(word: &str) -> Option<Result<Opt, CliError>> {
 }
 
 /// What bash's `read VAR <<< "$text"` stores: the first line, backslash escapes removed,
-/// leading and trailing IFS whitespace trimmed.
-fn bash_read(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' => break,
-            '\\' => match chars.next() {
-                Some('\n') | None => {}
-                Some(next) => out.push(next),
+/// leading and trailing IFS whitespace trimmed. Bytes, as bash sees them.
+fn bash_read(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut bytes = text.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\n' => break,
+            b'\\' => match bytes.next() {
+                Some(b'\n') | None => {}
+                Some(&next) => out.push(next),
             },
-            _ => out.push(c),
+            _ => out.push(b),
         }
     }
-    out.trim_matches(|c| c == ' ' || c == '\t').to_string()
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = out.iter().position(|b| !blank(b)).unwrap_or(out.len());
+    let end = out.iter().rposition(|b| !blank(b)).map_or(start, |e| e + 1);
+    out[start..end].to_vec()
+}
+
+/// A word used as a name. Names become path components and status text, so they must
+/// be UTF-8; one that is not is read lossily (it then matches nothing) and noted.
+fn name(req: &mut Request, word: OsString) -> String {
+    match word.into_string() {
+        Ok(text) => text,
+        Err(raw) => {
+            let lossy = raw.to_string_lossy().into_owned();
+            req.notices.push(Notice::NotUtf8(lossy.clone()));
+            lossy
+        }
+    }
 }
 
 /// Split `a/b` on the first `/` as the original's `mv_re` (`^([^/]*)/(.*)$`) does.
@@ -304,7 +325,7 @@ fn split_first_slash(text: &str) -> (String, Option<String>) {
 pub fn parse<I, S>(args: I) -> Result<Parsed, CliError>
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: AsRef<OsStr>,
 {
     parse_with(args, &RealFs)
 }
@@ -326,31 +347,38 @@ impl FsProbe for RealFs {
     }
 }
 
+/// Arguments are bytes, as the kernel hands them over: paths keep them exactly, names
+/// must be UTF-8 (see [`name`]).
 pub fn parse_with<I, S>(args: I, fs: &dyn FsProbe) -> Result<Parsed, CliError>
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: AsRef<OsStr>,
 {
-    let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    let args: Vec<OsString> = args
+        .into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect();
     let mut req = Request::default();
     let mut i = 0;
     while i < args.len() {
         let word = &args[i];
-        match classify(word) {
+        match classify(&word.to_string_lossy()) {
             Some(Err(e)) => return Err(e),
             Some(Ok(Opt::Version)) => return Ok(Parsed::Version),
             Some(Ok(Opt::Help)) => return Ok(Parsed::Help),
             Some(Ok(Opt::Flag(set))) => set(&mut req),
             Some(Ok(Opt::Deprecated(name))) => req.notices.push(Notice::Deprecated(name.into())),
             Some(Ok(Opt::Value(opt))) => {
-                let raw = match word.split_once('=') {
-                    Some((_, value)) => value.to_string(),
+                let bytes = word.as_bytes();
+                let raw = match bytes.iter().position(|b| *b == b'=') {
+                    Some(at) => &bytes[at + 1..],
                     None => {
                         i += 1;
-                        args.get(i).cloned().unwrap_or_default()
+                        args.get(i).map_or(&b""[..], |a| a.as_bytes())
                     }
                 };
-                apply_value(&mut req, opt, bash_read(&raw))?;
+                let value = OsString::from_vec(bash_read(raw));
+                apply_value(&mut req, opt, value)?;
             }
             None => classify_positional(&mut req, word, fs)?,
         }
@@ -360,33 +388,45 @@ where
     Ok(Parsed::Run(Box::new(req)))
 }
 
-fn apply_value(req: &mut Request, opt: ValueOpt, value: String) -> Result<(), CliError> {
+/// Paths keep their bytes; everything else is a name ([`name`]).
+fn apply_value(req: &mut Request, opt: ValueOpt, value: OsString) -> Result<(), CliError> {
+    let path = |v: OsString| Some(PathBuf::from(v));
     match opt {
-        ValueOpt::Module => set_module_version(req, &value),
-        ValueOpt::Version => req.version = Some(value),
+        ValueOpt::Conf => req.conf = path(value),
+        ValueOpt::DkmsTree => req.dkms_tree = path(value),
+        ValueOpt::SourceTree => req.source_tree = path(value),
+        ValueOpt::InstallTree => req.install_tree = path(value),
+        ValueOpt::FrameworkConf => req.framework_conf = path(value),
+        ValueOpt::KernelConfig => req.kernel_config = path(value),
+        ValueOpt::Archive => req.archive = path(value),
+        ValueOpt::KernelSourceDir => req.kernel_source_dir = path(value),
+        ValueOpt::Module => {
+            let value = name(req, value);
+            set_module_version(req, &value);
+        }
+        ValueOpt::Version => req.version = Some(name(req, value)),
         ValueOpt::Kernel => {
-            let (kernel, arch) = split_first_slash(&value);
+            let (kernel, arch) = split_first_slash(&name(req, value));
             req.kernels.push(kernel);
             if let Some(arch) = arch {
                 req.arches.push(arch);
             }
         }
-        ValueOpt::TemplateKernel => req.template_kernel = Some(value),
-        ValueOpt::Conf => req.conf = Some(value.into()),
-        ValueOpt::DkmsTree => req.dkms_tree = Some(value.into()),
-        ValueOpt::SourceTree => req.source_tree = Some(value.into()),
-        ValueOpt::InstallTree => req.install_tree = Some(value.into()),
-        ValueOpt::FrameworkConf => req.framework_conf = Some(value.into()),
-        ValueOpt::KernelConfig => req.kernel_config = Some(value.into()),
-        ValueOpt::Archive => req.archive = Some(value.into()),
-        ValueOpt::Arch => req.arches.push(value),
-        ValueOpt::KernelSourceDir => req.kernel_source_dir = Some(value.into()),
-        ValueOpt::Directive => req.directives.push(value),
+        ValueOpt::TemplateKernel => req.template_kernel = Some(name(req, value)),
+        ValueOpt::Arch => {
+            let arch = name(req, value);
+            req.arches.push(arch);
+        }
+        ValueOpt::Directive => {
+            let directive = name(req, value);
+            req.directives.push(directive);
+        }
         ValueOpt::Jobs => {
-            if !value.is_empty() && value.parse::<u32>().is_err() {
-                return Err(CliError::BadJobs(value));
+            let jobs = name(req, value);
+            if !jobs.is_empty() && jobs.parse::<u32>().is_err() {
+                return Err(CliError::BadJobs(jobs));
             }
-            req.jobs = Some(value);
+            req.jobs = Some(jobs);
         }
     }
     Ok(())
@@ -400,8 +440,8 @@ fn set_module_version(req: &mut Request, value: &str) {
     }
 }
 
-fn classify_positional(req: &mut Request, word: &str, fs: &dyn FsProbe) -> Result<(), CliError> {
-    if let Some(action) = Action::from_word(word) {
+fn classify_positional(req: &mut Request, word: &OsStr, fs: &dyn FsProbe) -> Result<(), CliError> {
+    if let Some(action) = word.to_str().and_then(Action::from_word) {
         if req.action.is_some() {
             return Err(CliError::TwoActions);
         }
@@ -409,17 +449,21 @@ fn classify_positional(req: &mut Request, word: &str, fs: &dyn FsProbe) -> Resul
         return Ok(());
     }
     let path = Path::new(word);
-    if word.ends_with("dkms.conf") && fs.is_file(path) {
-        let dir = &word[..word.len() - "dkms.conf".len()];
-        req.source_dir = Some(PathBuf::from(format!("{dir}./")));
+    let bytes = word.as_bytes();
+    if bytes.ends_with(b"dkms.conf") && fs.is_file(path) {
+        let mut dir = bytes[..bytes.len() - b"dkms.conf".len()].to_vec();
+        dir.extend_from_slice(b"./");
+        req.source_dir = Some(PathBuf::from(OsString::from_vec(dir)));
     } else if fs.is_dir(path) && fs.is_file(&path.join("dkms.conf")) {
         req.source_dir = Some(path.to_path_buf());
     } else if fs.is_file(path) {
         req.archive = Some(path.to_path_buf());
     } else if req.module.is_none() {
-        set_module_version(req, word);
+        let value = name(req, word.to_os_string());
+        set_module_version(req, &value);
     } else {
-        req.notices.push(Notice::UnknownWord(word.to_string()));
+        req.notices
+            .push(Notice::UnknownWord(word.to_string_lossy().into_owned()));
     }
     Ok(())
 }

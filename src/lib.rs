@@ -34,7 +34,7 @@ pub const UPSTREAM_VERSION: &str = "3.4.3";
 pub fn run<I, S>(args: I) -> i32
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: AsRef<std::ffi::OsStr>,
 {
     let parsed = match cli::parse(args) {
         Ok(p) => p,
@@ -65,6 +65,9 @@ where
             Notice::UnknownWord(word) => {
                 report.warn(&format!("I do not know how to handle {word}."))
             }
+            Notice::NotUtf8(word) => report.warn(&format!(
+                "The argument '{word}' is not valid UTF-8 ('\u{fffd}' marks the bytes that are not): no module, version, kernel or arch can be named by it, so it matches nothing."
+            )),
         }
     }
     // The original reads os-release before anything else and stops with 4 without it.

@@ -491,3 +491,43 @@ fn without_os_release_every_action_is_exit_4_and_changes_nothing() {
     root.write("usr/lib/os-release", common::DEBIAN_OS_RELEASE);
     root.dkms(&["add", "foo/1.0", "-k", K1]).ok();
 }
+
+#[test]
+fn arguments_that_are_not_utf8_never_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let root = Root::new();
+    root.fake_kernel(K1, "");
+    let warning = |word: &str| {
+        format!("Warning: The argument '{word}' is not valid UTF-8 ('\u{fffd}' marks the bytes that are not): no module, version, kernel or arch can be named by it, so it matches nothing.\n")
+    };
+    // As a name it matches nothing: the original's codes for an unknown module.
+    let bad = OsStr::from_bytes(b"\xff");
+    let out = root.dkms_os(&[OsStr::new("status"), bad], &[]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""));
+    assert_eq!(out.stderr, warning("\u{fffd}"));
+    let out = root.dkms_os(
+        &[
+            OsStr::new("remove"),
+            OsStr::from_bytes(b"\xff/1.0"),
+            OsStr::new("--all"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    // As a path its bytes are kept: a source directory whose name is not UTF-8 is added.
+    let dir = root.path().join(OsStr::from_bytes(b"src-\xfe"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dkms.conf"), simple_conf("foo", "1.0")).unwrap();
+    let out = root.dkms_os(
+        &[
+            OsStr::new("add"),
+            dir.as_os_str(),
+            OsStr::new("-k"),
+            OsStr::new(K1),
+        ],
+        &[],
+    );
+    out.ok();
+    assert_eq!(root.dkms(&["status"]).stdout, "foo/1.0: added\n");
+}

@@ -259,6 +259,11 @@ impl Root {
 
     /// Run our dkms inside the root with extra environment variables.
     pub fn dkms_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.dkms_os(args, env)
+    }
+
+    /// [`Root::dkms_env`] with arguments that need not be UTF-8.
+    pub fn dkms_os<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], env: &[(&str, &str)]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_dkms"))
             .args(args)
             .env("DKMS_SYSROOT", self.path())
