@@ -531,3 +531,51 @@ fn arguments_that_are_not_utf8_never_panic() {
     out.ok();
     assert_eq!(root.dkms(&["status"]).stdout, "foo/1.0: added\n");
 }
+
+#[test]
+fn huge_or_sparse_array_indices_are_one_problem_per_gap() {
+    // The original makes a record of every index up to the highest: a million here, or
+    // 2^62, each an error. Ours gives the same verdict (8) with one problem per gap.
+    let head = "PACKAGE_NAME=\"bad\"\nPACKAGE_VERSION=\"1\"\n";
+    let (out, unchanged) = add_bad(
+        format!(
+            "{head}BUILT_MODULE_NAME[999999]=\"x\"\nDEST_MODULE_LOCATION[999999]=\"/updates\"\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(out.code, 8, "{out:?}");
+    assert!(unchanged);
+    let problems: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": No '"))
+        .collect();
+    assert_eq!(problems.len(), 2, "{}", out.stderr);
+    assert!(problems[0].ends_with(":3: No 'BUILT_MODULE_NAME' directive specified for records #0 to #999998 (999999 records)."));
+    assert!(problems[1].ends_with(":4: No 'DEST_MODULE_LOCATION' directive specified for records #0 to #999998 (999999 records)."));
+    let (out, _) = add_bad(format!("{head}BUILT_MODULE_NAME[$((1<<62))]=\"x\"\n").as_bytes());
+    assert_eq!(out.code, 8, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 9, "{}", out.stderr);
+}
+
+#[test]
+fn many_bad_records_are_reported_each_once() {
+    // 20,000 records without a name: every problem once, none of them "duplicate ''".
+    let mut conf = String::from("PACKAGE_NAME=\"bad\"\nPACKAGE_VERSION=\"1\"\n");
+    for i in 0..20_000 {
+        conf.push_str(&format!("BUILT_MODULE_LOCATION[{i}]=\"src\"\n"));
+    }
+    let (out, unchanged) = add_bad(conf.as_bytes());
+    assert_eq!(out.code, 8);
+    assert!(unchanged);
+    let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        count("No 'BUILT_MODULE_NAME' directive specified for record #"),
+        20_000
+    );
+    assert_eq!(
+        count("No 'DEST_MODULE_LOCATION' directive specified for record #"),
+        20_000
+    );
+    assert_eq!(count("Duplicate"), 0);
+}

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod eval;
 pub mod fast;
+mod records;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -428,7 +429,16 @@ pub fn load_lenient(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
 pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>) {
     let v = &ev.values;
     let mut problems = Vec::new();
-    let locate = |name: &str| locate_assignment(&ev.files, name);
+    // Where each directive is assigned, looked up once per name (a conf with thousands
+    // of bad records must not read its files once per problem).
+    let located: std::cell::RefCell<BTreeMap<String, Option<(PathBuf, u32)>>> = Default::default();
+    let locate = |name: &str| {
+        located
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_insert_with(|| locate_assignment(&ev.files, name))
+            .clone()
+    };
     let problem = |name: &str, message: String, fix: String| {
         let (file, line) = locate(name)
             .map(|(f, l)| (f, Some(l)))
@@ -467,131 +477,11 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
 
     let empty = BTreeMap::new();
     let arr = |name: &str| v.array(name).unwrap_or(&empty);
-    let module_arrays = [
-        "BUILT_MODULE_NAME",
-        "BUILT_MODULE_LOCATION",
-        "DEST_MODULE_NAME",
-        "DEST_MODULE_LOCATION",
-    ];
-    let count = module_arrays
-        .iter()
-        .filter_map(|n| arr(n).keys().next_back())
-        .map(|i| i + 1)
-        .max()
-        .unwrap_or(0);
-    let dest_locations_set = arr("DEST_MODULE_LOCATION")
-        .values()
-        .filter(|s| !s.is_empty())
-        .count();
-
+    let count = records::count(v);
     let global = global_exclusion(req, v, count);
-    let mut modules = Vec::new();
-    let mut strip0 = None;
-    for index in 0..count {
-        let get = |name: &str| arr(name).get(&index).cloned().unwrap_or_default();
-        let strip = match get("STRIP").chars().next() {
-            Some('n') | Some('N') => false,
-            Some('y') | Some('Y') => true,
-            _ => strip0.unwrap_or(true),
-        };
-        if index == 0 {
-            strip0 = Some(strip);
-        }
-        let mut built_name = get("BUILT_MODULE_NAME");
-        if built_name.is_empty() && count == 1 {
-            built_name = package_name.clone();
-        }
-        let mut dest_name = get("DEST_MODULE_NAME");
-        if dest_name.is_empty() {
-            dest_name = built_name.clone();
-        }
-        let mut built_location = get("BUILT_MODULE_LOCATION");
-        if !built_location.is_empty() && !built_location.ends_with('/') {
-            built_location.push('/');
-        }
-        let dest_location = get("DEST_MODULE_LOCATION");
-        let record = format!("record #{index}");
-        if built_name.is_empty() {
-            problems.push(problem(
-                "BUILT_MODULE_NAME",
-                format!("No 'BUILT_MODULE_NAME' directive specified for {record}."),
-                format!("add BUILT_MODULE_NAME[{index}]=\"<module name without .ko>\""),
-            ));
-        }
-        for (label, value) in [
-            ("BUILT_MODULE_NAME", &built_name),
-            ("DEST_MODULE_NAME", &dest_name),
-        ] {
-            if value.ends_with(".o") || value.ends_with(".ko") {
-                problems.push(problem(
-                    label,
-                    format!("'{label}' directive ends in '.o' or '.ko' in {record}."),
-                    format!("write {label}[{index}] without the suffix"),
-                ));
-            }
-        }
-        check_module_name(
-            &built_name,
-            "BUILT_MODULE_NAME",
-            index,
-            &mut problems,
-            &problem,
-        );
-        check_module_name(
-            &dest_name,
-            "DEST_MODULE_NAME",
-            index,
-            &mut problems,
-            &problem,
-        );
-        if dest_location.is_empty() {
-            problems.push(problem(
-                "DEST_MODULE_LOCATION",
-                format!("No 'DEST_MODULE_LOCATION' directive specified for {record}."),
-                format!("add DEST_MODULE_LOCATION[{index}]=\"/updates/dkms\""),
-            ));
-        } else if !["/kernel", "/updates", "/extra"]
-            .iter()
-            .any(|p| dest_location.starts_with(p))
-        {
-            problems.push(problem(
-                "DEST_MODULE_LOCATION",
-                format!("Directive 'DEST_MODULE_LOCATION' does not begin with '/kernel', '/updates', or '/extra' in {record}."),
-                format!("set DEST_MODULE_LOCATION[{index}] to a path under /kernel, /updates or /extra"),
-            ));
-        } else if dest_location.split('/').any(|c| c == "..") {
-            problems.push(problem(
-                "DEST_MODULE_LOCATION",
-                format!(
-                    "Directive 'DEST_MODULE_LOCATION' leaves the module tree ('..') in {record}."
-                ),
-                format!("remove '..' from DEST_MODULE_LOCATION[{index}]"),
-            ));
-        }
-        let entry_exclusion = module_exclusion(req, v, index, &global);
-        modules.push(ModuleEntry {
-            index,
-            built_name,
-            built_location,
-            dest_name,
-            dest_location,
-            strip,
-            exclusion: entry_exclusion,
-        });
-    }
-    if count > 0
-        && dest_locations_set == 0
-        && !problems
-            .iter()
-            .any(|p| p.message.contains("DEST_MODULE_LOCATION"))
-    {
-        problems.push(problem(
-            "DEST_MODULE_LOCATION",
-            "No 'DEST_MODULE_LOCATION' directive specified.".into(),
-            "add DEST_MODULE_LOCATION[0]=\"/updates/dkms\"".into(),
-        ));
-    }
-    check_duplicates(&modules, &mut problems, &problem);
+    let modules = records::module_records(v, &package_name, &problem, &mut problems, &|index| {
+        module_exclusion(req, v, index, &global)
+    });
 
     if package_name.is_empty() {
         problems.push(problem(
@@ -692,66 +582,11 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
     (conf, problems)
 }
 
-fn check_module_name(
-    name: &str,
-    label: &str,
-    index: usize,
-    problems: &mut Vec<Problem>,
-    problem: &dyn Fn(&str, String, String) -> Problem,
-) {
-    if name.contains('/') || name == ".." || name == "." {
-        problems.push(problem(
-            label,
-            format!("'{label}' in record #{index} is a path ('{name}'), not a module name."),
-            format!("set {label}[{index}] to a plain name; use BUILT_MODULE_LOCATION / DEST_MODULE_LOCATION for directories"),
-        ));
-    }
-}
-
 fn or_placeholder<'a>(value: &'a str, placeholder: &'a str) -> &'a str {
     if value.is_empty() {
         placeholder
     } else {
         value
-    }
-}
-
-fn strict_only(p: Problem) -> Problem {
-    Problem {
-        strict_only: true,
-        ..p
-    }
-}
-
-fn check_duplicates(
-    modules: &[ModuleEntry],
-    problems: &mut Vec<Problem>,
-    problem: &dyn Fn(&str, String, String) -> Problem,
-) {
-    let mut built = BTreeMap::new();
-    let mut dest = BTreeMap::new();
-    for m in modules {
-        let key = format!("{}{}", m.built_location, m.built_name);
-        if let Some(first) = built.insert(key.clone(), m.index) {
-            problems.push(strict_only(problem(
-                "BUILT_MODULE_NAME",
-                format!(
-                    "Duplicate module '{key}' in records #{first} and #{}.",
-                    m.index
-                ),
-                "give every BUILT_MODULE_LOCATION + BUILT_MODULE_NAME pair once".into(),
-            )));
-        }
-        if let Some(first) = dest.insert(m.dest_name.clone(), m.index) {
-            problems.push(strict_only(problem(
-                "DEST_MODULE_NAME",
-                format!(
-                    "Duplicate destination module name '{}' in records #{first} and #{}.",
-                    m.dest_name, m.index
-                ),
-                "give every DEST_MODULE_NAME once".into(),
-            )));
-        }
     }
 }
 
