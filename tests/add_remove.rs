@@ -77,6 +77,27 @@ fn remove_keeps_the_version_while_other_kernels_are_built() {
     );
     root.dkms(&["remove", "m/1", "--all"]).ok();
     assert_eq!(root.dkms(&["status"]).stdout, "");
+
+    // An uninstall racing a remove: whichever runs second sees the other's result.
+    root.dkms(&["add", "l/1", "-k", K1]).ok();
+    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
+    let mut remove = root.spawn_dkms(&["remove", "l/1", "--all"]);
+    let mut uninstall = root.spawn_dkms(&["uninstall", "l/1", "-k", K1]);
+    let (w1, r1) = first_stderr_line(&mut remove);
+    let (w2, r2) = first_stderr_line(&mut uninstall);
+    drop(held);
+    let (remove, uninstall) = (finish(remove, w1, r1), finish(uninstall, w2, r2));
+    remove.ok();
+    // 0 if it ran first (nothing installed: skipped), 3 if the remove had run.
+    assert!(
+        uninstall.code == 0 && uninstall.stdout.contains("is not installed")
+            || uninstall.code == 3
+                && uninstall
+                    .stderr
+                    .ends_with("is not located in the DKMS tree.\n"),
+        "{uninstall:?}"
+    );
+    assert_eq!(root.dkms(&["status"]).stdout, "");
 }
 
 #[test]
@@ -393,35 +414,86 @@ fn framework_conf_sets_the_trees() {
     assert_eq!(out.stdout, "");
 }
 
+/// The first line a started dkms prints on stderr (it blocks until there is one).
+fn first_stderr_line(
+    child: &mut std::process::Child,
+) -> (String, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    (line, reader)
+}
+
+/// The whole output of a child whose stderr was partly read already.
+fn finish(
+    child: std::process::Child,
+    first: String,
+    mut rest: std::io::BufReader<std::process::ChildStderr>,
+) -> common::Output {
+    use std::io::Read;
+    let mut stderr = first;
+    rest.read_to_string(&mut stderr).unwrap();
+    let out = child.wait_with_output().unwrap();
+    common::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    }
+}
+
 #[test]
-fn a_second_dkms_waits_for_the_lock() {
-    use std::io::Write;
+fn a_second_dkms_waits_for_the_lock_and_names_its_real_holder() {
     let root = Root::new();
     root.fake_kernel(K1, "")
         .source("l", "1", &simple_conf("l", "1"));
-    // Hold the lock from this process with flock(1).
-    let lock = root.dkms_tree().join(".lock");
-    std::fs::File::create(&lock)
-        .unwrap()
-        .write_all(b"4242\n")
-        .unwrap();
-    let mut holder = std::process::Command::new("flock")
-        .arg(&lock)
-        .args(["sleep", "2"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let start = std::time::Instant::now();
-    let out = root.dkms(&["add", "l/1", "-k", K1]);
-    out.ok();
-    assert!(start.elapsed().as_millis() >= 1000, "did not wait");
-    assert!(
-        out.stderr
-            .contains("Waiting for the dkms lock held by process 4242"),
-        "{}",
-        out.stderr
+    // A stale pid in the file (the original's and our old lock files have one) is not
+    // believed: the kernel says who holds the flock, here this test process.
+    std::fs::write(root.dkms_tree().join(".lock"), "4242\n").unwrap();
+    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
+    let mut child = root.spawn_dkms(&["add", "l/1", "-k", K1]);
+    let (waiting, rest) = first_stderr_line(&mut child);
+    assert_eq!(
+        waiting,
+        format!(
+            "Waiting for the dkms lock held by process {} ({})...\n",
+            std::process::id(),
+            root.dkms_tree().join(".lock").display()
+        )
     );
-    holder.wait().unwrap();
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        "",
+        "nothing added while waiting"
+    );
+    drop(held);
+    finish(child, waiting, rest).ok();
+    assert_eq!(root.dkms(&["status"]).stdout, "l/1: added\n");
+}
+
+#[test]
+fn two_removes_racing_end_with_the_originals_codes() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("l", "1", &simple_conf("l", "1"));
+    root.dkms(&["add", "l/1", "-k", K1]).ok();
+    // Both check that l/1 is added, then wait for the lock; the second to get it must
+    // find it gone and say so (3), as the original does, instead of failing a rename.
+    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
+    let mut first = root.spawn_dkms(&["remove", "l/1", "--all"]);
+    let mut second = root.spawn_dkms(&["remove", "l/1", "--all"]);
+    let (w1, r1) = first_stderr_line(&mut first);
+    let (w2, r2) = first_stderr_line(&mut second);
+    assert!(w1.starts_with("Waiting for the dkms lock") && w2.starts_with("Waiting"));
+    drop(held);
+    let mut outs = [finish(first, w1, r1), finish(second, w2, r2)];
+    outs.sort_by_key(|o| o.code);
+    assert_eq!(outs[0].code, 0, "{:?}", outs[0]);
+    assert_eq!(outs[1].code, 3, "{:?}", outs[1]);
+    assert!(outs[1]
+        .stderr
+        .ends_with("\nError! The module/version combo: l-1 is not located in the DKMS tree.\n"));
+    assert_eq!(root.dkms(&["status"]).stdout, "");
 }
 
 #[test]

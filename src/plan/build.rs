@@ -42,8 +42,8 @@ pub fn install(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     Ok(0)
 }
 
+/// The caller holds the lock.
 pub fn uninstall(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
     for ka in kernels {
         if ctx.tree.is_installed(m, v, ka) {
             uninstall_one(ctx, m, v, ka)?;

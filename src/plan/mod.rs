@@ -101,6 +101,9 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
             } else {
                 ctx.tree.check_writable()?;
             }
+            // Checked again under the lock: a dkms we waited for may have removed it.
+            let _lock = take_lock(&ctx)?;
+            ensure_added(&ctx, &m, &v, action == Action::Remove)?;
             let kernels = kernels_for(&ctx, Some((&m, &v)))?;
             let code = match action {
                 Action::Remove => remove::remove(&ctx, &m, &v, &kernels),

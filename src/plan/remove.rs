@@ -1,12 +1,12 @@
 //! `dkms remove` and `dkms unbuild`: uninstall where installed, delete the builds, and
 //! (remove) the whole version once no kernel is left.
 
-use super::{take_lock, Context};
+use super::Context;
 use crate::error::Result;
 use crate::state::KernelArch;
 
+/// The caller holds the lock.
 pub fn remove(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
     if ctx.req.rpm_safe_upgrade
         && super::rpm_upgrade::cancels_remove(&ctx.settings.tmp_location, m, v)
     {
@@ -30,8 +30,8 @@ pub fn remove(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result
     Ok(0)
 }
 
+/// The caller holds the lock.
 pub fn unbuild(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
     for ka in kernels {
         uninstall_or_skip(ctx, m, v, ka)?;
         unbuild_one(ctx, m, v, ka)?;

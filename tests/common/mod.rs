@@ -274,6 +274,18 @@ impl Root {
         Output::from(out)
     }
 
+    /// Start our dkms inside the root without waiting for it; stdout and stderr piped.
+    pub fn spawn_dkms(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_dkms"))
+            .args(args)
+            .env("DKMS_SYSROOT", self.path())
+            .env("DKMS_CONF_TIMEOUT", "5")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Run Debian's bash dkms against the same trees.
     pub fn bash_dkms(&self, args: &[&str]) -> Output {
         let out = Command::new("/usr/sbin/dkms")
