@@ -77,27 +77,6 @@ fn remove_keeps_the_version_while_other_kernels_are_built() {
     );
     root.dkms(&["remove", "m/1", "--all"]).ok();
     assert_eq!(root.dkms(&["status"]).stdout, "");
-
-    // An uninstall racing a remove: whichever runs second sees the other's result.
-    root.dkms(&["add", "l/1", "-k", K1]).ok();
-    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
-    let mut remove = root.spawn_dkms(&["remove", "l/1", "--all"]);
-    let mut uninstall = root.spawn_dkms(&["uninstall", "l/1", "-k", K1]);
-    let (w1, r1) = first_stderr_line(&mut remove);
-    let (w2, r2) = first_stderr_line(&mut uninstall);
-    drop(held);
-    let (remove, uninstall) = (finish(remove, w1, r1), finish(uninstall, w2, r2));
-    remove.ok();
-    // 0 if it ran first (nothing installed: skipped), 3 if the remove had run.
-    assert!(
-        uninstall.code == 0 && uninstall.stdout.contains("is not installed")
-            || uninstall.code == 3
-                && uninstall
-                    .stderr
-                    .ends_with("is not located in the DKMS tree.\n"),
-        "{uninstall:?}"
-    );
-    assert_eq!(root.dkms(&["status"]).stdout, "");
 }
 
 #[test]
@@ -493,6 +472,26 @@ fn two_removes_racing_end_with_the_originals_codes() {
     assert!(outs[1]
         .stderr
         .ends_with("\nError! The module/version combo: l-1 is not located in the DKMS tree.\n"));
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+    // An uninstall racing a remove: whichever runs second sees the other's result.
+    root.dkms(&["add", "l/1", "-k", K1]).ok();
+    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
+    let mut remove = root.spawn_dkms(&["remove", "l/1", "--all"]);
+    let mut uninstall = root.spawn_dkms(&["uninstall", "l/1", "-k", K1]);
+    let (w1, r1) = first_stderr_line(&mut remove);
+    let (w2, r2) = first_stderr_line(&mut uninstall);
+    drop(held);
+    let (remove, uninstall) = (finish(remove, w1, r1), finish(uninstall, w2, r2));
+    remove.ok();
+    // 0 if it ran first (nothing installed: skipped), 3 if the remove had run.
+    assert!(
+        uninstall.code == 0 && uninstall.stdout.contains("is not installed")
+            || uninstall.code == 3
+                && uninstall
+                    .stderr
+                    .ends_with("is not located in the DKMS tree.\n"),
+        "{uninstall:?}"
+    );
     assert_eq!(root.dkms(&["status"]).stdout, "");
 }
 
