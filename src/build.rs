@@ -18,6 +18,7 @@ use crate::framework::Settings;
 use crate::kernel::KernelConfig;
 use crate::report::Reporter;
 use crate::state::{KernelArch, StateTree};
+use crate::transaction::Scratch;
 
 #[derive(Debug, Error)]
 pub enum BuildError {
@@ -97,6 +98,16 @@ impl BuildError {
     }
 }
 
+impl From<crate::transaction::TxError> for BuildError {
+    fn from(e: crate::transaction::TxError) -> BuildError {
+        BuildError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
     let path = path.to_path_buf();
     move |source| BuildError::Io {
@@ -171,16 +182,17 @@ impl BuildJob<'_> {
     /// Run the build; a failed private build is moved to `<v>/build` (with its
     /// make.log), where the original leaves a failed build.
     pub fn run(&self) -> Result<(), BuildError> {
+        // A private build directory never outlives the build, even a killed one.
+        let _scratch = match self.private_build {
+            true => Some(Scratch::new(&self.tree.root, &self.build_dir())?),
+            false => None,
+        };
         let result = self.run_here();
-        if self.private_build {
-            let private = self.build_dir();
-            if result.is_err() && private.exists() {
-                let shared = self.shared_build_dir();
-                let _ = std::fs::remove_dir_all(&shared);
-                let _ = std::fs::rename(&private, &shared);
-            } else {
-                let _ = std::fs::remove_dir_all(&private);
-            }
+        let private = self.build_dir();
+        if self.private_build && result.is_err() && private.exists() {
+            let shared = self.shared_build_dir();
+            let _ = std::fs::remove_dir_all(&shared);
+            let _ = std::fs::rename(&private, &shared);
         }
         result
     }
@@ -451,14 +463,12 @@ impl BuildJob<'_> {
     ) -> Result<(), BuildError> {
         let kernel_dir = self.version_dir().join(&self.ka.kernel);
         std::fs::create_dir_all(&kernel_dir).map_err(io("create", &kernel_dir))?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".tmp_{}_", self.ka.arch))
-            .tempdir_in(&kernel_dir)
-            .map_err(io("create a staging directory in", &kernel_dir))?;
-        let module_dir = staging.path().join("module");
-        let log_dir = staging.path().join("log");
+        let staged = kernel_dir.join(format!(".tmp_{}_{}", self.ka.arch, std::process::id()));
+        let _scratch = Scratch::new(&self.tree.root, &staged)?;
+        let module_dir = staged.join("module");
+        let log_dir = staged.join("log");
         for d in [&module_dir, &log_dir] {
-            std::fs::create_dir(d).map_err(io("create", d))?;
+            std::fs::create_dir_all(d).map_err(io("create", d))?;
         }
         let symvers = self.build_dir().join("Module.symvers");
         if symvers.is_file() {
@@ -514,15 +524,11 @@ impl BuildJob<'_> {
             let dest = module_dir.join(format!("{}.ko{suffix}", m.dest_name));
             std::fs::write(&dest, bytes).map_err(io("write", &dest))?;
         }
-        self.record_dependency_versions(staging.path())?;
+        self.record_dependency_versions(&staged)?;
         log.flush()?;
         std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io("copy", &log.path))?;
-        let staged = staging.keep();
         let final_dir = kernel_dir.join(&self.ka.arch);
-        std::fs::rename(&staged, &final_dir).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staged);
-            io("rename the staged build to", &final_dir)(e)
-        })
+        std::fs::rename(&staged, &final_dir).map_err(io("rename the staged build to", &final_dir))
     }
 
     /// After success the scratch copy goes; `build/` stays as an empty directory.

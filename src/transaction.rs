@@ -69,6 +69,9 @@ enum Step {
     Moved { from: PathBuf, to: PathBuf },
     /// A file or directory that did not exist is created.
     Created(PathBuf),
+    /// A temporary name (staging, or renamed away before deletion) that must not outlive
+    /// its owner: undoing or finishing deletes it.
+    Leftover(PathBuf),
     /// Everything before this line is kept.
     Commit,
 }
@@ -107,6 +110,7 @@ impl Step {
                     std::fs::remove_file(p)
                 };
             }
+            Step::Leftover(p) => remove_any(p),
             Step::Commit => {}
         }
     }
@@ -122,8 +126,46 @@ impl Step {
             Step::Moved { to, .. } if is_backup(to) => {
                 let _ = std::fs::remove_file(to);
             }
+            Step::Leftover(p) => remove_any(p),
             _ => {}
         }
+    }
+}
+
+/// Delete a file, link or whole directory, if it is there.
+fn remove_any(p: &Path) {
+    let _ = match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(_) => Ok(()),
+    };
+}
+
+/// A temporary name outside any install transaction (a staging directory, a directory
+/// renamed away before it is deleted): journaled before it exists, so that if the
+/// process dies the next dkms deletes it. Dropping the guard deletes it too (when it is
+/// still there: a staged name renamed into place is not) and forgets the journal.
+pub struct Scratch {
+    path: PathBuf,
+    journal: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(dkms_tree: &Path, path: &Path) -> Result<Scratch, TxError> {
+        let mut tx = Transaction::begin(dkms_tree)?;
+        tx.record(Step::Leftover(path.into()))?;
+        remove_any(path); // a dead process's, under a reused pid
+        Ok(Scratch {
+            path: path.into(),
+            journal: tx.journal_path,
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove_any(&self.path);
+        let _ = std::fs::remove_file(&self.journal);
     }
 }
 
@@ -174,10 +216,10 @@ impl Transaction {
         Ok(())
     }
 
-    /// Put `src`'s bytes (or a symlink to `src`) at `dest`, atomically.
+    /// Put `src`'s bytes (or a symlink to `src`) at `dest`, atomically. The step is
+    /// journaled before its staged file exists, so a kill at any point is undone.
     pub fn place_file(&mut self, src: &Path, dest: &Path, symlink: bool) -> Result<(), TxError> {
-        let staged = sibling(dest, "new");
-        let _ = std::fs::remove_file(&staged);
+        let staged = self.stage(dest)?;
         let written = if symlink {
             std::os::unix::fs::symlink(src, &staged)
         } else {
@@ -193,30 +235,41 @@ impl Transaction {
             let _ = std::fs::remove_file(&staged);
             return Err(err("write", &staged)(e));
         }
-        self.commit_staged(staged, dest)
+        self.commit_staged(&staged, dest)
     }
 
     /// Make `dest` a symlink to `target`, atomically.
     pub fn place_symlink(&mut self, target: &Path, dest: &Path) -> Result<(), TxError> {
-        let staged = sibling(dest, "new");
-        let _ = std::fs::remove_file(&staged);
+        let staged = self.stage(dest)?;
         std::os::unix::fs::symlink(target, &staged).map_err(err("create link", &staged))?;
-        self.commit_staged(staged, dest)
+        self.commit_staged(&staged, dest)
     }
 
-    fn commit_staged(&mut self, staged: PathBuf, dest: &Path) -> Result<(), TxError> {
+    /// Journal the placing of `dest` (its staged name, and the backup of what is there
+    /// now), before anything is written; returns the staged name, free.
+    fn stage(&mut self, dest: &Path) -> Result<PathBuf, TxError> {
+        let staged = sibling(dest, "new");
         let backup = std::fs::symlink_metadata(dest)
             .is_ok()
             .then(|| sibling(dest, "old"));
         self.record(Step::Placed {
             path: dest.into(),
             staged: staged.clone(),
-            backup: backup.clone(),
+            backup,
         })?;
-        if let Some(b) = &backup {
+        let _ = std::fs::remove_file(&staged);
+        Ok(staged)
+    }
+
+    /// Move what is at `dest` aside (as journaled by [`Self::stage`]) and rename `staged` in.
+    fn commit_staged(&mut self, staged: &Path, dest: &Path) -> Result<(), TxError> {
+        if let Some(Step::Placed {
+            backup: Some(b), ..
+        }) = self.steps.last()
+        {
             std::fs::rename(dest, b).map_err(err("move aside", dest))?;
         }
-        std::fs::rename(&staged, dest).map_err(err("rename into", dest))
+        std::fs::rename(staged, dest).map_err(err("rename into", dest))
     }
 
     /// Move `from` to `to`: a rename, or across filesystems (the module tree and the
@@ -259,10 +312,8 @@ impl Transaction {
         std::fs::write(path, text).map_err(err("write", path))
     }
 
-    /// Create `dir` and its missing parents. A directory another process (or another
-    /// build of this run) creates at the same moment is simply used: only directories
-    /// this transaction created are recorded, after creating them (a kill in between
-    /// leaves an empty directory, which uninstall prunes).
+    /// Create `dir` and its missing parents. A directory another build of this run
+    /// creates at the same moment is simply used.
     pub fn create_dirs(&mut self, dir: &Path) -> Result<(), TxError> {
         let mut missing = Vec::new();
         let mut d = dir.to_path_buf();
@@ -273,8 +324,11 @@ impl Transaction {
             }
         }
         for d in missing.into_iter().rev() {
+            // Journaled first; undoing removes it only while it is empty, so a directory
+            // another build of this run filled meanwhile stays.
+            self.record(Step::Created(d.clone()))?;
             match std::fs::create_dir(&d) {
-                Ok(()) => self.record(Step::Created(d))?,
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
                 Err(e) => return Err(err("create", &d)(e)),
             }

@@ -7,6 +7,7 @@ use super::{check_name, read_strict, require_root, script, take_lock, Context};
 use crate::conf::{self, ConfRequest};
 use crate::error::{ActionError, Result};
 use crate::state::{KernelArch, Registration};
+use crate::transaction::Scratch;
 
 pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
     let _lock = take_lock(ctx)?;
@@ -119,14 +120,15 @@ pub(crate) fn add_source_tree(
     let same = std::fs::canonicalize(&target).is_ok_and(|t| t == from);
     let inside_tree = from.starts_with(ctx.tree.version_dir(&m, &v));
     if !same && !inside_tree {
-        copy_source(&from, &target)?;
+        copy_source(&ctx.tree.root, &from, &target)?;
     }
     Ok((m, v))
 }
 
-/// Copy a tree into place: into a staging directory renamed in one step when the target
-/// is new, file by file over an existing target (the original's `cp -fr`).
-pub(crate) fn copy_source(from: &Path, target: &Path) -> Result<()> {
+/// Copy a tree into place: into a staging directory (journaled in `dkms_tree`) renamed in
+/// one step when the target is new, file by file over an existing target (the original's
+/// `cp -fr`).
+pub(crate) fn copy_source(dkms_tree: &Path, from: &Path, target: &Path) -> Result<()> {
     let copy_err = |source| ActionError::Copy {
         from: from.to_path_buf(),
         to: target.to_path_buf(),
@@ -142,12 +144,8 @@ pub(crate) fn copy_source(from: &Path, target: &Path) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let staged: PathBuf = parent.join(format!(".{name}.copy.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staged);
-    let result =
-        crate::fsutil::copy_tree(from, &staged).and_then(|_| std::fs::rename(&staged, target));
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(copy_err(e).into());
-    }
-    Ok(())
+    let _scratch = Scratch::new(dkms_tree, &staged).map_err(|e| copy_err(e.source))?;
+    crate::fsutil::copy_tree(from, &staged)
+        .and_then(|_| std::fs::rename(&staged, target))
+        .map_err(|e| copy_err(e).into())
 }

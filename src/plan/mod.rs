@@ -312,6 +312,12 @@ fn recover_interrupted(ctx: &Context) {
             "An earlier dkms was interrupted while finishing an install or uninstall; its {n} change(s) were completed."
         )),
     }
+    let swept = crate::state::garbage::sweep(&ctx.settings.dkms_tree, &ctx.settings.source_tree);
+    if swept > 0 {
+        ctx.report.warn(&format!(
+            "An earlier dkms was interrupted; {swept} leftover(s) of its unfinished work were deleted."
+        ));
+    }
 }
 
 fn require_root() -> Result<()> {

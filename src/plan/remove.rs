@@ -14,7 +14,6 @@ pub fn remove(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result
             .warn("Remove cancelled because --rpm_safe_upgrade scenario detected.");
         return Ok(0);
     }
-    ctx.tree.remove_stale_builds(m, v);
     for ka in kernels {
         uninstall_or_skip(ctx, m, v, ka)?;
         unbuild_one(ctx, m, v, ka)?;

@@ -15,6 +15,7 @@ use super::{read_strict, require_root, take_lock, Context};
 use crate::conf::{self, ConfRequest};
 use crate::error::{ActionError, Result};
 use crate::state::{KernelArch, Registration};
+use crate::transaction::Scratch;
 
 pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
     let conf_file = ctx
@@ -210,7 +211,8 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     let source_in_tree = ctx.settings.source_tree.join(format!("{m}-{v}"));
     if loc == "dkms_source_tree" {
         require_root()?;
-        let copied = super::add::copy_source(&unpacked.path().join(loc), &source_in_tree);
+        let copied =
+            super::add::copy_source(&ctx.tree.root, &unpacked.path().join(loc), &source_in_tree);
         copied?;
     } else if !source_in_tree.is_dir() {
         // Binaries only: the source "directory" is a real directory holding dkms.conf.
@@ -256,12 +258,10 @@ fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> 
             }
             let kernel_dir = dest.parent().expect("kernel dir").to_path_buf();
             std::fs::create_dir_all(&kernel_dir).map_err(tar_err)?;
-            let staged = tempfile::Builder::new()
-                .prefix(&format!(".tmp_{a}_"))
-                .tempdir_in(&kernel_dir)
-                .map_err(tar_err)?;
-            crate::fsutil::copy_tree(&from, staged.path()).map_err(tar_err)?;
-            std::fs::rename(staged.keep(), &dest).map_err(tar_err)?;
+            let staged = kernel_dir.join(format!(".tmp_{a}_{}", std::process::id()));
+            let _scratch = Scratch::new(&ctx.tree.root, &staged).map_err(|e| tar_err(e.source))?;
+            crate::fsutil::copy_tree(&from, &staged).map_err(tar_err)?;
+            std::fs::rename(&staged, &dest).map_err(tar_err)?;
         }
     }
     Ok(())

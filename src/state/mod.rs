@@ -8,6 +8,7 @@
 //! needed to know a module's state. Writes go through a staging name and a `rename`, so
 //! an interrupted `add` or `remove` leaves either the old or the new state.
 
+pub mod garbage;
 pub mod identical;
 pub mod lock;
 pub mod status;
@@ -17,6 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use crate::transaction::Scratch;
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -34,6 +37,16 @@ pub enum StateError {
 impl StateError {
     pub fn exit_code(&self) -> i32 {
         1
+    }
+}
+
+impl From<crate::transaction::TxError> for StateError {
+    fn from(e: crate::transaction::TxError) -> StateError {
+        StateError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 
@@ -217,13 +230,16 @@ impl StateTree {
         self.original_module_dir(module, ka).is_dir()
     }
 
-    /// Kernel directories of `<m>/<v>` other than the original's bookkeeping names.
+    /// Kernel directories of `<m>/<v>` other than the original's bookkeeping names that
+    /// hold something (a kernel directory holding only a leftover of a killed remove
+    /// keeps nothing alive).
     pub fn kernel_dirs(&self, module: &str, version: &str) -> Vec<String> {
         const NOT_KERNELS: &[&str] = &["build", "tarball", "driver_disk", "rpm", "deb", "source"];
-        visible_entries(&self.version_dir(module, version))
+        let dir = self.version_dir(module, version);
+        visible_entries(&dir)
             .into_iter()
             .filter(|n| !NOT_KERNELS.contains(&n.as_str()))
-            .filter(|n| self.version_dir(module, version).join(n).is_dir())
+            .filter(|n| dir.join(n).is_dir() && !visible_entries(&dir.join(n)).is_empty())
             .collect()
     }
 
@@ -238,21 +254,18 @@ impl StateTree {
             std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
             let link = final_dir.join("source");
             let staged = final_dir.join(format!(".source.{}", std::process::id()));
-            let _ = std::fs::remove_file(&staged);
+            let _scratch = Scratch::new(&self.root, &staged)?;
             std::os::unix::fs::symlink(source, &staged)
                 .map_err(io_err("create symlink", &staged))?;
             return std::fs::rename(&staged, &link).map_err(io_err("rename", &link));
         }
         let staged = module_dir.join(format!(".{version}.adding.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staged);
+        let _scratch = Scratch::new(&self.root, &staged)?;
         let build = staged.join("build");
         std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
         std::os::unix::fs::symlink(source, staged.join("source"))
             .map_err(io_err("create symlink", &staged))?;
-        std::fs::rename(&staged, &final_dir).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&staged);
-            io_err("rename", &final_dir)(e)
-        })
+        std::fs::rename(&staged, &final_dir).map_err(io_err("rename", &final_dir))
     }
 
     /// Delete `<m>/<v>` completely: renamed away first (one atomic step), then deleted;
@@ -261,6 +274,7 @@ impl StateTree {
         let module_dir = self.root.join(module);
         let dir = module_dir.join(version);
         let doomed = module_dir.join(format!(".{version}.removing.{}", std::process::id()));
+        let _scratch = Scratch::new(&self.root, &doomed)?;
         std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
         self.prune_module_dir(module);
@@ -277,8 +291,10 @@ impl StateTree {
     ) -> Result<(), StateError> {
         let dir = self.build_dir(module, version, ka);
         let doomed = dir.with_file_name(format!(".{}.removing.{}", ka.arch, std::process::id()));
+        let scratch = Scratch::new(&self.root, &doomed)?;
         std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
+        drop(scratch);
         let kernel_dir = self.version_dir(module, version).join(&ka.kernel);
         if visible_entries(&kernel_dir).is_empty() {
             let _ = std::fs::remove_dir_all(&kernel_dir);
@@ -291,20 +307,6 @@ impl StateTree {
         let dir = self.root.join(module);
         if visible_entries(&dir).is_empty() {
             let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-
-    /// Delete leftover in-progress builds (`<v>/<k>/.tmp_*`).
-    pub fn remove_stale_builds(&self, module: &str, version: &str) {
-        for k in visible_entries(&self.version_dir(module, version)) {
-            let kdir = self.version_dir(module, version).join(k);
-            if let Ok(entries) = std::fs::read_dir(&kdir) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(".tmp_") {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
         }
     }
 
