@@ -191,6 +191,7 @@ impl BuildJob<'_> {
         let private = self.build_dir();
         if self.private_build && result.is_err() && private.exists() {
             let shared = self.shared_build_dir();
+            crate::crashpoint::step("keep the failed build", &shared);
             let _ = std::fs::remove_dir_all(&shared);
             let _ = std::fs::rename(&private, &shared);
         }
@@ -522,12 +523,14 @@ impl BuildJob<'_> {
                 }
             };
             let dest = module_dir.join(format!("{}.ko{suffix}", m.dest_name));
+            crate::crashpoint::step("write built module", &dest);
             std::fs::write(&dest, bytes).map_err(io("write", &dest))?;
         }
         self.record_dependency_versions(&staged)?;
         log.flush()?;
         std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io("copy", &log.path))?;
         let final_dir = kernel_dir.join(&self.ka.arch);
+        crate::crashpoint::step("rename build into place", &final_dir);
         std::fs::rename(&staged, &final_dir).map_err(io("rename the staged build to", &final_dir))
     }
 

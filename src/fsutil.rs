@@ -11,6 +11,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         let src = entry.path();
         let dst = to.join(entry.file_name());
         let ty = entry.file_type()?;
+        crate::crashpoint::step("copy", &dst);
         if ty.is_symlink() {
             let _ = std::fs::remove_file(&dst);
             std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
@@ -37,6 +38,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
         .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.as_file().sync_all()?;
+    crate::crashpoint::step("rename written file", path);
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -416,6 +416,7 @@ pub fn depmod_run(settings: &Settings, kernel: &str, report: &Reporter) -> Resul
     }
     cmd.arg(kernel);
     report.line(&format!("Running depmod for kernel {kernel}..."));
+    crate::crashpoint::step("depmod", &lib);
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run depmod for {}: {e}", lib.display()))?;
@@ -457,7 +458,11 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
                     }
                 }
                 restore_original(&mut tx, job, entry, &lib)?;
+                tx.prune_on_commit(&lib.join(dir.trim_start_matches('/')), &lib)?;
             }
+            // Emptied by the restores (collisions stay: they are never restored).
+            let originals = tree.original_module_dir(m, ka);
+            tx.prune_on_commit(&originals, &tree.root.join(m))?;
             Ok(tx.remove(&tree.kernel_link(m, ka))?)
         })();
         if let Err(e) = result {
@@ -465,24 +470,6 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
             return Err(e);
         }
         tx.commit()?;
-        for entry in &job.conf.modules {
-            if let Ok(dir) = dest_dir(job.settings, m, entry) {
-                prune_empty(&lib, &lib.join(dir.trim_start_matches('/')));
-            }
-        }
-        let originals = tree.original_module_dir(m, ka);
-        if !originals.join("collisions").exists() {
-            let _ = std::fs::remove_dir_all(&originals);
-            for up in [
-                originals.parent(),
-                originals.parent().and_then(Path::parent),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let _ = std::fs::remove_dir(up);
-            }
-        }
     }
     if let Some(script) = &job.conf.post_remove {
         let source = tree.version_dir(m, v).join("source");
@@ -533,15 +520,4 @@ fn restore_original(
         tx.remove(&origin_file)?;
     }
     Ok(())
-}
-
-/// `rmdir -p` from `dir` up to (not including) `lib`, stopping at the first non-empty.
-fn prune_empty(lib: &Path, dir: &Path) {
-    let mut d = dir.to_path_buf();
-    while d.starts_with(lib) && d != lib {
-        if std::fs::remove_dir(&d).is_err() {
-            break;
-        }
-        d.pop();
-    }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmdlog;
 pub mod compress;
 pub mod conf;
+pub mod crashpoint;
 pub mod error;
 pub mod framework;
 pub mod fsutil;

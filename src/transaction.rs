@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::crashpoint::step;
+
 #[derive(Debug, thiserror::Error)]
 #[error("Cannot {action} {path}: {source}")]
 pub struct TxError {
@@ -72,6 +74,8 @@ enum Step {
     /// A temporary name (staging, or renamed away before deletion) that must not outlive
     /// its owner: undoing or finishing deletes it.
     Leftover(PathBuf),
+    /// Once committed, `dir` and its parents below `stop` are removed while empty.
+    PruneEmpty { dir: PathBuf, stop: PathBuf },
     /// Everything before this line is kept.
     Commit,
 }
@@ -86,13 +90,16 @@ impl Step {
                 staged,
                 backup,
             } => {
+                step("undo: unlink", staged);
                 let _ = std::fs::remove_file(staged);
                 match backup {
                     Some(b) if std::fs::symlink_metadata(b).is_ok() => {
+                        step("undo: rename back", path);
                         let _ = std::fs::rename(b, path);
                     }
                     Some(_) => {} // never moved aside: the old file is still in place
                     None => {
+                        step("undo: unlink", path);
                         let _ = std::fs::remove_file(path);
                     }
                 }
@@ -100,10 +107,12 @@ impl Step {
             Step::Moved { from, to } => {
                 if std::fs::symlink_metadata(to).is_ok() && std::fs::symlink_metadata(from).is_err()
                 {
+                    step("undo: rename back", from);
                     let _ = std::fs::rename(to, from);
                 }
             }
             Step::Created(p) => {
+                step("undo: remove created", p);
                 let _ = if p.is_dir() && !p.is_symlink() {
                     std::fs::remove_dir(p)
                 } else {
@@ -111,7 +120,7 @@ impl Step {
                 };
             }
             Step::Leftover(p) => remove_any(p),
-            Step::Commit => {}
+            Step::PruneEmpty { .. } | Step::Commit => {}
         }
     }
 
@@ -121,12 +130,27 @@ impl Step {
             Step::Placed {
                 backup: Some(b), ..
             } => {
+                step("finish: unlink backup", b);
                 let _ = std::fs::remove_file(b);
             }
             Step::Moved { to, .. } if is_backup(to) => {
+                step("finish: unlink backup", to);
                 let _ = std::fs::remove_file(to);
             }
             Step::Leftover(p) => remove_any(p),
+            Step::PruneEmpty { dir, stop } => {
+                let mut d = dir.as_path();
+                while d.starts_with(stop) && d != stop {
+                    step("prune empty dir", d);
+                    match std::fs::remove_dir(d) {
+                        // Already gone: a recovery repeating an interrupted finish.
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => break,
+                        _ => {}
+                    }
+                    let Some(parent) = d.parent() else { break };
+                    d = parent;
+                }
+            }
             _ => {}
         }
     }
@@ -134,6 +158,7 @@ impl Step {
 
 /// Delete a file, link or whole directory, if it is there.
 fn remove_any(p: &Path) {
+    step("remove scratch", p);
     let _ = match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
         Ok(_) => std::fs::remove_file(p),
@@ -165,6 +190,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         remove_any(&self.path);
+        step("unlink journal", &self.journal);
         let _ = std::fs::remove_file(&self.journal);
     }
 }
@@ -195,6 +221,7 @@ impl Transaction {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let journal_path = dkms_tree.join(format!("{JOURNAL}.{}.{n}", std::process::id()));
+        step("create journal", &journal_path);
         let journal = File::create(&journal_path).map_err(err("create", &journal_path))?;
         Ok(Transaction {
             steps: Vec::new(),
@@ -203,16 +230,18 @@ impl Transaction {
         })
     }
 
-    fn record(&mut self, step: Step) -> Result<(), TxError> {
-        let mut line = serde_json::to_string(&step).expect("steps serialize");
+    fn record(&mut self, entry: Step) -> Result<(), TxError> {
+        let mut line = serde_json::to_string(&entry).expect("steps serialize");
         line.push('\n');
+        step("journal record", &self.journal_path);
         self.journal
             .write_all(line.as_bytes())
             .map_err(err("write", &self.journal_path))?;
+        step("fsync journal", &self.journal_path);
         self.journal
             .sync_data()
             .map_err(err("write", &self.journal_path))?;
-        self.steps.push(step);
+        self.steps.push(entry);
         Ok(())
     }
 
@@ -220,10 +249,12 @@ impl Transaction {
     /// journaled before its staged file exists, so a kill at any point is undone.
     pub fn place_file(&mut self, src: &Path, dest: &Path, symlink: bool) -> Result<(), TxError> {
         let staged = self.stage(dest)?;
+        step("write staged", &staged);
         let written = if symlink {
             std::os::unix::fs::symlink(src, &staged)
         } else {
             std::fs::copy(src, &staged).and_then(|_| {
+                step("fsync staged", &staged);
                 std::fs::set_permissions(
                     &staged,
                     std::os::unix::fs::PermissionsExt::from_mode(0o644),
@@ -241,6 +272,7 @@ impl Transaction {
     /// Make `dest` a symlink to `target`, atomically.
     pub fn place_symlink(&mut self, target: &Path, dest: &Path) -> Result<(), TxError> {
         let staged = self.stage(dest)?;
+        step("symlink staged", &staged);
         std::os::unix::fs::symlink(target, &staged).map_err(err("create link", &staged))?;
         self.commit_staged(&staged, dest)
     }
@@ -257,6 +289,7 @@ impl Transaction {
             staged: staged.clone(),
             backup,
         })?;
+        step("unlink stale staged", &staged);
         let _ = std::fs::remove_file(&staged);
         Ok(staged)
     }
@@ -267,8 +300,10 @@ impl Transaction {
             backup: Some(b), ..
         }) = self.steps.last()
         {
+            step("rename aside", dest);
             std::fs::rename(dest, b).map_err(err("move aside", dest))?;
         }
+        step("rename into place", dest);
         std::fs::rename(staged, dest).map_err(err("rename into", dest))
     }
 
@@ -293,6 +328,7 @@ impl Transaction {
             from: from.into(),
             to: to.into(),
         })?;
+        step("rename (move)", from);
         std::fs::rename(from, to).map_err(err("move", from))
     }
 
@@ -303,12 +339,14 @@ impl Transaction {
             from: path.into(),
             to: backup.clone(),
         })?;
+        step("rename aside (remove)", path);
         std::fs::rename(path, &backup).map_err(err("remove", path))
     }
 
     /// Write a small file that does not exist yet.
     pub fn write_new(&mut self, path: &Path, text: &str) -> Result<(), TxError> {
         self.record(Step::Created(path.into()))?;
+        step("write new", path);
         std::fs::write(path, text).map_err(err("write", path))
     }
 
@@ -327,6 +365,7 @@ impl Transaction {
             // Journaled first; undoing removes it only while it is empty, so a directory
             // another build of this run filled meanwhile stays.
             self.record(Step::Created(d.clone()))?;
+            step("mkdir", &d);
             match std::fs::create_dir(&d) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
@@ -336,11 +375,21 @@ impl Transaction {
         Ok(())
     }
 
+    /// After the commit, remove `dir` and its parents below `stop` while they are empty
+    /// (a kill after the commit leaves this to recovery, like the rest of the commit).
+    pub fn prune_on_commit(&mut self, dir: &Path, stop: &Path) -> Result<(), TxError> {
+        self.record(Step::PruneEmpty {
+            dir: dir.into(),
+            stop: stop.into(),
+        })
+    }
+
     /// Undo every step, newest first.
     pub fn rollback(self) {
         for step in self.steps.iter().rev() {
             step.undo();
         }
+        step("unlink journal", &self.journal_path);
         let _ = std::fs::remove_file(&self.journal_path);
     }
 
@@ -350,6 +399,7 @@ impl Transaction {
         for step in &self.steps {
             step.finish();
         }
+        step("unlink journal", &self.journal_path);
         std::fs::remove_file(&self.journal_path).map_err(err("remove", &self.journal_path))
     }
 }
@@ -397,10 +447,12 @@ fn recover_one(path: &Path) -> Recovery {
         steps.iter().rev().for_each(Step::undo);
         Recovery::RolledBack(steps.len())
     };
+    step("truncate journal", path);
     let _ = OpenOptions::new()
         .write(true)
         .open(path)
         .and_then(|f| f.set_len(0));
+    step("unlink journal", path);
     let _ = std::fs::remove_file(path);
     outcome
 }

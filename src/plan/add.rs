@@ -146,6 +146,9 @@ pub(crate) fn copy_source(dkms_tree: &Path, from: &Path, target: &Path) -> Resul
     let staged: PathBuf = parent.join(format!(".{name}.copy.{}", std::process::id()));
     let _scratch = Scratch::new(dkms_tree, &staged).map_err(|e| copy_err(e.source))?;
     crate::fsutil::copy_tree(from, &staged)
-        .and_then(|_| std::fs::rename(&staged, target))
+        .and_then(|_| {
+            crate::crashpoint::step("rename source copy into place", target);
+            std::fs::rename(&staged, target)
+        })
         .map_err(|e| copy_err(e).into())
 }

@@ -214,19 +214,15 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         let copied =
             super::add::copy_source(&ctx.tree.root, &unpacked.path().join(loc), &source_in_tree);
         copied?;
-    } else if !source_in_tree.is_dir() {
+    } else if !source_in_tree.is_dir() && !added {
         // Binaries only: the source "directory" is a real directory holding dkms.conf.
         let dir = ctx.tree.version_dir(&m, &v).join("source");
         ctx.report.line(&format!("Creating {}", dir.display()));
-        std::fs::create_dir_all(&dir).map_err(tar_err)?;
-        std::fs::create_dir_all(ctx.tree.version_dir(&m, &v).join("build")).map_err(tar_err)?;
-        std::fs::copy(
-            unpacked.path().join(loc).join("dkms.conf"),
-            dir.join("dkms.conf"),
-        )
-        .map_err(tar_err)?;
+        let conf = unpacked.path().join(loc).join("dkms.conf");
+        ctx.tree.add_binaries_only(&m, &v, &conf)?;
     }
-    load_builds(ctx, &main_tree, &m, &v)?;
+    // Registered before its builds arrive, so a kill in between leaves an added module,
+    // never a version directory without its source (broken).
     let registered = matches!(
         ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
         Registration::Added { .. }
@@ -234,6 +230,7 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     if !registered {
         super::add::add_registered(ctx, &m, &v, &ka)?;
     }
+    load_builds(ctx, &main_tree, &m, &v)?;
     Ok((m, v))
 }
 
@@ -261,6 +258,7 @@ fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> 
             let staged = kernel_dir.join(format!(".tmp_{a}_{}", std::process::id()));
             let _scratch = Scratch::new(&ctx.tree.root, &staged).map_err(|e| tar_err(e.source))?;
             crate::fsutil::copy_tree(&from, &staged).map_err(tar_err)?;
+            crate::crashpoint::step("rename loaded build into place", &dest);
             std::fs::rename(&staged, &dest).map_err(tar_err)?;
         }
     }

@@ -49,6 +49,7 @@ pub fn find(dkms_tree: &Path, source_tree: &Path) -> Vec<PathBuf> {
 pub fn sweep(dkms_tree: &Path, source_tree: &Path) -> usize {
     let found = find(dkms_tree, source_tree);
     for path in &found {
+        crate::crashpoint::step("sweep leftover", path);
         let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
         let _ = if is_dir {
             std::fs::remove_dir_all(path)

@@ -255,16 +255,49 @@ impl StateTree {
             let link = final_dir.join("source");
             let staged = final_dir.join(format!(".source.{}", std::process::id()));
             let _scratch = Scratch::new(&self.root, &staged)?;
+            crate::crashpoint::step("symlink staged source", &staged);
             std::os::unix::fs::symlink(source, &staged)
                 .map_err(io_err("create symlink", &staged))?;
+            crate::crashpoint::step("rename source link", &link);
             return std::fs::rename(&staged, &link).map_err(io_err("rename", &link));
         }
+        self.add_staged(module, version, |staged| {
+            std::os::unix::fs::symlink(source, staged.join("source"))
+        })
+    }
+
+    /// Record `<m>/<v>` of a binaries-only archive as added: its `source` is a real
+    /// directory holding only `conf` (the original's layout), committed in one rename.
+    pub fn add_binaries_only(
+        &self,
+        module: &str,
+        version: &str,
+        conf: &Path,
+    ) -> Result<(), StateError> {
+        self.add_staged(module, version, |staged| {
+            std::fs::create_dir(staged.join("source"))?;
+            std::fs::copy(conf, staged.join("source/dkms.conf")).map(|_| ())
+        })
+    }
+
+    /// A new `<m>/<v>` with `build/` and what `fill` puts in it, staged under a journaled
+    /// name and renamed into place.
+    fn add_staged(
+        &self,
+        module: &str,
+        version: &str,
+        fill: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<(), StateError> {
+        let module_dir = self.root.join(module);
+        let final_dir = module_dir.join(version);
         let staged = module_dir.join(format!(".{version}.adding.{}", std::process::id()));
         let _scratch = Scratch::new(&self.root, &staged)?;
         let build = staged.join("build");
+        crate::crashpoint::step("mkdir staged version", &build);
         std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
-        std::os::unix::fs::symlink(source, staged.join("source"))
-            .map_err(io_err("create symlink", &staged))?;
+        crate::crashpoint::step("fill staged version", &staged);
+        fill(&staged).map_err(io_err("create", &staged))?;
+        crate::crashpoint::step("rename version into place", &final_dir);
         std::fs::rename(&staged, &final_dir).map_err(io_err("rename", &final_dir))
     }
 
@@ -275,7 +308,9 @@ impl StateTree {
         let dir = module_dir.join(version);
         let doomed = module_dir.join(format!(".{version}.removing.{}", std::process::id()));
         let _scratch = Scratch::new(&self.root, &doomed)?;
+        crate::crashpoint::step("rename away", &dir);
         std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
+        crate::crashpoint::step("delete renamed away", &doomed);
         std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
         self.prune_module_dir(module);
         Ok(())
@@ -292,11 +327,14 @@ impl StateTree {
         let dir = self.build_dir(module, version, ka);
         let doomed = dir.with_file_name(format!(".{}.removing.{}", ka.arch, std::process::id()));
         let scratch = Scratch::new(&self.root, &doomed)?;
+        crate::crashpoint::step("rename away", &dir);
         std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
+        crate::crashpoint::step("delete renamed away", &doomed);
         std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
         drop(scratch);
         let kernel_dir = self.version_dir(module, version).join(&ka.kernel);
         if visible_entries(&kernel_dir).is_empty() {
+            crate::crashpoint::step("delete empty kernel dir", &kernel_dir);
             let _ = std::fs::remove_dir_all(&kernel_dir);
         }
         Ok(())
@@ -306,6 +344,7 @@ impl StateTree {
     pub fn prune_module_dir(&self, module: &str) {
         let dir = self.root.join(module);
         if visible_entries(&dir).is_empty() {
+            crate::crashpoint::step("delete empty module dir", &dir);
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
