@@ -13,6 +13,10 @@
 //!
 //! Each operation starts from the same tree, restored in place before every N (the
 //! state tree holds absolute links into the root).
+//!
+//! Then the same checks after SIGKILLs at random instants of a real build and install
+//! (`random_kills_during_a_real_build_and_install`, seeded: `DKMS_TEST_SEED`), of the
+//! whole process group or of dkms alone (its make and compilers finish on their own).
 
 mod common;
 
@@ -44,8 +48,9 @@ struct Scenario {
     template: tempfile::TempDir,
     /// Where the steps of each run are logged.
     logs: tempfile::TempDir,
-    /// The bytes a module file may have after the operation, whatever happened.
-    allowed: Vec<Vec<u8>>,
+    /// The module file of each version built in the template: installed, it must be
+    /// these bytes (a version built by the operation itself must be its new build's).
+    allowed: Vec<(String, Vec<u8>)>,
     /// The kernel's own module archived by the first install, if any.
     original: Option<Vec<u8>>,
 }
@@ -70,7 +75,7 @@ impl Scenario {
         for v in ["1.0", "2.0"] {
             let built = built_file(&root, v, &k);
             if let Ok(bytes) = std::fs::read(built) {
-                allowed.push(bytes);
+                allowed.push((v.to_string(), bytes));
             }
         }
         let template = tempfile::tempdir().unwrap();
@@ -159,7 +164,9 @@ impl Scenario {
                     std::fs::read(built_file(&self.root, v, k)).unwrap(),
                     "{ctx}: the installed file is not {v}'s build"
                 );
-                assert!(self.allowed.contains(&bytes), "{ctx}: neither old nor new");
+                if let Some((_, template)) = self.allowed.iter().find(|(a, _)| a == v) {
+                    assert_eq!(&bytes, template, "{ctx}: {v} is not the build it was");
+                }
             }
             more => panic!("{ctx}: two versions installed: {more:?}"),
         }
@@ -180,6 +187,10 @@ impl Scenario {
             .snapshot()
             .into_iter()
             .filter(|e| TEMPORARY.iter().any(|t| e.contains(t)))
+            // `<v>/build/` is the build's scratch copy: what kbuild leaves there (its
+            // own `.tmp_<pid>` of a killed make) is not ours and is replaced by the
+            // next build, as with the original.
+            .filter(|e| !e.contains("/build/"))
             .collect();
         assert!(left.is_empty(), "{ctx}: temporary names left: {left:?}");
     }
@@ -311,4 +322,72 @@ fn ldtarball_survives_a_crash_at_every_step() {
     let n = s.every_crash(&["ldtarball", archive.to_str().unwrap()]);
     eprintln!("ldtarball: {n} crash points checked");
     assert!(n > 5, "{n}");
+}
+
+#[test]
+fn random_kills_during_a_real_build_and_install() {
+    use std::os::unix::process::CommandExt;
+    let seed = std::env::var("DKMS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261202u64);
+    let rounds: usize = std::env::var("DKMS_TEST_KILL_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // 2.0 added, not built: the install compiles it with the kernel's kbuild.
+    let s = Scenario::new(false, |root, k| {
+        newer_built(root, k);
+        root.dkms(&["unbuild", "patched/2.0", "-k", k]).ok();
+    });
+    let k = s.kernel.clone();
+    let args = ["install", "patched/2.0", "-k", k.as_str()];
+    let whole_run = {
+        s.restore();
+        let start = std::time::Instant::now();
+        s.root.dkms(&args).ok();
+        start.elapsed()
+    };
+    let (mut group_kills, mut alone_kills) = (0, 0);
+    for round in 0..rounds {
+        s.restore();
+        let whole_group = rng.bool();
+        let delay = whole_run.mul_f64(rng.f64());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dkms"))
+            .args(args)
+            .env("DKMS_SYSROOT", s.root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let pid = rustix::process::Pid::from_child(&child);
+        let killed = child.try_wait().unwrap().is_none();
+        if killed && whole_group {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            group_kills += 1;
+        } else if killed {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            alone_kills += 1;
+        }
+        child.wait().unwrap();
+        // What dkms started (make, the compilers) ends on its own before the next dkms.
+        while rustix::process::test_kill_process_group(pid).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let how = if whole_group {
+            "its process group"
+        } else {
+            "dkms alone"
+        };
+        s.check(
+            &args,
+            &format!("killed after {delay:?} ({how}, round {round}, seed {seed})"),
+        );
+    }
+    eprintln!(
+        "random kills (seed {seed}): {rounds} rounds, {group_kills} of the process group, {alone_kills} of dkms alone, the rest finished first"
+    );
 }
