@@ -141,7 +141,7 @@ impl Scenario {
             .collect();
         let installed: Vec<&&str> = lines
             .iter()
-            .filter(|l| l.ends_with(": installed"))
+            .filter(|l| l.starts_with("patched/") && l.ends_with(": installed"))
             .collect();
         let module = self.root.install_tree().join(k).join(MODULE_FILE);
         for l in &lines {
@@ -390,4 +390,102 @@ fn random_kills_during_a_real_build_and_install() {
     eprintln!(
         "random kills (seed {seed}): {rounds} rounds, {group_kills} of the process group, {alone_kills} of dkms alone, the rest finished first"
     );
+}
+
+/// Eight dkms at once on one tree, started in a different order each round: the end
+/// state is the same every time, the exit codes are the original's, and a dkms that
+/// waits names a process that really is one of the others.
+#[test]
+fn eight_dkms_at_once_agree_whatever_the_order() {
+    let s = Scenario::new(false, |root, k| {
+        newer_built(root, k);
+        root.fixture("hooks-1.0");
+        let conf = root.source_tree().join("hooks-1.0/dkms.conf");
+        let text = std::fs::read_to_string(&conf).unwrap() + "AUTOINSTALL=yes\n";
+        std::fs::write(conf, text).unwrap();
+        root.dkms(&["build", "hooks/1.0", "-k", k]).ok();
+        // Not AUTOINSTALL: only the two removes decide its fate.
+        let conf = common::simple_conf("r", "1").replace("AUTOINSTALL=yes\n", "");
+        root.source("r", "1", &conf);
+        root.dkms(&["add", "r/1", "-k", k]).ok();
+    });
+    let k = s.kernel.clone();
+    let log = s.logs.path().join("hooks.log");
+    let invocations: Vec<Vec<&str>> = vec![
+        vec!["install", "patched/2.0", "-k", &k],
+        vec!["install", "hooks/1.0", "-k", &k],
+        vec!["uninstall", "patched/1.0", "-k", &k],
+        vec!["autoinstall", "-k", &k],
+        vec!["remove", "r/1", "--all"],
+        vec!["remove", "r/1", "--all"],
+        vec!["status"],
+        vec!["status", "--json"],
+    ];
+    let expected = format!(
+        "hooks/1.0, {k}, x86_64: installed\npatched/1.0, {k}, x86_64: built\npatched/2.0, {k}, x86_64: installed\n"
+    );
+    let mut rng = fastrand::Rng::with_seed(8);
+    let rounds = 6;
+    let mut waits = 0;
+    for round in 0..rounds {
+        s.restore();
+        let mut order: Vec<usize> = (0..invocations.len()).collect();
+        rng.shuffle(&mut order);
+        let children: Vec<(usize, std::process::Child)> = order
+            .iter()
+            .map(|&i| {
+                let child = std::process::Command::new(env!("CARGO_BIN_EXE_dkms"))
+                    .args(&invocations[i])
+                    .env("DKMS_SYSROOT", s.root.path())
+                    .env("DKMS_FIXTURE_LOG", &log)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (i, child)
+            })
+            .collect();
+        let pids: Vec<u32> = children.iter().map(|(_, c)| c.id()).collect();
+        let mut removes = Vec::new();
+        for (i, child) in children {
+            let out = common::Output::from(child.wait_with_output().unwrap());
+            let ctx = format!("round {round}, dkms {}: {out:?}", invocations[i].join(" "));
+            for line in out
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("Waiting for the dkms lock"))
+            {
+                let holder: u32 = line
+                    .trim_start_matches("Waiting for the dkms lock held by process ")
+                    .split(' ')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("{ctx}: no holder named"));
+                assert!(
+                    pids.contains(&holder),
+                    "{ctx}: {holder} is none of the eight"
+                );
+                waits += 1;
+            }
+            match invocations[i][0] {
+                "remove" => removes.push(out.code),
+                "status" if invocations[i].len() == 2 => {
+                    out.ok();
+                    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                    assert_eq!(doc["schema"], "dkms-status/1", "{ctx}");
+                }
+                _ => assert_eq!(out.code, 0, "{ctx}"),
+            }
+        }
+        removes.sort();
+        assert_eq!(
+            removes,
+            [0, 3],
+            "round {round}: one remove removes, the other finds nothing"
+        );
+        assert_eq!(s.root.dkms(&["status"]).stdout, expected, "round {round}");
+        s.check(&["eight at once"], &format!("round {round}"));
+    }
+    eprintln!("concurrency: {rounds} rounds of 8 invocations, every end state the same, {waits} waits each naming a real holder");
+    assert!(waits > 0, "no dkms ever waited: the test did not race");
 }
