@@ -87,7 +87,7 @@ pub(super) fn module_records(
         };
         check_record(&entry, problem, problems);
         modules.push(entry);
-        next = index + 1;
+        next = index.saturating_add(1);
     }
     let any_location = arr("DEST_MODULE_LOCATION").values().any(|s| !s.is_empty());
     let location_reported = problems
