@@ -61,7 +61,7 @@ fn main() {
 
     let (mut tally, start) = (Tally::default(), Instant::now());
     for i in 0..cases {
-        if i % 200 == 0 {
+        if i.is_multiple_of(200) {
             fuzz::fresh_root(&root);
         }
         fuzz::state_case(&mut rng, &mut tally, &root, &settings);

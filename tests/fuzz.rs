@@ -52,7 +52,7 @@ fn the_state_tree_reader_never_panics() {
     let mut rng = fastrand::Rng::with_seed(3);
     let mut tally = Tally::default();
     for i in 0..cases(4_000) {
-        if i % 200 == 0 {
+        if i.is_multiple_of(200) {
             fuzz::fresh_root(&root);
         }
         fuzz::state_case(&mut rng, &mut tally, &root, &settings);

@@ -151,7 +151,7 @@ impl FakeFs {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (path, self.0, salt).hash(&mut h);
-        h.finish() % 3 == 0
+        h.finish().is_multiple_of(3)
     }
 }
 
