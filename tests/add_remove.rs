@@ -650,3 +650,33 @@ fn many_bad_records_are_reported_each_once() {
     );
     assert_eq!(count("Duplicate"), 0);
 }
+
+#[test]
+fn a_remove_killed_mid_delete_keeps_nothing_alive() {
+    // As a dkms killed between renaming `<v>/<k>/<a>` away and deleting it leaves the
+    // tree (without a journal: an older dkms, or the original's `rm -rf` cut short).
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("m", "1", &simple_conf("m", "1"))
+        .added("m", "1")
+        .built("m", "1", K1, "x86_64", &["m.ko"]);
+    let kernel_dir = root.dkms_tree().join(format!("m/1/{K1}"));
+    std::fs::rename(
+        kernel_dir.join("x86_64"),
+        kernel_dir.join(".x86_64.removing.4242"),
+    )
+    .unwrap();
+    assert_eq!(root.dkms(&["status"]).stdout, "m/1: added\n");
+    let out = root.dkms(&["remove", "m/1", "--all"]);
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "Deleting module m/1 completely from the DKMS tree.\n"
+    );
+    assert_eq!(
+        out.stderr,
+        "Warning: An earlier dkms was interrupted; 1 leftover(s) of its unfinished work were deleted.\n"
+    );
+    assert!(!root.dkms_tree().join("m").exists());
+    assert_eq!(root.dkms(&["status"]).stdout, "");
+}
