@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::cmdlog::CommandLog as Log;
 use crate::compress::Compression;
 use crate::conf::ModuleConf;
+use crate::exit;
 use crate::framework::Settings;
 use crate::kernel::KernelConfig;
 use crate::report::Reporter;
@@ -84,16 +85,18 @@ pub enum BuildError {
 impl BuildError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            BuildError::AlreadyBuilt { .. } => 3,
-            BuildError::Excluded { .. } => 77,
-            BuildError::NoSource(_) => 8,
-            BuildError::NoHeaders { .. } => 21,
-            BuildError::MissingDependency { .. } => 13,
-            BuildError::PatchPath(_) | BuildError::PatchMissing { .. } => 5,
-            BuildError::PatchFailed { .. } => 6,
+            BuildError::AlreadyBuilt { .. } => exit::ALREADY_BUILT,
+            BuildError::Excluded { .. } => exit::EXCLUDED,
+            BuildError::NoSource(_) => exit::NO_SOURCE,
+            BuildError::NoHeaders { .. } => exit::NO_HEADERS,
+            BuildError::MissingDependency { .. } => exit::MISSING_DEPENDENCY,
+            BuildError::PatchPath(_) | BuildError::PatchMissing { .. } => exit::BAD_PATCH,
+            BuildError::PatchFailed { .. } => exit::INSTALL_FAILED,
             BuildError::Script { code, .. } => *code,
-            BuildError::Make { .. } => 10,
-            BuildError::BuiltModuleMissing { .. } | BuildError::Io { .. } | BuildError::Log(_) => 7,
+            BuildError::Make { .. } => exit::BUILD_FAILED,
+            BuildError::BuiltModuleMissing { .. } | BuildError::Io { .. } | BuildError::Log(_) => {
+                exit::BUILT_MODULE_MISSING
+            }
         }
     }
 }

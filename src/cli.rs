@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::exit;
+
 /// The actions of upstream dkms 3.4.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -170,13 +172,13 @@ impl CliError {
     /// The exit code the original uses for this argument error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::UnknownOption(_) => 2,
-            CliError::TwoActions => 4,
-            CliError::BinariesAndSourceOnly => 8,
-            CliError::ArchCountMismatch => 1,
-            CliError::KernelWithAll => 2,
-            CliError::ArchWithAll => 3,
-            CliError::BadJobs(_) => 1,
+            CliError::UnknownOption(_) => exit::UNKNOWN_OPTION,
+            CliError::TwoActions => exit::TWO_ACTIONS,
+            CliError::BinariesAndSourceOnly => exit::BINARIES_AND_SOURCE_ONLY,
+            CliError::ArchCountMismatch => exit::ARCH_COUNT,
+            CliError::KernelWithAll => exit::KERNEL_WITH_ALL,
+            CliError::ArchWithAll => exit::ARCH_WITH_ALL,
+            CliError::BadJobs(_) => exit::FAILURE,
         }
     }
 

@@ -7,6 +7,7 @@ use thiserror::Error;
 use crate::build::BuildError;
 use crate::cli::CliError;
 use crate::conf::ConfError;
+use crate::exit;
 use crate::framework::FrameworkError;
 use crate::install::InstallError;
 use crate::state::StateError;
@@ -47,27 +48,89 @@ pub enum ActionError {
         #[source]
         source: std::io::Error,
     },
-    /// A failure whose message and original exit code are decided where it happens
-    /// (tarballs, key generation).
-    #[error("{1}")]
-    Coded(i32, String),
+    #[error("You must be root to use this command with the --force option.")]
+    ForceNeedsRoot,
+    #[error("No modules built for {kernel} ({arch}).\nModules must already be in the built state before using mktarball.")]
+    TarballNotBuilt { kernel: String, arch: String },
+    #[error("Missing write permissions for {0}.")]
+    TarballNotWritable(PathBuf),
+    #[error("Failed to make tarball {path}: {source}")]
+    Tarball {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Cannot {action} {path}: {source}")]
+    TarballIo {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} does not exist.")]
+    ArchiveMissing(PathBuf),
+    #[error("Unable to install {0}: rpm packages are not supported by this dkms.")]
+    RpmUnsupported(PathBuf),
+    #[error("Cannot unpack {path}: {source}")]
+    Unpack {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Tarball does not appear to be a correctly formed DKMS archive. No dkms.conf found within it.")]
+    ArchiveWithoutConf,
+    #[error("No valid dkms.conf in dkms_source_tree or dkms_binaries_only.\n{0} is not a valid DKMS tarball.")]
+    InvalidArchive(PathBuf),
+    #[error("{0}-{1} is already added!\nAborting.")]
+    AlreadyLoaded(String, String),
+    #[error("Cannot create the make jobserver: {0}")]
+    Jobserver(std::io::Error),
+    #[error("One or more modules failed to install during autoinstall.\nRefer to previous errors for more information.")]
+    AutoinstallFailed,
+    #[error("Some modules could not be removed for kernel {0}.")]
+    KernelRemovalFailed(String),
+    #[error("Invalid number of parameters passed.\nUsage: match --templatekernel=<kernel-version> -k <kernel-version>\n    or: match --templatekernel=<kernel-version> -k <kernel-version> <module>")]
+    MatchUsage,
+    #[error("The templatekernel and the specified kernel version are the same.")]
+    MatchSameKernel,
+    #[error("The module {0} is not located in the DKMS tree.")]
+    MatchNotAdded(String),
+    #[error("{0}")]
+    Key(String),
 }
 
 impl ActionError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            ActionError::NotRoot | ActionError::MissingModuleArgs(_) => 1,
-            ActionError::NotAdded(..) | ActionError::AlreadyAdded(..) => 3,
-            ActionError::SourceDirMissing(_) => 2,
-            ActionError::NoDkmsConf(_) => 9,
-            ActionError::AllNotSupported(_) => 5,
-            ActionError::OneKernelOnly(_)
-            | ActionError::OneKernelRequired(_)
-            | ActionError::Broken { .. } => 4,
-            ActionError::EmptyKernelOrArch => 16,
-            ActionError::BadModuleName(_) => 1,
-            ActionError::Copy { .. } => 6,
-            ActionError::Coded(code, _) => *code,
+            ActionError::NotRoot
+            | ActionError::MissingModuleArgs(_)
+            | ActionError::BadModuleName(_)
+            | ActionError::ForceNeedsRoot
+            | ActionError::Jobserver(_)
+            | ActionError::Key(_) => exit::FAILURE,
+            ActionError::NotAdded(..) | ActionError::MatchNotAdded(_) => exit::NOT_ADDED,
+            ActionError::AlreadyAdded(..) => exit::ALREADY_ADDED,
+            ActionError::SourceDirMissing(_) | ActionError::ArchiveMissing(_) => {
+                exit::SOURCE_MISSING
+            }
+            ActionError::NoDkmsConf(_) => exit::NO_DKMS_CONF,
+            ActionError::AllNotSupported(_) => exit::ALL_NOT_SUPPORTED,
+            ActionError::OneKernelOnly(_) | ActionError::OneKernelRequired(_) => exit::ONE_KERNEL,
+            ActionError::Broken { .. } => exit::BROKEN,
+            ActionError::EmptyKernelOrArch => exit::EMPTY_KERNEL_OR_ARCH,
+            ActionError::Copy { .. } => exit::INSTALL_FAILED,
+            ActionError::TarballNotBuilt { .. }
+            | ActionError::Tarball { .. }
+            | ActionError::TarballIo { .. } => exit::TARBALL_FAILED,
+            ActionError::TarballNotWritable(_) => exit::TARBALL_NOT_WRITABLE,
+            ActionError::RpmUnsupported(_) => exit::RPM_UNSUPPORTED,
+            ActionError::Unpack { .. } | ActionError::InvalidArchive(_) => exit::BAD_ARCHIVE,
+            ActionError::ArchiveWithoutConf => exit::ARCHIVE_WITHOUT_CONF,
+            ActionError::AlreadyLoaded(..) => exit::ALREADY_LOADED,
+            ActionError::AutoinstallFailed => exit::AUTOINSTALL_FAILED,
+            ActionError::KernelRemovalFailed(_) => exit::KERNEL_REMOVAL_FAILED,
+            ActionError::MatchUsage => exit::MATCH_USAGE,
+            ActionError::MatchSameKernel => exit::MATCH_SAME_KERNEL,
         }
     }
 }

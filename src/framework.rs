@@ -76,8 +76,8 @@ pub enum FrameworkError {
 impl FrameworkError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            FrameworkError::NoOsRelease(_) => 4,
-            _ => 1,
+            FrameworkError::NoOsRelease(_) => crate::exit::NO_OS_RELEASE,
+            _ => crate::exit::FAILURE,
         }
     }
 }

@@ -43,8 +43,8 @@ pub enum InstallError {
 impl InstallError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            InstallError::PreInstall => 101,
-            _ => 6,
+            InstallError::PreInstall => crate::exit::PRE_INSTALL_FAILED,
+            _ => crate::exit::INSTALL_FAILED,
         }
     }
 }

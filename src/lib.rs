@@ -12,6 +12,7 @@ pub mod compress;
 pub mod conf;
 pub mod crashpoint;
 pub mod error;
+pub mod exit;
 pub mod framework;
 pub mod fsutil;
 pub mod install;

@@ -76,8 +76,8 @@ fn render(problems: &[Problem]) -> String {
 impl ConfError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            ConfError::Missing(_) => 4,
-            _ => 8,
+            ConfError::Missing(_) => crate::exit::CONF_MISSING,
+            _ => crate::exit::BAD_CONF,
         }
     }
 }

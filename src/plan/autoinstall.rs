@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use super::schedule::{self, Job, Outcome};
 use super::{take_lock, Context};
 use crate::error::{ActionError, Result};
+use crate::exit;
 use crate::state::{KernelArch, Registration};
 
 /// One (module, version, kernel) to install.
@@ -64,7 +65,7 @@ fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
     ));
     match super::build::install_one(worker, module, version, ka) {
         Ok(()) => Outcome::Done,
-        Err(e) if e.exit_code() == 77 => Outcome::Skipped,
+        Err(e) if e.exit_code() == exit::EXCLUDED => Outcome::Skipped,
         Err(e) => {
             ctx.report.error(&e.to_string());
             Outcome::Failed(e.exit_code())
@@ -236,7 +237,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 jobs[i].name,
                 missing.join(" ")
             ));
-            jobs[i].data.decided = Some(Outcome::Failed(11));
+            jobs[i].data.decided = Some(Outcome::Failed(exit::AUTOINSTALL_FAILED));
         } else if !unknown.is_empty() {
             deferred.push(format!(
                 "{} autoinstall deferred: BUILD_DEPENDS not registered with DKMS: {}",
@@ -250,7 +251,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         ctx.report.error(&format!("BUILD_DEPENDS form a cycle: {}. None of these modules can be installed; remove one of the dependencies.", cycle.join(" -> ")));
         for j in jobs.iter_mut() {
             if cycle.contains(&j.name) {
-                j.data.decided = Some(Outcome::Failed(11));
+                j.data.decided = Some(Outcome::Failed(exit::AUTOINSTALL_FAILED));
             }
             j.after.clear();
         }
@@ -289,8 +290,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     }
 
     let tokens = ctx.settings.parallel_jobs.unwrap_or(64) as usize;
-    let jobserver = jobserver::Client::new(tokens)
-        .map_err(|e| ActionError::Coded(1, format!("Cannot create the make jobserver: {e}")))?;
+    let jobserver = jobserver::Client::new(tokens).map_err(ActionError::Jobserver)?;
     let worker = ctx.batch_worker(Some(jobserver.clone()));
     // On a terminal, a live progress bar; every line is printed above it.
     ctx.report.start_progress(installs.len());
@@ -302,7 +302,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             Task::Install(i) => run_install(ctx, &worker, &installs[*i]),
             Task::Depmod(kernel) => {
                 if worker.changed_kernels().contains(kernel) && !batch_depmod(ctx, kernel) {
-                    return Outcome::Failed(6);
+                    return Outcome::Failed(exit::INSTALL_FAILED);
                 }
                 Outcome::Done
             }
@@ -365,7 +365,8 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     Some(format!("{}({code})", m.split('/').next().unwrap_or(m)))
                 }
                 Outcome::DependencyFailed(_) => {
-                    Some(format!("{}(11)", m.split('/').next().unwrap_or(m)))
+                    let name = m.split('/').next().unwrap_or(m);
+                    Some(format!("{name}({})", exit::AUTOINSTALL_FAILED))
                 }
                 _ => None,
             })
@@ -392,7 +393,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     }
     super::post::post_transaction(ctx);
     if failed_any {
-        return Err(ActionError::Coded(11, "One or more modules failed to install during autoinstall.\nRefer to previous errors for more information.".into()).into());
+        return Err(ActionError::AutoinstallFailed.into());
     }
     Ok(0)
 }
@@ -437,14 +438,7 @@ pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> 
         prune_empty_dirs(&ctx.settings.install_tree.join(&ka.kernel));
     }
     if failed {
-        return Err(ActionError::Coded(
-            14,
-            format!(
-                "Some modules could not be removed for kernel {}.",
-                ka.kernel
-            ),
-        )
-        .into());
+        return Err(ActionError::KernelRemovalFailed(ka.kernel.clone()).into());
     }
     Ok(0)
 }
@@ -462,22 +456,14 @@ fn prune_empty_dirs(dir: &std::path::Path) {
 /// `match --templatekernel T -k K [module]`: install on K what is installed on T.
 pub fn run_match(ctx: &Context, ka: &KernelArch) -> Result<i32> {
     let Some(template) = ctx.req.template_kernel.clone() else {
-        return Err(ActionError::Coded(1, "Invalid number of parameters passed.\nUsage: match --templatekernel=<kernel-version> -k <kernel-version>\n    or: match --templatekernel=<kernel-version> -k <kernel-version> <module>".into()).into());
+        return Err(ActionError::MatchUsage.into());
     };
     if template == ka.kernel {
-        return Err(ActionError::Coded(
-            2,
-            "The templatekernel and the specified kernel version are the same.".into(),
-        )
-        .into());
+        return Err(ActionError::MatchSameKernel.into());
     }
     if let Some(m) = &ctx.req.module {
         if crate::state::visible_entries(&ctx.settings.dkms_tree.join(m)).is_empty() {
-            return Err(ActionError::Coded(
-                3,
-                format!("The module {m} is not located in the DKMS tree."),
-            )
-            .into());
+            return Err(ActionError::MatchNotAdded(m.clone()).into());
         }
     }
     let _lock = take_lock(ctx)?;

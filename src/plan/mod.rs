@@ -206,7 +206,7 @@ fn generate_mok(ctx: &Context) -> Result<i32> {
     ctx.report
         .line("Certificate or key are missing, generating self signed certificate for MOK...");
     crate::sign::generate(std::path::Path::new(&key), &cert)
-        .map_err(|e| ActionError::Coded(1, e.to_string()))?;
+        .map_err(|e| ActionError::Key(e.to_string()))?;
     ctx.report
         .line(&crate::sign::policy::enrollment_hint(&cert));
     Ok(0)

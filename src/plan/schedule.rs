@@ -258,7 +258,7 @@ mod tests {
             |j| {
                 order.lock().unwrap().push(j.name.clone());
                 if j.name == "c" {
-                    Outcome::Failed(10)
+                    Outcome::Failed(crate::exit::BUILD_FAILED)
                 } else {
                     Outcome::Done
                 }
@@ -267,7 +267,7 @@ mod tests {
         );
         assert_eq!(outcomes[0], Outcome::Done);
         assert_eq!(outcomes[1], Outcome::Done);
-        assert_eq!(outcomes[2], Outcome::Failed(10));
+        assert_eq!(outcomes[2], Outcome::Failed(crate::exit::BUILD_FAILED));
         assert_eq!(outcomes[3], Outcome::DependencyFailed(vec!["c".into()]));
         assert_eq!(outcomes[4], Outcome::DependencyFailed(vec!["d".into()]));
         let order = order.into_inner().unwrap();
@@ -363,7 +363,7 @@ mod tests {
             |j| {
                 order.lock().unwrap().push(j.name.clone());
                 if j.name == "a" {
-                    Outcome::Failed(10)
+                    Outcome::Failed(crate::exit::BUILD_FAILED)
                 } else {
                     Outcome::Done
                 }

@@ -27,9 +27,9 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
     let staging = tempfile::Builder::new()
         .prefix("dkms.")
         .tempdir_in(&ctx.settings.tmp_location)
-        .map_err(tar_err)?;
+        .map_err(tar_err("create a directory in", &ctx.settings.tmp_location))?;
     let main_tree = staging.path().join("dkms_main_tree");
-    std::fs::create_dir(&main_tree).map_err(tar_err)?;
+    std::fs::create_dir(&main_tree).map_err(tar_err("create", &main_tree))?;
 
     let mut names = Vec::new();
     if ctx.req.source_only {
@@ -38,10 +38,10 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
         for ka in kernels {
             let built = ctx.tree.build_dir(m, v, ka);
             if !built.is_dir() {
-                return Err(ActionError::Coded(
-                    6,
-                    format!("No modules built for {} ({}).\nModules must already be in the built state before using mktarball.", ka.kernel, ka.arch),
-                )
+                return Err(ActionError::TarballNotBuilt {
+                    kernel: ka.kernel.clone(),
+                    arch: ka.arch.clone(),
+                }
                 .into());
             }
             ctx.report.line(&format!(
@@ -53,7 +53,7 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
             for part in ["module", "log"] {
                 if built.join(part).is_dir() {
                     crate::fsutil::copy_tree(&built.join(part), &dest.join(part))
-                        .map_err(tar_err)?;
+                        .map_err(tar_err("copy", &built.join(part)))?;
                 }
             }
         }
@@ -63,16 +63,19 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
         ctx.report
             .line("\nCreating tarball structure to specifically accommodate binaries.");
         let dir = staging.path().join("dkms_binaries_only");
-        std::fs::create_dir(&dir).map_err(tar_err)?;
-        std::fs::write(dir.join("PACKAGE_NAME"), format!("{m}\n")).map_err(tar_err)?;
-        std::fs::write(dir.join("PACKAGE_VERSION"), format!("{v}\n")).map_err(tar_err)?;
-        std::fs::copy(&conf_file, dir.join("dkms.conf")).map_err(tar_err)?;
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text).map_err(tar_err("write", &dir.join(name)))
+        };
+        std::fs::create_dir(&dir).map_err(tar_err("create", &dir))?;
+        write("PACKAGE_NAME", format!("{m}\n"))?;
+        write("PACKAGE_VERSION", format!("{v}\n"))?;
+        std::fs::copy(&conf_file, dir.join("dkms.conf")).map_err(tar_err("copy", &conf_file))?;
     } else {
         ctx.report
             .line(&format!("\nMarking {} for archiving...", source.display()));
-        let real = std::fs::canonicalize(&source).map_err(tar_err)?;
+        let real = std::fs::canonicalize(&source).map_err(tar_err("resolve", &source))?;
         crate::fsutil::copy_tree(&real, &staging.path().join("dkms_source_tree"))
-            .map_err(tar_err)?;
+            .map_err(tar_err("copy", &real))?;
     }
 
     let mut list = names.join("-");
@@ -105,25 +108,18 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
     if std::fs::create_dir_all(&dest_dir).is_err()
         || rustix::fs::access(&dest_dir, rustix::fs::Access::WRITE_OK).is_err()
     {
-        return Err(ActionError::Coded(
-            9,
-            format!("Missing write permissions for {}.", dest_dir.display()),
-        )
-        .into());
+        return Err(ActionError::TarballNotWritable(dest_dir).into());
     }
-    write_archive(staging.path(), &dest).map_err(|e| {
-        ActionError::Coded(6, format!("Failed to make tarball {}: {e}", dest.display()))
+    write_archive(staging.path(), &dest).map_err(|source| ActionError::Tarball {
+        path: dest.clone(),
+        source,
     })?;
     Ok(0)
 }
 
 pub fn ldtarball(ctx: &Context) -> Result<i32> {
     if ctx.req.force && !rustix::process::geteuid().is_root() {
-        return Err(ActionError::Coded(
-            1,
-            "You must be root to use this command with the --force option.".into(),
-        )
-        .into());
+        return Err(ActionError::ForceNeedsRoot.into());
     }
     let _lock = take_lock(ctx)?;
     load(ctx)?;
@@ -135,24 +131,19 @@ pub fn ldtarball(ctx: &Context) -> Result<i32> {
 pub fn load(ctx: &Context) -> Result<(String, String)> {
     let archive = ctx.req.archive.clone().unwrap_or_default();
     if !archive.is_file() {
-        return Err(ActionError::Coded(2, format!("{} does not exist.", archive.display())).into());
+        return Err(ActionError::ArchiveMissing(archive).into());
     }
     if archive.extension().is_some_and(|e| e == "rpm") {
-        return Err(ActionError::Coded(
-            9,
-            format!(
-                "Unable to install {}: rpm packages are not supported by this dkms.",
-                archive.display()
-            ),
-        )
-        .into());
+        return Err(ActionError::RpmUnsupported(archive).into());
     }
     let unpacked = tempfile::Builder::new()
         .prefix("dkms.")
         .tempdir_in(&ctx.settings.tmp_location)
-        .map_err(tar_err)?;
-    read_archive(&archive, unpacked.path())
-        .map_err(|e| ActionError::Coded(7, format!("Cannot unpack {}: {e}", archive.display())))?;
+        .map_err(tar_err("create a directory in", &ctx.settings.tmp_location))?;
+    read_archive(&archive, unpacked.path()).map_err(|source| ActionError::Unpack {
+        path: archive.clone(),
+        source,
+    })?;
     let ka = KernelArch {
         kernel: ctx
             .req
@@ -171,7 +162,7 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     if !main_tree.is_dir() {
         // A plain source tarball: the first dkms.conf found is the source.
         let Some(conf) = find_conf(unpacked.path()) else {
-            return Err(ActionError::Coded(3, "Tarball does not appear to be a correctly formed DKMS archive. No dkms.conf found within it.".into()).into());
+            return Err(ActionError::ArchiveWithoutConf.into());
         };
         let dir = conf.parent().unwrap_or(unpacked.path()).to_path_buf();
         let (m, v) = super::add::add_source_tree(ctx, &dir, &ka)?;
@@ -196,7 +187,7 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         }
     }
     let Some((loc, m, v)) = chosen else {
-        return Err(ActionError::Coded(7, format!("No valid dkms.conf in dkms_source_tree or dkms_binaries_only.\n{} is not a valid DKMS tarball.", archive.display())).into());
+        return Err(ActionError::InvalidArchive(archive).into());
     };
     super::check_name(&m)?;
     super::check_name(&v)?;
@@ -205,7 +196,7 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         Registration::Added { .. }
     );
     if added && !ctx.req.force {
-        return Err(ActionError::Coded(8, format!("{m}-{v} is already added!\nAborting.")).into());
+        return Err(ActionError::AlreadyLoaded(m, v).into());
     }
     ctx.report.line(&format!("\nLoading tarball for {m}-{v}"));
     let source_in_tree = ctx.settings.source_tree.join(format!("{m}-{v}"));
@@ -254,12 +245,13 @@ fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> 
                 super::build::unbuild_one(ctx, m, v, &ka)?;
             }
             let kernel_dir = dest.parent().expect("kernel dir").to_path_buf();
-            std::fs::create_dir_all(&kernel_dir).map_err(tar_err)?;
+            std::fs::create_dir_all(&kernel_dir).map_err(tar_err("create", &kernel_dir))?;
             let staged = kernel_dir.join(format!(".tmp_{a}_{}", std::process::id()));
-            let _scratch = Scratch::new(&ctx.tree.root, &staged).map_err(|e| tar_err(e.source))?;
-            crate::fsutil::copy_tree(&from, &staged).map_err(tar_err)?;
+            let _scratch = Scratch::new(&ctx.tree.root, &staged)
+                .map_err(|e| tar_err(e.action, &e.path)(e.source))?;
+            crate::fsutil::copy_tree(&from, &staged).map_err(tar_err("copy", &from))?;
             crate::crashpoint::step("rename loaded build into place", &dest);
-            std::fs::rename(&staged, &dest).map_err(tar_err)?;
+            std::fs::rename(&staged, &dest).map_err(tar_err("rename into", &dest))?;
         }
     }
     Ok(())
@@ -290,8 +282,13 @@ fn find_conf(dir: &Path) -> Option<PathBuf> {
     None
 }
 
-fn tar_err(e: std::io::Error) -> ActionError {
-    ActionError::Coded(6, format!("Cannot prepare the tarball: {e}"))
+fn tar_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ActionError {
+    let path = path.to_path_buf();
+    move |source| ActionError::TarballIo {
+        action,
+        path,
+        source,
+    }
 }
 
 /// `tar -C dir -caf dest .`: compression from the name; written beside, renamed in.

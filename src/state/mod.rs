@@ -36,7 +36,7 @@ pub enum StateError {
 
 impl StateError {
     pub fn exit_code(&self) -> i32 {
-        1
+        crate::exit::FAILURE
     }
 }
 
