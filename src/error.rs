@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::build::BuildError;
 use crate::cli::CliError;
 use crate::conf::ConfError;
 use crate::exit;
 use crate::framework::FrameworkError;
-use crate::install::InstallError;
+use crate::module::install::InstallError;
+use crate::module::kbuild::BuildError;
 use crate::state::StateError;
 
 /// Failures of an action itself (argument combinations, tree preconditions).

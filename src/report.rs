@@ -1,17 +1,8 @@
-//! Everything dkms prints: status lines, JSON, messages, and errors (rendered once).
-//!
-//! Status lines are machine-read and kept byte for byte as upstream 3.4.3 prints them.
-//! `--json` output has a versioned schema ([`STATUS_SCHEMA`]), documented in README.md
-//! and locked by a snapshot test.
+//! Where everything dkms prints goes: lines, warnings, errors (rendered once, at the
+//! edge), the progress bar of a long run. What the lines say is decided by their
+//! callers (the status lines by [`crate::state::status`]).
 
 use std::io::Write;
-
-use serde::Serialize;
-
-use crate::state::status::{Problem, State, StatusEntry};
-
-/// Version tag of the `status --json` document.
-pub const STATUS_SCHEMA: &str = "dkms-status/1";
 
 /// Where output goes; `-q` silences everything. While a progress bar is shown (a long
 /// run on a terminal), every line is printed above it so the bar stays whole.
@@ -120,51 +111,6 @@ impl Reporter {
     }
 }
 
-/// One `dkms status` line as 3.4.3 prints it.
-pub fn status_line(e: &StatusEntry) -> String {
-    match (e.state, &e.kernel, &e.arch) {
-        (State::Added, ..) => format!("{}/{}: added", e.module, e.version),
-        (State::Broken, ..) => format!("{}/{}: broken", e.module, e.version),
-        (state, Some(k), Some(a)) => {
-            let word = if state == State::Installed {
-                "installed"
-            } else {
-                "built"
-            };
-            let mut line = format!("{}/{}, {k}, {a}: {word}", e.module, e.version);
-            if e.original_modules {
-                line.push_str(" (Original modules exist)");
-            }
-            match e.problem {
-                Some(Problem::BuiltModulesMissing) => {
-                    line.push_str(" (Built modules are missing in the kernel modules folder)")
-                }
-                Some(Problem::InstalledDiffers) => {
-                    line.push_str(" (Differences between built and installed modules)")
-                }
-                None => {}
-            }
-            line
-        }
-        _ => format!("{}/{}: {:?}", e.module, e.version, e.state),
-    }
-}
-
-#[derive(Serialize)]
-struct StatusDocument<'a> {
-    schema: &'static str,
-    entries: &'a [StatusEntry],
-}
-
-/// The `status --json` document.
-pub fn status_json(entries: &[StatusEntry]) -> String {
-    serde_json::to_string_pretty(&StatusDocument {
-        schema: STATUS_SCHEMA,
-        entries,
-    })
-    .expect("status serializes")
-}
-
 /// The time now, as `date -u` prints it in the C locale (`Wed Nov 25 07:45:00 UTC 2026`).
 pub fn now_utc() -> String {
     let secs = std::time::SystemTime::now()
@@ -214,51 +160,6 @@ mod tests {
         assert_eq!(
             super::format_utc(951_782_400),
             "Tue Feb 29 00:00:00 UTC 2000"
-        );
-    }
-
-    use super::*;
-    use crate::state::status::ModuleFiles;
-
-    fn entry(state: State, original: bool, problem: Option<Problem>) -> StatusEntry {
-        StatusEntry {
-            module: "m".into(),
-            version: "1.0".into(),
-            state,
-            kernel: Some("6.1.0-1-amd64".into()),
-            arch: Some("x86_64".into()),
-            original_modules: original,
-            problem,
-            modules: vec![ModuleFiles {
-                name: "m".into(),
-                built: None,
-                installed: None,
-                signature: None,
-            }],
-        }
-    }
-
-    #[test]
-    fn lines_match_upstream_3_4_3() {
-        assert_eq!(
-            status_line(&entry(State::Added, false, None)),
-            "m/1.0: added"
-        );
-        assert_eq!(
-            status_line(&entry(State::Broken, false, None)),
-            "m/1.0: broken"
-        );
-        assert_eq!(
-            status_line(&entry(State::Built, false, None)),
-            "m/1.0, 6.1.0-1-amd64, x86_64: built"
-        );
-        assert_eq!(
-            status_line(&entry(State::Installed, true, Some(Problem::InstalledDiffers))),
-            "m/1.0, 6.1.0-1-amd64, x86_64: installed (Original modules exist) (Differences between built and installed modules)"
-        );
-        assert_eq!(
-            status_line(&entry(State::Built, false, Some(Problem::BuiltModulesMissing))),
-            "m/1.0, 6.1.0-1-amd64, x86_64: built (Built modules are missing in the kernel modules folder)"
         );
     }
 }

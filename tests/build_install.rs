@@ -29,7 +29,7 @@ fn installed_file(root: &Root, k: &str, name: &str) -> PathBuf {
 fn patches_apply_in_order_and_patch_match_filters() {
     let (root, k) = root_with(&["patched-1.0"]);
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
-    let info = dkms::modinfo::read(&installed_file(&root, &k, "fx_patched")).unwrap();
+    let info = dkms::module::modinfo::read(&installed_file(&root, &k, "fx_patched")).unwrap();
     assert_eq!(info.version.as_deref(), Some("1.0-patched"));
     assert!(
         info.vermagic.unwrap().starts_with(&format!("{k} ")),
@@ -239,7 +239,7 @@ fn xz_compressed_on_a_kernel_that_compresses() {
         listing.contains("CRC32") && listing.contains("dict=1MiB"),
         "{listing}"
     );
-    let info = dkms::modinfo::read(&installed).unwrap();
+    let info = dkms::module::modinfo::read(&installed).unwrap();
     assert!(info.vermagic.unwrap().starts_with(&format!("{k} ")));
 }
 
@@ -923,7 +923,7 @@ fn a_version_less_module_never_shadows_the_kernels_own() {
         real.is_file(),
         "linux-image-{k} must be installed for this test"
     );
-    assert_eq!(dkms::modinfo::read(&real).unwrap().version, None);
+    assert_eq!(dkms::module::modinfo::read(&real).unwrap().version, None);
     let in_tree = root.install_tree().join(&k).join(rel);
     std::fs::create_dir_all(in_tree.parent().unwrap()).unwrap();
     std::fs::copy(&real, &in_tree).unwrap();
@@ -965,6 +965,6 @@ fn the_kernels_own_module_suffix_decides_compression_over_its_config() {
         .install_tree()
         .join(&k)
         .join("updates/dkms/fx_patched.ko.xz");
-    let info = dkms::modinfo::read(&installed).unwrap();
+    let info = dkms::module::modinfo::read(&installed).unwrap();
     assert_eq!(info.version.as_deref(), Some("1.0-patched"));
 }

@@ -138,7 +138,9 @@ fn a_secure_boot_kernel_loads_our_signed_modules_and_refuses_others() {
         other.join("other.pub").display()
     );
     let foreign = install(&root, &k, &framework, &[]);
-    let signer = dkms::sign::signer_of(&dkms::compress::read_module(&foreign).unwrap()).unwrap();
+    let signer =
+        dkms::module::sign::signer_of(&dkms::module::compress::read_module(&foreign).unwrap())
+            .unwrap();
     assert!(signer.is(&other.join("other.pub")) && !signer.is(&cert));
     let (code, log) = boot(&k, &foreign, &cert);
     assert_eq!(

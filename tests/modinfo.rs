@@ -47,7 +47,7 @@ fn matches_modinfo_on_real_modules() {
         "a Debian kernel image is installed (.ci/install-deps pulls the 6.12 image in)"
     );
     for m in modules {
-        let ours = dkms::modinfo::read(&m).unwrap();
+        let ours = dkms::module::modinfo::read(&m).unwrap();
         assert_eq!(
             ours.version,
             modinfo_field(&m, "version"),

@@ -122,7 +122,7 @@ fn same_as_debian(package: &str) {
             "{package} on {k}: built files"
         );
         for f in files_under(&ours.install_tree().join(&k)) {
-            let info = dkms::modinfo::read(&ours.install_tree().join(&k).join(&f)).unwrap();
+            let info = dkms::module::modinfo::read(&ours.install_tree().join(&k).join(&f)).unwrap();
             assert!(
                 info.vermagic
                     .as_deref()

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dkms::sign::{self, SigningKey};
+use dkms::module::sign::{self, SigningKey};
 
 fn sign_file_tool() -> PathBuf {
     let mut tools: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
@@ -28,7 +28,7 @@ fn a_module() -> Vec<u8> {
             if p.is_dir() && !p.is_symlink() {
                 stack.push(p);
             } else if p.to_string_lossy().contains(".ko") {
-                return dkms::compress::read_module(&p).unwrap();
+                return dkms::module::compress::read_module(&p).unwrap();
             }
         }
     }

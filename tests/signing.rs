@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::Root;
-use dkms::sign;
+use dkms::module::sign;
 
 /// A root that signs (the CI sandbox counts as a chroot for the default policy).
 fn signing_root(k: &str, framework: &str) -> Root {
@@ -27,7 +27,7 @@ fn installed(root: &Root, k: &str, suffix: &str) -> PathBuf {
 }
 
 fn signer(path: &Path) -> Option<sign::Signer> {
-    sign::signer_of(&dkms::compress::read_module(path).unwrap())
+    sign::signer_of(&dkms::module::compress::read_module(path).unwrap())
 }
 
 #[test]

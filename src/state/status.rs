@@ -1,4 +1,7 @@
-//! The status model: one entry per line of `dkms status`, with the facts behind it.
+//! The status model: one entry per line of `dkms status`, with the facts behind it, and
+//! its two forms: the line (machine-read, byte for byte as upstream 3.4.3 prints it) and
+//! the `--json` document (a versioned schema, [`STATUS_SCHEMA`], documented in README.md
+//! and locked by a snapshot test).
 //!
 //! State comes from the tree alone; only the suffixes need the module names from
 //! dkms.conf, which is evaluated leniently (plain files without bash, see
@@ -12,6 +15,9 @@ use super::identical::Memo;
 use super::{module_file, KernelArch, Registration, StateTree};
 use crate::conf::{self, ConfRequest};
 use crate::framework::Settings;
+
+/// Version tag of the `status --json` document.
+pub const STATUS_SCHEMA: &str = "dkms-status/1";
 
 /// The state word of a status line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,41 +62,6 @@ pub struct Signature {
     /// The certificate of ours that made it (the dkms MOK), if it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
-}
-
-/// Read the signatures of every module of `entries` (decompressing as needed).
-pub fn add_signatures(settings: &Settings, entries: &mut [StatusEntry]) {
-    for e in entries.iter_mut() {
-        let Some(kernel) = e.kernel.clone() else {
-            continue;
-        };
-        let build = crate::kernel::build_dir(settings, None, &kernel);
-        let config = crate::kernel::KernelConfig::read(&crate::kernel::config_file(&build, None))
-            .unwrap_or_default();
-        let (_, cert) = crate::sign::policy::key_paths(settings, &kernel, &config);
-        for m in &mut e.modules {
-            let Some(file) = m.installed.clone().or_else(|| m.built.clone()) else {
-                continue;
-            };
-            let Ok(bytes) = crate::compress::read_module(&file) else {
-                continue;
-            };
-            m.signature = Some(match crate::sign::signer_of(&bytes) {
-                Some(s) => Signature {
-                    signed: true,
-                    key: s.is(&cert).then(|| cert.clone()),
-                    signer: Some(s.issuer()),
-                    serial: Some(s.serial_hex),
-                },
-                None => Signature {
-                    signed: false,
-                    signer: None,
-                    serial: None,
-                    key: None,
-                },
-            });
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,4 +231,97 @@ fn installed_copy(
         }
     }
     found
+}
+
+/// One `dkms status` line as 3.4.3 prints it.
+pub fn status_line(e: &StatusEntry) -> String {
+    match (e.state, &e.kernel, &e.arch) {
+        (State::Added, ..) => format!("{}/{}: added", e.module, e.version),
+        (State::Broken, ..) => format!("{}/{}: broken", e.module, e.version),
+        (state, Some(k), Some(a)) => {
+            let word = if state == State::Installed {
+                "installed"
+            } else {
+                "built"
+            };
+            let mut line = format!("{}/{}, {k}, {a}: {word}", e.module, e.version);
+            if e.original_modules {
+                line.push_str(" (Original modules exist)");
+            }
+            match e.problem {
+                Some(Problem::BuiltModulesMissing) => {
+                    line.push_str(" (Built modules are missing in the kernel modules folder)")
+                }
+                Some(Problem::InstalledDiffers) => {
+                    line.push_str(" (Differences between built and installed modules)")
+                }
+                None => {}
+            }
+            line
+        }
+        _ => format!("{}/{}: {:?}", e.module, e.version, e.state),
+    }
+}
+
+#[derive(Serialize)]
+struct StatusDocument<'a> {
+    schema: &'static str,
+    entries: &'a [StatusEntry],
+}
+
+/// The `status --json` document.
+pub fn status_json(entries: &[StatusEntry]) -> String {
+    serde_json::to_string_pretty(&StatusDocument {
+        schema: STATUS_SCHEMA,
+        entries,
+    })
+    .expect("status serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::status::ModuleFiles;
+
+    fn entry(state: State, original: bool, problem: Option<Problem>) -> StatusEntry {
+        StatusEntry {
+            module: "m".into(),
+            version: "1.0".into(),
+            state,
+            kernel: Some("6.1.0-1-amd64".into()),
+            arch: Some("x86_64".into()),
+            original_modules: original,
+            problem,
+            modules: vec![ModuleFiles {
+                name: "m".into(),
+                built: None,
+                installed: None,
+                signature: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn lines_match_upstream_3_4_3() {
+        assert_eq!(
+            status_line(&entry(State::Added, false, None)),
+            "m/1.0: added"
+        );
+        assert_eq!(
+            status_line(&entry(State::Broken, false, None)),
+            "m/1.0: broken"
+        );
+        assert_eq!(
+            status_line(&entry(State::Built, false, None)),
+            "m/1.0, 6.1.0-1-amd64, x86_64: built"
+        );
+        assert_eq!(
+            status_line(&entry(State::Installed, true, Some(Problem::InstalledDiffers))),
+            "m/1.0, 6.1.0-1-amd64, x86_64: installed (Original modules exist) (Differences between built and installed modules)"
+        );
+        assert_eq!(
+            status_line(&entry(State::Built, false, Some(Problem::BuiltModulesMissing))),
+            "m/1.0, 6.1.0-1-amd64, x86_64: built (Built modules are missing in the kernel modules folder)"
+        );
+    }
 }

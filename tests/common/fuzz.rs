@@ -449,11 +449,11 @@ pub fn state_case(
             }
             let filter = dkms::state::status::Filter::default();
             let mut entries = dkms::state::status::collect(settings, &filter);
-            dkms::state::status::add_signatures(settings, &mut entries);
+            dkms::commands::status::add_signatures(settings, &mut entries);
             for e in &entries {
-                let _ = dkms::report::status_line(e);
+                let _ = dkms::state::status::status_line(e);
             }
-            let _ = dkms::report::status_json(&entries);
+            let _ = dkms::state::status::status_json(&entries);
         },
     );
 }

@@ -5,14 +5,13 @@ mod add;
 mod autoinstall;
 mod build;
 mod post;
+mod register;
 mod remove;
 mod rpm_upgrade;
 mod schedule;
-mod script;
-mod status;
+pub mod status;
+mod steps;
 mod tarball;
-
-pub use script::run as run_source_script;
 
 use std::path::Path;
 
@@ -194,7 +193,7 @@ fn generate_mok(ctx: &Context) -> Result<i32> {
         ctx.req.kernel_config.as_deref(),
     ))
     .unwrap_or_default();
-    let (key, cert) = crate::sign::policy::key_paths(ctx.settings, &kernel, &config);
+    let (key, cert) = crate::module::sign::policy::key_paths(ctx.settings, &kernel, &config);
     ctx.report.line(&format!("Signing key: {key}"));
     ctx.report
         .line(&format!("Public certificate (MOK): {}", cert.display()));
@@ -205,10 +204,10 @@ fn generate_mok(ctx: &Context) -> Result<i32> {
     }
     ctx.report
         .line("Certificate or key are missing, generating self signed certificate for MOK...");
-    crate::sign::generate(std::path::Path::new(&key), &cert)
+    crate::module::sign::generate(std::path::Path::new(&key), &cert)
         .map_err(|e| ActionError::Key(e.to_string()))?;
     ctx.report
-        .line(&crate::sign::policy::enrollment_hint(&cert));
+        .line(&crate::module::sign::policy::enrollment_hint(&cert));
     Ok(0)
 }
 

@@ -40,7 +40,7 @@ pub fn unbuild(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Resul
 
 fn uninstall_or_skip(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     if ctx.tree.is_installed(m, v, ka) {
-        return super::build::uninstall_one(ctx, m, v, ka);
+        return super::steps::uninstall_one(ctx, m, v, ka);
     }
     ctx.report.line(&format!(
         "Module {m}/{v} is not installed for kernel {} ({}). Skipping...",
@@ -62,5 +62,5 @@ fn unbuild_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
         ));
         return Ok(());
     }
-    super::build::unbuild_one(ctx, m, v, ka)
+    super::steps::unbuild_one(ctx, m, v, ka)
 }

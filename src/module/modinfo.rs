@@ -34,10 +34,11 @@ pub struct ModInfo {
 }
 
 pub fn read(path: &Path) -> Result<ModInfo, ModInfoError> {
-    let bytes = crate::compress::read_module(path).map_err(|source| ModInfoError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let bytes =
+        crate::module::compress::read_module(path).map_err(|source| ModInfoError::Read {
+            path: path.into(),
+            source,
+        })?;
     parse(&bytes).map_err(|reason| ModInfoError::NotAModule {
         path: path.into(),
         reason,

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::cmdlog::CommandLog as Log;
-use crate::compress::Compression;
 use crate::conf::ModuleConf;
 use crate::exit;
 use crate::framework::Settings;
 use crate::kernel::KernelConfig;
+use crate::module::compress::Compression;
 use crate::report::Reporter;
 use crate::state::{KernelArch, StateTree};
 use crate::transaction::Scratch;
@@ -236,7 +236,7 @@ impl BuildJob<'_> {
         }
         check_headers(&self.ka.kernel, &self.kernel_source_dir)?;
         self.check_dependencies()?;
-        let signer = crate::sign::policy::prepare(
+        let signer = crate::module::sign::policy::prepare(
             self.settings,
             &self.ka.kernel,
             &self.kernel_config,
@@ -463,7 +463,7 @@ impl BuildJob<'_> {
         log: &mut Log,
         config: Option<&KernelConfig>,
         modules: &[&crate::conf::ModuleEntry],
-        signer: Option<&crate::sign::policy::ModuleSigner>,
+        signer: Option<&crate::module::sign::policy::ModuleSigner>,
     ) -> Result<(), BuildError> {
         let kernel_dir = self.version_dir().join(&self.ka.kernel);
         std::fs::create_dir_all(&kernel_dir).map_err(io("create", &kernel_dir))?;

@@ -1,61 +1,13 @@
-//! `dkms build`, `install` and `uninstall`, per kernel, with the original's skip
-//! messages, auto-add, and `--force` (rebuild / reinstall).
+//! The steps of the commands on one (module, version, kernel): build, install,
+//! uninstall and unbuild with the original's skip messages and `--force`, the dkms.conf
+//! each needs, and BUILD_DEPENDS_REBUILD. The work itself is [`crate::module`]'s.
 
-use super::{read_strict, take_lock, Context};
-use crate::build::BuildJob;
-use crate::cli::Action;
+use super::{read_strict, Context};
 use crate::conf::{self, ConfRequest, ModuleConf, ModuleEntry};
 use crate::error::Result;
-use crate::install::{self, InstallJob};
-use crate::state::{module_file, KernelArch, Registration};
-
-pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
-    let (m, v) = added_module(ctx, Action::Build, &kernels[0])?;
-    let (m, v) = (m.as_str(), v.as_str());
-    for ka in kernels {
-        if !ctx
-            .tree
-            .built(m, v, Some(&ka.kernel), Some(&ka.arch))
-            .is_empty()
-        {
-            if !ctx.req.force {
-                ctx.report.line(&format!(
-                    "Module {m}/{v} already built for kernel {} ({}), skip. You may override by specifying --force.",
-                    ka.kernel, ka.arch
-                ));
-                continue;
-            }
-            unbuild_one(ctx, m, v, ka)?;
-        }
-        build_one(ctx, m, v, ka)?;
-    }
-    Ok(0)
-}
-
-pub fn install(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
-    let (m, v) = added_module(ctx, Action::Install, &kernels[0])?;
-    for ka in kernels {
-        install_one(ctx, &m, &v, ka)?;
-    }
-    Ok(0)
-}
-
-/// The caller holds the lock.
-pub fn uninstall(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
-    for ka in kernels {
-        if ctx.tree.is_installed(m, v, ka) {
-            uninstall_one(ctx, m, v, ka)?;
-        } else {
-            ctx.report.line(&format!(
-                "Module {m}/{v} is not installed for kernel {} ({}). Skipping...",
-                ka.kernel, ka.arch
-            ));
-        }
-    }
-    Ok(0)
-}
+use crate::module::install::{self, InstallJob};
+use crate::module::kbuild::BuildJob;
+use crate::state::{module_file, KernelArch};
 
 /// Install on one kernel: skip if installed (unless --force), build first if needed.
 pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
@@ -137,7 +89,7 @@ fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelAr
     Ok(())
 }
 
-fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     let conf = read_strict(ctx, &conf_file(ctx, m, v), m, v, ka)?;
     let kernel_source_dir = crate::kernel::build_dir(
         ctx.settings,
@@ -161,7 +113,10 @@ fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
         jobserver: ctx.jobserver.as_ref(),
         // Only parallel runs (which have a jobserver) build outside the shared directory.
         private_build: ctx.jobserver.is_some()
-            && crate::build::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build")),
+            && crate::module::kbuild::private_build_ok(
+                &conf,
+                &ctx.tree.version_dir(m, v).join("build"),
+            ),
     };
     job.run()?;
     Ok(())
@@ -251,43 +206,11 @@ fn empty_conf(req: &ConfRequest) -> ModuleConf {
     conf::interpret(req, &ev).0
 }
 
-fn conf_file(ctx: &Context, m: &str, v: &str) -> std::path::PathBuf {
+pub(crate) fn conf_file(ctx: &Context, m: &str, v: &str) -> std::path::PathBuf {
     ctx.req
         .conf
         .clone()
         .unwrap_or_else(|| ctx.tree.version_dir(m, v).join("source/dkms.conf"))
-}
-
-/// The module version to build or install, added first when it is not (the original's
-/// `do_build`): named by `m/v`, or by a source directory or archive on the command line.
-fn added_module(ctx: &Context, action: Action, ka: &KernelArch) -> Result<(String, String)> {
-    let req = ctx.req;
-    let named_by_path = req.source_dir.is_some() || req.archive.is_some();
-    if req.module.is_none() && req.version.is_none() && named_by_path {
-        let added = super::add::add_requested(ctx, ka)?;
-        ctx.report.line("");
-        return Ok(added);
-    }
-    let (m, v) = super::module_args(ctx, action)?;
-    ensure_added(ctx, &m, &v, ka)?;
-    Ok((m, v))
-}
-
-/// `build`/`install` add the module first when it is not added yet.
-fn ensure_added(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
-    match ctx.tree.registration(m, v, &ctx.settings.source_tree) {
-        Registration::Added { .. } => Ok(()),
-        Registration::Broken => Err(crate::error::ActionError::Broken {
-            module: m.into(),
-            version: v.into(),
-        }
-        .into()),
-        Registration::NotAdded => {
-            super::add::add_registered(ctx, m, v, ka)?;
-            ctx.report.line("");
-            Ok(())
-        }
-    }
 }
 
 /// `/usr/share/dkms/modules_to_force_install/*` may list `<m>` (force) or

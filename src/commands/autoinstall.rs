@@ -36,7 +36,7 @@ enum Task {
 /// depmod for a kernel after a batch of installs or removals (each already committed):
 /// false, with an error saying what to run, if it failed.
 fn batch_depmod(ctx: &Context, kernel: &str) -> bool {
-    match crate::install::depmod_run(ctx.settings, kernel, ctx.report) {
+    match crate::module::install::depmod_run(ctx.settings, kernel, ctx.report) {
         Ok(()) => true,
         Err(e) => {
             ctx.report.error(&format!(
@@ -63,7 +63,7 @@ fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
         "Autoinstall of module {module}/{version} for kernel {} ({})",
         ka.kernel, ka.arch
     ));
-    match super::build::install_one(worker, module, version, ka) {
+    match super::steps::install_one(worker, module, version, ka) {
         Ok(()) => Outcome::Done,
         Err(e) if e.exit_code() == exit::EXCLUDED => Outcome::Skipped,
         Err(e) => {
@@ -170,8 +170,10 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                 continue;
             }
             // Builds of one version share `<v>/build` unless they can build privately.
-            let private =
-                crate::build::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build"));
+            let private = crate::module::kbuild::private_build_ok(
+                &conf,
+                &ctx.tree.version_dir(m, v).join("build"),
+            );
             let group = if private {
                 format!("{m}/{v}/{}/{}", ka.kernel, ka.arch)
             } else {
@@ -204,7 +206,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     .is_empty()
         });
         if needs_build {
-            crate::build::check_headers(&ka.kernel, &build)?;
+            crate::module::kbuild::check_headers(&ka.kernel, &build)?;
         }
     }
 
@@ -424,7 +426,7 @@ pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> 
                 "dkms: removing module {m}/{v} for kernel {} ({})",
                 built.kernel, built.arch
             ));
-            if let Err(e) = super::build::unbuild_one(&worker, &m, &v, &built) {
+            if let Err(e) = super::steps::unbuild_one(&worker, &m, &v, &built) {
                 ctx.report.error(&e.to_string());
                 failed = true;
             }
@@ -487,7 +489,7 @@ pub fn run_match(ctx: &Context, ka: &KernelArch) -> Result<i32> {
             "Matching {m}/{v} from kernel {template} onto kernel {} ({})",
             ka.kernel, ka.arch
         ));
-        super::build::install_one(ctx, &m, &v, ka)?;
+        super::steps::install_one(ctx, &m, &v, ka)?;
     }
     super::post::post_transaction(ctx);
     Ok(0)

@@ -165,8 +165,8 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
             return Err(ActionError::ArchiveWithoutConf.into());
         };
         let dir = conf.parent().unwrap_or(unpacked.path()).to_path_buf();
-        let (m, v) = super::add::add_source_tree(ctx, &dir, &ka)?;
-        super::add::add_registered(ctx, &m, &v, &ka)?;
+        let (m, v) = super::register::add_source_tree(ctx, &dir, &ka)?;
+        super::register::add_registered(ctx, &m, &v, &ka)?;
         return Ok((m, v));
     }
     let mut chosen = None;
@@ -202,8 +202,11 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     let source_in_tree = ctx.settings.source_tree.join(format!("{m}-{v}"));
     if loc == "dkms_source_tree" {
         require_root()?;
-        let copied =
-            super::add::copy_source(&ctx.tree.root, &unpacked.path().join(loc), &source_in_tree);
+        let copied = super::register::copy_source(
+            &ctx.tree.root,
+            &unpacked.path().join(loc),
+            &source_in_tree,
+        );
         copied?;
     } else if !source_in_tree.is_dir() && !added {
         // Binaries only: the source "directory" is a real directory holding dkms.conf.
@@ -219,7 +222,7 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         Registration::Added { .. }
     );
     if !registered {
-        super::add::add_registered(ctx, &m, &v, &ka)?;
+        super::register::add_registered(ctx, &m, &v, &ka)?;
     }
     load_builds(ctx, &main_tree, &m, &v)?;
     Ok((m, v))
@@ -242,7 +245,7 @@ fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> 
             }
             ctx.report.line(&format!("Loading {}...", dest.display()));
             if dest.exists() {
-                super::build::unbuild_one(ctx, m, v, &ka)?;
+                super::steps::unbuild_one(ctx, m, v, &ka)?;
             }
             let kernel_dir = dest.parent().expect("kernel dir").to_path_buf();
             std::fs::create_dir_all(&kernel_dir).map_err(tar_err("create", &kernel_dir))?;

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::conf::{ModuleConf, ModuleEntry};
 use crate::framework::Settings;
-use crate::modinfo::Order;
+use crate::module::modinfo::Order;
 use crate::report::Reporter;
 use crate::state::{module_file, KernelArch, StateTree};
 use crate::transaction::{Transaction, TxError};
@@ -97,7 +97,7 @@ impl InstallJob<'_> {
             .version_dir(self.module, self.version)
             .join("source");
         if let Some(script) = &self.conf.pre_install {
-            let code = crate::plan::run_source_script(
+            let code = crate::module::script::run(
                 self.settings,
                 self.report,
                 "pre_install",
@@ -140,7 +140,7 @@ impl InstallJob<'_> {
         }
         tx.commit()?;
         if let Some(script) = &self.conf.post_install {
-            crate::plan::run_source_script(
+            crate::module::script::run(
                 self.settings,
                 self.report,
                 "post_install",
@@ -229,14 +229,16 @@ impl InstallJob<'_> {
             return true;
         }
         let installed = &existing[0];
-        let (Ok(theirs), Ok(ours)) = (crate::modinfo::read(installed), crate::modinfo::read(built))
-        else {
+        let (Ok(theirs), Ok(ours)) = (
+            crate::module::modinfo::read(installed),
+            crate::module::modinfo::read(built),
+        ) else {
             return true;
         };
         let name = built.file_name().unwrap_or_default().to_string_lossy();
         let (our_version, our_source) = ours.verinfo();
         let kernels_own = !(replacing_ours && installed == own_dest);
-        match crate::modinfo::compare(&theirs, &ours) {
+        match crate::module::modinfo::compare(&theirs, &ours) {
             Order::InstalledNewer => {
                 self.report.error(&format!("Module version {our_version} for {name} is not newer than what is already found in kernel {} ({}).\nYou may override by specifying --force.", self.ka.kernel, theirs.verinfo().0));
                 false
@@ -329,8 +331,8 @@ impl InstallJob<'_> {
 /// Whether two module files hold the same module (compared uncompressed).
 fn same_module(a: &Path, b: &Path) -> bool {
     match (
-        crate::compress::read_module(a),
-        crate::compress::read_module(b),
+        crate::module::compress::read_module(a),
+        crate::module::compress::read_module(b),
     ) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
@@ -473,7 +475,7 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
     }
     if let Some(script) = &job.conf.post_remove {
         let source = tree.version_dir(m, v).join("source");
-        crate::plan::run_source_script(job.settings, job.report, "post_remove", script, m, &source);
+        crate::module::script::run(job.settings, job.report, "post_remove", script, m, &source);
     }
     if active && !job.no_depmod {
         depmod(job.settings, &ka.kernel, job.report)?;
