@@ -4,6 +4,8 @@
 mod add;
 mod autoinstall;
 mod build;
+mod kernel_hooks;
+mod match_kernel;
 mod post;
 mod register;
 mod remove;
@@ -162,9 +164,9 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
                 Action::Autoinstall | Action::KernelPostinst => {
                     autoinstall::autoinstall(&ctx, &kernels)
                 }
-                Action::KernelPreinst => autoinstall::kernel_remove(&ctx, &kernels[0], true),
-                Action::KernelPrerm => autoinstall::kernel_remove(&ctx, &kernels[0], false),
-                _ => autoinstall::run_match(&ctx, &kernels[0]),
+                Action::KernelPreinst => kernel_hooks::kernel_remove(&ctx, &kernels[0], true),
+                Action::KernelPrerm => kernel_hooks::kernel_remove(&ctx, &kernels[0], false),
+                _ => match_kernel::run_match(&ctx, &kernels[0]),
             }
         }
         Action::Mktarball => {
