@@ -20,6 +20,7 @@ use std::path::Path;
 use crate::cli::{Action, Request};
 use crate::conf::{self, ConfRequest, ModuleConf};
 use crate::error::{ActionError, Result};
+use crate::exit;
 use crate::framework::Settings;
 use crate::report::Reporter;
 use crate::state::{KernelArch, Registration, StateTree};
@@ -82,93 +83,17 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
     let Some(action) = req.action else {
         report.error("Unknown action specified: \"\"");
         report.line(crate::cli::usage());
-        return Ok(0);
+        return Ok(exit::SUCCESS);
     };
     match action {
-        Action::Status => {
-            // Status may clean up after a killed dkms, but never waits for a running one.
-            if crate::transaction::pending(&ctx.settings.dkms_tree) {
-                if let Some(_lock) = crate::state::lock::try_acquire(&ctx.settings.dkms_tree) {
-                    recover_interrupted(&ctx);
-                }
-            }
-            status::run(&ctx)
-        }
-        Action::Remove | Action::Unbuild | Action::Uninstall => {
-            let (m, v) = module_args(&ctx, action)?;
-            ensure_added(&ctx, &m, &v, action == Action::Remove)?;
-            if action == Action::Uninstall {
-                require_root()?;
-            } else {
-                ctx.tree.check_writable()?;
-            }
-            // Checked again under the lock: a dkms we waited for may have removed it.
-            let _lock = take_lock(&ctx)?;
-            ensure_added(&ctx, &m, &v, action == Action::Remove)?;
-            let kernels = kernels_for(&ctx, Some((&m, &v)))?;
-            let code = match action {
-                Action::Remove => remove::remove(&ctx, &m, &v, &kernels),
-                Action::Unbuild => remove::unbuild(&ctx, &m, &v, &kernels),
-                _ => build::uninstall(&ctx, &m, &v, &kernels),
-            }?;
-            post::post_transaction(&ctx);
-            Ok(code)
-        }
-        Action::Add | Action::Build | Action::Install => {
-            if req.all {
-                return Err(ActionError::AllNotSupported(action.name()).into());
-            }
-            if action == Action::Install {
-                require_root()?;
-            } else {
-                ctx.tree.check_writable()?;
-            }
-            let kernels = kernels_for(&ctx, None)?;
-            match action {
-                Action::Add => add::run(&ctx, &kernels[0]),
-                Action::Build => build::build(&ctx, &kernels),
-                _ => {
-                    let code = build::install(&ctx, &kernels)?;
-                    post::post_transaction(&ctx);
-                    Ok(code)
-                }
-            }
-        }
+        Action::Status => run_status(&ctx),
+        Action::Remove | Action::Unbuild | Action::Uninstall => run_removal(&ctx, action),
+        Action::Add | Action::Build | Action::Install => run_addition(&ctx, action),
         Action::Autoinstall
         | Action::Match
         | Action::KernelPreinst
         | Action::KernelPostinst
-        | Action::KernelPrerm => {
-            // The original's order: --all (5), the kernel count (4), then root (1).
-            if req.all {
-                return Err(ActionError::AllNotSupported(action.name()).into());
-            }
-            if action == Action::Autoinstall && req.all_kernels {
-                require_root()?;
-                let kernels = autoinstall::kernels_with_headers(&ctx);
-                return autoinstall::autoinstall(&ctx, &kernels);
-            }
-            let kernel_hook = matches!(
-                action,
-                Action::KernelPreinst | Action::KernelPostinst | Action::KernelPrerm
-            );
-            if kernel_hook && req.kernels.len() != 1 {
-                return Err(ActionError::OneKernelRequired(action.name()).into());
-            }
-            if req.kernels.len() > 1 {
-                return Err(ActionError::OneKernelOnly(action.name()).into());
-            }
-            require_root()?;
-            let kernels = kernels_for(&ctx, None)?;
-            match action {
-                Action::Autoinstall | Action::KernelPostinst => {
-                    autoinstall::autoinstall(&ctx, &kernels)
-                }
-                Action::KernelPreinst => kernel_hooks::kernel_remove(&ctx, &kernels[0], true),
-                Action::KernelPrerm => kernel_hooks::kernel_remove(&ctx, &kernels[0], false),
-                _ => match_kernel::run_match(&ctx, &kernels[0]),
-            }
-        }
+        | Action::KernelPrerm => run_kernel_wide(&ctx, action),
         Action::Mktarball => {
             let (m, v) = module_args(&ctx, action)?;
             ensure_added(&ctx, &m, &v, false)?;
@@ -177,6 +102,92 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         }
         Action::Ldtarball => tarball::ldtarball(&ctx),
         Action::GenerateMok => generate_mok(&ctx),
+    }
+}
+
+/// Status may clean up after a killed dkms, but never waits for a running one.
+fn run_status(ctx: &Context) -> Result<i32> {
+    if crate::transaction::pending(&ctx.settings.dkms_tree) {
+        if let Some(_lock) = crate::state::lock::try_acquire(&ctx.settings.dkms_tree) {
+            recover_interrupted(ctx);
+        }
+    }
+    status::run(ctx)
+}
+
+/// remove, unbuild, uninstall: the module must be added (checked again under the lock:
+/// a dkms we waited for may have removed it).
+fn run_removal(ctx: &Context, action: Action) -> Result<i32> {
+    let (m, v) = module_args(ctx, action)?;
+    ensure_added(ctx, &m, &v, action == Action::Remove)?;
+    if action == Action::Uninstall {
+        require_root()?;
+    } else {
+        ctx.tree.check_writable()?;
+    }
+    let _lock = take_lock(ctx)?;
+    ensure_added(ctx, &m, &v, action == Action::Remove)?;
+    let kernels = kernels_for(ctx, Some((&m, &v)))?;
+    let code = match action {
+        Action::Remove => remove::remove(ctx, &m, &v, &kernels),
+        Action::Unbuild => remove::unbuild(ctx, &m, &v, &kernels),
+        _ => build::uninstall(ctx, &m, &v, &kernels),
+    }?;
+    post::post_transaction(ctx);
+    Ok(code)
+}
+
+/// add, build, install (which add what is missing first).
+fn run_addition(ctx: &Context, action: Action) -> Result<i32> {
+    if ctx.req.all {
+        return Err(ActionError::AllNotSupported(action.name()).into());
+    }
+    if action == Action::Install {
+        require_root()?;
+    } else {
+        ctx.tree.check_writable()?;
+    }
+    let kernels = kernels_for(ctx, None)?;
+    match action {
+        Action::Add => add::run(ctx, &kernels[0]),
+        Action::Build => build::build(ctx, &kernels),
+        _ => {
+            let code = build::install(ctx, &kernels)?;
+            post::post_transaction(ctx);
+            Ok(code)
+        }
+    }
+}
+
+/// autoinstall, match and the kernel hooks, in the original's order of checks: --all
+/// (5), the kernel count (4), then root (1).
+fn run_kernel_wide(ctx: &Context, action: Action) -> Result<i32> {
+    let req = ctx.req;
+    if req.all {
+        return Err(ActionError::AllNotSupported(action.name()).into());
+    }
+    if action == Action::Autoinstall && req.all_kernels {
+        require_root()?;
+        let kernels = autoinstall::kernels_with_headers(ctx);
+        return autoinstall::autoinstall(ctx, &kernels);
+    }
+    let kernel_hook = matches!(
+        action,
+        Action::KernelPreinst | Action::KernelPostinst | Action::KernelPrerm
+    );
+    if kernel_hook && req.kernels.len() != 1 {
+        return Err(ActionError::OneKernelRequired(action.name()).into());
+    }
+    if req.kernels.len() > 1 {
+        return Err(ActionError::OneKernelOnly(action.name()).into());
+    }
+    require_root()?;
+    let kernels = kernels_for(ctx, None)?;
+    match action {
+        Action::Autoinstall | Action::KernelPostinst => autoinstall::autoinstall(ctx, &kernels),
+        Action::KernelPreinst => kernel_hooks::kernel_remove(ctx, &kernels[0], true),
+        Action::KernelPrerm => kernel_hooks::kernel_remove(ctx, &kernels[0], false),
+        _ => match_kernel::run_match(ctx, &kernels[0]),
     }
 }
 

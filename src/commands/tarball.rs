@@ -28,83 +28,12 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
         .prefix("dkms.")
         .tempdir_in(&ctx.settings.tmp_location)
         .map_err(tar_err("create a directory in", &ctx.settings.tmp_location))?;
-    let main_tree = staging.path().join("dkms_main_tree");
-    std::fs::create_dir(&main_tree).map_err(tar_err("create", &main_tree))?;
-
-    let mut names = Vec::new();
-    if ctx.req.source_only {
-        names.push("source-only".to_string());
-    } else {
-        for ka in kernels {
-            let built = ctx.tree.build_dir(m, v, ka);
-            if !built.is_dir() {
-                return Err(ActionError::TarballNotBuilt {
-                    kernel: ka.kernel.clone(),
-                    arch: ka.arch.clone(),
-                }
-                .into());
-            }
-            ctx.report.line(&format!(
-                "Marking modules for {} ({}) for archiving...",
-                ka.kernel, ka.arch
-            ));
-            names.push(format!("kernel{}-{}", ka.kernel, ka.arch));
-            let dest = main_tree.join(&ka.kernel).join(&ka.arch);
-            for part in ["module", "log"] {
-                if built.join(part).is_dir() {
-                    crate::fsutil::copy_tree(&built.join(part), &dest.join(part))
-                        .map_err(tar_err("copy", &built.join(part)))?;
-                }
-            }
-        }
-    }
-    let source = ctx.tree.version_dir(m, v).join("source");
-    if ctx.req.binaries_only {
-        ctx.report
-            .line("\nCreating tarball structure to specifically accommodate binaries.");
-        let dir = staging.path().join("dkms_binaries_only");
-        let write = |name: &str, text: String| {
-            std::fs::write(dir.join(name), text).map_err(tar_err("write", &dir.join(name)))
-        };
-        std::fs::create_dir(&dir).map_err(tar_err("create", &dir))?;
-        write("PACKAGE_NAME", format!("{m}\n"))?;
-        write("PACKAGE_VERSION", format!("{v}\n"))?;
-        std::fs::copy(&conf_file, dir.join("dkms.conf")).map_err(tar_err("copy", &conf_file))?;
-    } else {
-        ctx.report
-            .line(&format!("\nMarking {} for archiving...", source.display()));
-        let real = std::fs::canonicalize(&source).map_err(tar_err("resolve", &source))?;
-        crate::fsutil::copy_tree(&real, &staging.path().join("dkms_source_tree"))
-            .map_err(tar_err("copy", &real))?;
-    }
-
-    let mut list = names.join("-");
-    if list.len() > 200 {
-        list = "manykernels".into();
-    }
-    let (dest_dir, name) = match &ctx.req.archive {
-        Some(a) => {
-            let name = a
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dir = a
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(Path::to_path_buf);
-            (
-                dir.unwrap_or_else(|| ctx.tree.version_dir(m, v).join("tarball")),
-                name,
-            )
-        }
-        None => (
-            ctx.tree.version_dir(m, v).join("tarball"),
-            format!("{m}-{v}-{list}.dkms.tar.gz"),
-        ),
-    };
-    let dest = dest_dir.join(&name);
+    let names = stage_builds(ctx, m, v, kernels, staging.path())?;
+    stage_source(ctx, m, v, &conf_file, staging.path())?;
+    let dest = tarball_path(ctx, m, v, &names);
     ctx.report
         .line(&format!("\nTarball location: {}", dest.display()));
+    let dest_dir = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
     if std::fs::create_dir_all(&dest_dir).is_err()
         || rustix::fs::access(&dest_dir, rustix::fs::Access::WRITE_OK).is_err()
     {
@@ -114,7 +43,87 @@ pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
         path: dest.clone(),
         source,
     })?;
-    Ok(0)
+    Ok(crate::exit::SUCCESS)
+}
+
+/// `dkms_main_tree/<k>/<a>/{module,log}` of every kernel (none with `--source-only`);
+/// returns the names that go into the archive's default name.
+fn stage_builds(
+    ctx: &Context,
+    m: &str,
+    v: &str,
+    kernels: &[KernelArch],
+    staging: &Path,
+) -> Result<Vec<String>> {
+    let main_tree = staging.join("dkms_main_tree");
+    std::fs::create_dir(&main_tree).map_err(tar_err("create", &main_tree))?;
+    if ctx.req.source_only {
+        return Ok(vec!["source-only".to_string()]);
+    }
+    let mut names = Vec::new();
+    for ka in kernels {
+        let built = ctx.tree.build_dir(m, v, ka);
+        if !built.is_dir() {
+            return Err(ActionError::TarballNotBuilt {
+                kernel: ka.kernel.clone(),
+                arch: ka.arch.clone(),
+            }
+            .into());
+        }
+        ctx.report.line(&format!(
+            "Marking modules for {} ({}) for archiving...",
+            ka.kernel, ka.arch
+        ));
+        names.push(format!("kernel{}-{}", ka.kernel, ka.arch));
+        let dest = main_tree.join(&ka.kernel).join(&ka.arch);
+        for part in ["module", "log"] {
+            if built.join(part).is_dir() {
+                crate::fsutil::copy_tree(&built.join(part), &dest.join(part))
+                    .map_err(tar_err("copy", &built.join(part)))?;
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The source (`dkms_source_tree/`), or with `--binaries-only` only what identifies it
+/// (`dkms_binaries_only/{PACKAGE_NAME,PACKAGE_VERSION,dkms.conf}`).
+fn stage_source(ctx: &Context, m: &str, v: &str, conf_file: &Path, staging: &Path) -> Result<()> {
+    let source = ctx.tree.version_dir(m, v).join("source");
+    if !ctx.req.binaries_only {
+        ctx.report
+            .line(&format!("\nMarking {} for archiving...", source.display()));
+        let real = std::fs::canonicalize(&source).map_err(tar_err("resolve", &source))?;
+        return crate::fsutil::copy_tree(&real, &staging.join("dkms_source_tree"))
+            .map_err(|e| tar_err("copy", &real)(e).into());
+    }
+    ctx.report
+        .line("\nCreating tarball structure to specifically accommodate binaries.");
+    let dir = staging.join("dkms_binaries_only");
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).map_err(tar_err("write", &dir.join(name)))
+    };
+    std::fs::create_dir(&dir).map_err(tar_err("create", &dir))?;
+    write("PACKAGE_NAME", format!("{m}\n"))?;
+    write("PACKAGE_VERSION", format!("{v}\n"))?;
+    std::fs::copy(conf_file, dir.join("dkms.conf")).map_err(tar_err("copy", conf_file))?;
+    Ok(())
+}
+
+/// `--archive`'s path (its directory defaulting to `<v>/tarball`), else
+/// `<v>/tarball/<m>-<v>-<kernels>.dkms.tar.gz`.
+fn tarball_path(ctx: &Context, m: &str, v: &str, names: &[String]) -> PathBuf {
+    let default_dir = ctx.tree.version_dir(m, v).join("tarball");
+    if let Some(a) = &ctx.req.archive {
+        let name = a.file_name().map(PathBuf::from).unwrap_or_default();
+        let dir = a.parent().filter(|p| !p.as_os_str().is_empty());
+        return dir.map_or(default_dir, Path::to_path_buf).join(name);
+    }
+    let mut list = names.join("-");
+    if list.len() > 200 {
+        list = "manykernels".into();
+    }
+    default_dir.join(format!("{m}-{v}-{list}.dkms.tar.gz"))
 }
 
 pub fn ldtarball(ctx: &Context) -> Result<i32> {
@@ -145,18 +154,9 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         source,
     })?;
     let ka = KernelArch {
-        kernel: ctx
-            .req
-            .kernels
-            .first()
-            .cloned()
+        kernel: (ctx.req.kernels.first().cloned())
             .unwrap_or_else(|| ctx.settings.current_kernel.clone()),
-        arch: ctx
-            .req
-            .arches
-            .first()
-            .cloned()
-            .unwrap_or_else(|| ctx.settings.machine.clone()),
+        arch: (ctx.req.arches.first().cloned()).unwrap_or_else(|| ctx.settings.machine.clone()),
     };
     let main_tree = unpacked.path().join("dkms_main_tree");
     if !main_tree.is_dir() {
@@ -169,63 +169,70 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         super::register::add_registered(ctx, &m, &v, &ka)?;
         return Ok((m, v));
     }
-    let mut chosen = None;
+    let Some((loc, m, v)) = identify(ctx, unpacked.path(), &ka) else {
+        return Err(ActionError::InvalidArchive(archive).into());
+    };
+    super::check_name(&m)?;
+    super::check_name(&v)?;
+    register_archive(ctx, &unpacked.path().join(loc), &m, &v, &ka)?;
+    load_builds(ctx, &main_tree, &m, &v)?;
+    Ok((m, v))
+}
+
+/// Where the archive's dkms.conf is (`dkms_source_tree`, else `dkms_binaries_only`) and
+/// the module and version it names.
+fn identify(
+    ctx: &Context,
+    unpacked: &Path,
+    ka: &KernelArch,
+) -> Option<(&'static str, String, String)> {
     for loc in ["dkms_source_tree", "dkms_binaries_only"] {
-        let conf = unpacked.path().join(loc).join("dkms.conf");
+        let conf = unpacked.join(loc).join("dkms.conf");
         if !conf.is_file() {
             continue;
         }
         let req = ConfRequest::new(ctx.settings, conf.clone(), "", "", &ka.kernel, &ka.arch);
         match conf::load_lenient(&req) {
             Ok(c) if !c.package_name.is_empty() && !c.package_version.is_empty() => {
-                chosen = Some((loc, c.package_name, c.package_version));
-                break;
+                return Some((loc, c.package_name, c.package_version));
             }
             _ => ctx
                 .report
                 .stderr("\nMalformed dkms.conf, refusing to load."),
         }
     }
-    let Some((loc, m, v)) = chosen else {
-        return Err(ActionError::InvalidArchive(archive).into());
+    None
+}
+
+/// The archive's source copied to the source tree (or, binaries only, a `source`
+/// directory holding its dkms.conf), then the module registered: before its builds
+/// arrive, so a kill in between leaves an added module, never a version directory
+/// without its source (broken). Already added: exit 8 unless `--force`.
+fn register_archive(ctx: &Context, from: &Path, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+    let added = |ctx: &Context| {
+        matches!(
+            ctx.tree.registration(m, v, &ctx.settings.source_tree),
+            Registration::Added { .. }
+        )
     };
-    super::check_name(&m)?;
-    super::check_name(&v)?;
-    let added = matches!(
-        ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
-        Registration::Added { .. }
-    );
-    if added && !ctx.req.force {
-        return Err(ActionError::AlreadyLoaded(m, v).into());
+    let was_added = added(ctx);
+    if was_added && !ctx.req.force {
+        return Err(ActionError::AlreadyLoaded(m.into(), v.into()).into());
     }
     ctx.report.line(&format!("\nLoading tarball for {m}-{v}"));
     let source_in_tree = ctx.settings.source_tree.join(format!("{m}-{v}"));
-    if loc == "dkms_source_tree" {
+    if from.ends_with("dkms_source_tree") {
         require_root()?;
-        let copied = super::register::copy_source(
-            &ctx.tree.root,
-            &unpacked.path().join(loc),
-            &source_in_tree,
-        );
-        copied?;
-    } else if !source_in_tree.is_dir() && !added {
-        // Binaries only: the source "directory" is a real directory holding dkms.conf.
-        let dir = ctx.tree.version_dir(&m, &v).join("source");
+        super::register::copy_source(&ctx.tree.root, from, &source_in_tree)?;
+    } else if !source_in_tree.is_dir() && !was_added {
+        let dir = ctx.tree.version_dir(m, v).join("source");
         ctx.report.line(&format!("Creating {}", dir.display()));
-        let conf = unpacked.path().join(loc).join("dkms.conf");
-        ctx.tree.add_binaries_only(&m, &v, &conf)?;
+        ctx.tree.add_binaries_only(m, v, &from.join("dkms.conf"))?;
     }
-    // Registered before its builds arrive, so a kill in between leaves an added module,
-    // never a version directory without its source (broken).
-    let registered = matches!(
-        ctx.tree.registration(&m, &v, &ctx.settings.source_tree),
-        Registration::Added { .. }
-    );
-    if !registered {
-        super::register::add_registered(ctx, &m, &v, &ka)?;
+    if !added(ctx) {
+        super::register::add_registered(ctx, m, v, ka)?;
     }
-    load_builds(ctx, &main_tree, &m, &v)?;
-    Ok((m, v))
+    Ok(())
 }
 
 /// Copy each prebuilt `<k>/<a>` into the tree (existing builds kept unless --force).

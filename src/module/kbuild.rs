@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::cmdlog::CommandLog as Log;
-use crate::conf::ModuleConf;
+use crate::conf::{ModuleConf, ModuleEntry};
 use crate::exit;
 use crate::framework::Settings;
 use crate::kernel::KernelConfig;
@@ -203,27 +203,52 @@ impl BuildJob<'_> {
 
     fn run_here(&self) -> Result<(), BuildError> {
         let result_dir = self.tree.build_dir(self.module, self.version, self.ka);
+        let buildable = self.preconditions(&result_dir)?;
+        let source = self.version_dir().join("source");
+        let signer = crate::module::sign::policy::prepare(
+            self.settings,
+            &self.ka.kernel,
+            &self.kernel_config,
+            self.report,
+        );
+        let config = KernelConfig::read(&self.kernel_config);
+        self.prepare_build_dir(&source)?;
+        let log_path = self.build_dir().join("make.log");
+        let mut log = Log::create(&log_path)?;
+        log.header(self.module, self.version, self.ka)?;
+        log.env = self.make_environment(config.as_ref());
+        log.echo = self.settings.verbose;
+        self.apply_patches(&mut log)?;
+        if let Some(script) = &self.conf.pre_build {
+            self.build_script(&mut log, "pre_build", script)?;
+        }
+        self.make(&mut log, config.as_ref())?;
+        self.check_built(&buildable)?;
+        self.commit(&mut log, config.as_ref(), &buildable, signer.as_ref())?;
+        if let Some(script) = &self.conf.post_build {
+            // The log now lives in the committed build; POST_BUILD appends to it.
+            let mut log = Log::append(&result_dir.join("log/make.log"))?;
+            log.env = self.make_environment(config.as_ref());
+            self.build_script(&mut log, "post_build", script)?;
+        }
+        self.clean_build_dir();
+        Ok(())
+    }
+
+    /// The original's checks before anything is built, in its order: not built yet, not
+    /// excluded (77), a source, headers, BUILD_DEPENDS. Returns the modules to build.
+    fn preconditions(&self, result_dir: &Path) -> Result<Vec<&ModuleEntry>, BuildError> {
         if result_dir.exists() {
             return Err(BuildError::AlreadyBuilt {
                 kernel: self.ka.kernel.clone(),
-                dir: result_dir,
+                dir: result_dir.to_path_buf(),
             });
         }
-        let buildable: Vec<_> = self
-            .conf
-            .modules
-            .iter()
-            .filter(|m| !m.exclusion.excluded())
-            .collect();
-        if self.conf.exclusion.excluded() || (!self.conf.modules.is_empty() && buildable.is_empty())
-        {
+        let modules = &self.conf.modules;
+        let buildable: Vec<_> = modules.iter().filter(|m| !m.exclusion.excluded()).collect();
+        if self.conf.exclusion.excluded() || (!modules.is_empty() && buildable.is_empty()) {
             let mut reasons = self.conf.exclusion.reasons.clone();
-            reasons.extend(
-                self.conf
-                    .modules
-                    .iter()
-                    .flat_map(|m| m.exclusion.reasons.clone()),
-            );
+            reasons.extend(modules.iter().flat_map(|m| m.exclusion.reasons.clone()));
             reasons.dedup();
             return Err(BuildError::Excluded {
                 module: self.module.into(),
@@ -236,25 +261,12 @@ impl BuildJob<'_> {
         }
         check_headers(&self.ka.kernel, &self.kernel_source_dir)?;
         self.check_dependencies()?;
-        let signer = crate::module::sign::policy::prepare(
-            self.settings,
-            &self.ka.kernel,
-            &self.kernel_config,
-            self.report,
-        );
-        let config = KernelConfig::read(&self.kernel_config);
+        Ok(buildable)
+    }
 
-        self.prepare_build_dir(&source)?;
-        let log_path = self.build_dir().join("make.log");
-        let mut log = Log::create(&log_path)?;
-        log.header(self.module, self.version, self.ka)?;
-        log.env = self.make_environment(config.as_ref());
-        log.echo = self.settings.verbose;
-        self.apply_patches(&mut log)?;
-        if let Some(script) = &self.conf.pre_build {
-            self.build_script(&mut log, "pre_build", script)?;
-        }
-
+    /// Run the module's make command (in the private build directory if there is one),
+    /// with this run's jobserver or `-j`.
+    fn make(&self, log: &mut Log, config: Option<&KernelConfig>) -> Result<(), BuildError> {
         let jobs = match self.jobserver {
             Some(_) => Jobs::Jobserver,
             None => Jobs::Limit(self.settings.parallel_jobs),
@@ -268,41 +280,35 @@ impl BuildJob<'_> {
         } else {
             self.conf.make_command.clone()
         };
-        let make = make_command(&conf_make, jobs, &self.ka.kernel, config.as_ref());
+        let make = make_command(&conf_make, jobs, &self.ka.kernel, config);
         self.report.line(&format!(
             "Building module(s) for kernel {} ({})...",
             self.ka.kernel, self.ka.arch
         ));
-        let status = log.run("Building module(s)", &make, &self.build_dir(), &[])?;
-        if status != 0 {
+        if log.run("Building module(s)", &make, &self.build_dir(), &[])? != 0 {
             return Err(BuildError::Make {
                 kernel: self.ka.kernel.clone(),
                 arch: self.ka.arch.clone(),
-                excerpt: error_excerpt(&log_path),
+                excerpt: error_excerpt(&log.path),
                 log: self.shared_build_dir().join("make.log"),
             });
         }
-        for m in &buildable {
-            let built = self
-                .build_dir()
-                .join(format!("{}{}.ko", m.built_location, m.built_name));
-            if !built.is_file() {
+        Ok(())
+    }
+
+    /// Every module to build is there after make (exit 7 otherwise).
+    fn check_built(&self, buildable: &[&ModuleEntry]) -> Result<(), BuildError> {
+        for m in buildable {
+            let name = format!("{}{}", m.built_location, m.built_name);
+            if !self.build_dir().join(format!("{name}.ko")).is_file() {
                 return Err(BuildError::BuiltModuleMissing {
-                    name: format!("{}{}", m.built_location, m.built_name),
+                    name,
                     kernel: self.ka.kernel.clone(),
                     arch: self.ka.arch.clone(),
                     build_dir: self.shared_build_dir(),
                 });
             }
         }
-        self.commit(&mut log, config.as_ref(), &buildable, signer.as_ref())?;
-        if let Some(script) = &self.conf.post_build {
-            // The log now lives in the committed build; POST_BUILD appends to it.
-            let mut log = Log::append(&result_dir.join("log/make.log"))?;
-            log.env = self.make_environment(config.as_ref());
-            self.build_script(&mut log, "post_build", script)?;
-        }
-        self.clean_build_dir();
         Ok(())
     }
 
@@ -462,7 +468,7 @@ impl BuildJob<'_> {
         &self,
         log: &mut Log,
         config: Option<&KernelConfig>,
-        modules: &[&crate::conf::ModuleEntry],
+        modules: &[&ModuleEntry],
         signer: Option<&crate::module::sign::policy::ModuleSigner>,
     ) -> Result<(), BuildError> {
         let kernel_dir = self.version_dir().join(&self.ka.kernel);
@@ -484,50 +490,18 @@ impl BuildJob<'_> {
         }
         let compression =
             Compression::for_kernel(config, &self.settings.install_tree.join(&self.ka.kernel));
-        let opts = match compression {
-            Compression::Gzip => &self.settings.compress_gzip_opts,
-            Compression::Xz => &self.settings.compress_xz_opts,
-            Compression::Zstd => &self.settings.compress_zstd_opts,
-            Compression::None => "",
-        };
         let clang = config.is_some_and(|c| c.get("CONFIG_CC_IS_CLANG") == Some("y"));
         for m in modules {
             let built = self
                 .build_dir()
                 .join(format!("{}{}.ko", m.built_location, m.built_name));
             if m.strip {
-                let tool = if clang { "llvm-strip" } else { "strip" };
-                let cmd = format!("{tool} -g {}", crate::bash::quote(&built.to_string_lossy()));
-                if log.run(
-                    &format!("Stripping {}.ko", m.built_name),
-                    &cmd,
-                    &self.build_dir(),
-                    &[],
-                )? != 0
-                {
-                    self.report.warn(&format!(
-                        "Could not strip {}; keeping it unstripped.",
-                        built.display()
-                    ));
-                }
+                self.strip(log, &built, &m.built_name, clang)?;
             }
             if let Some(signer) = signer {
                 signer.sign(&built, self.report);
             }
-            let data = std::fs::read(&built).map_err(io("read", &built))?;
-            let (bytes, suffix) = match compression.compress(&data, opts) {
-                Ok(c) => (c, compression.suffix()),
-                Err(e) => {
-                    self.report.warn(&format!(
-                        "Compressing {} failed ({e}); installing it uncompressed.",
-                        built.display()
-                    ));
-                    (data, "")
-                }
-            };
-            let dest = module_dir.join(format!("{}.ko{suffix}", m.dest_name));
-            crate::crashpoint::step("write built module", &dest);
-            std::fs::write(&dest, bytes).map_err(io("write", &dest))?;
+            self.place_compressed(&built, &module_dir, &m.dest_name, compression)?;
         }
         self.record_dependency_versions(&staged)?;
         log.flush()?;
@@ -535,6 +509,63 @@ impl BuildJob<'_> {
         let final_dir = kernel_dir.join(&self.ka.arch);
         crate::crashpoint::step("rename build into place", &final_dir);
         std::fs::rename(&staged, &final_dir).map_err(io("rename the staged build to", &final_dir))
+    }
+
+    /// `strip -g` (llvm-strip for a clang kernel), as the original does; a failure only
+    /// warns.
+    fn strip(
+        &self,
+        log: &mut Log,
+        built: &Path,
+        name: &str,
+        clang: bool,
+    ) -> Result<(), BuildError> {
+        let tool = if clang { "llvm-strip" } else { "strip" };
+        let cmd = format!("{tool} -g {}", crate::bash::quote(&built.to_string_lossy()));
+        if log.run(
+            &format!("Stripping {name}.ko"),
+            &cmd,
+            &self.build_dir(),
+            &[],
+        )? != 0
+        {
+            self.report.warn(&format!(
+                "Could not strip {}; keeping it unstripped.",
+                built.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Write `built` into `dir` as `<dest_name>.ko` with the kernel's compression (its
+    /// parameters and the framework's level); uncompressed, with a warning, if that fails.
+    fn place_compressed(
+        &self,
+        built: &Path,
+        dir: &Path,
+        dest_name: &str,
+        compression: Compression,
+    ) -> Result<(), BuildError> {
+        let opts = match compression {
+            Compression::Gzip => &self.settings.compress_gzip_opts,
+            Compression::Xz => &self.settings.compress_xz_opts,
+            Compression::Zstd => &self.settings.compress_zstd_opts,
+            Compression::None => "",
+        };
+        let data = std::fs::read(built).map_err(io("read", built))?;
+        let (bytes, suffix) = match compression.compress(&data, opts) {
+            Ok(c) => (c, compression.suffix()),
+            Err(e) => {
+                self.report.warn(&format!(
+                    "Compressing {} failed ({e}); installing it uncompressed.",
+                    built.display()
+                ));
+                (data, "")
+            }
+        };
+        let dest = dir.join(format!("{dest_name}.ko{suffix}"));
+        crate::crashpoint::step("write built module", &dest);
+        std::fs::write(&dest, bytes).map_err(io("write", &dest))
     }
 
     /// After success the scratch copy goes; `build/` stays as an empty directory.
