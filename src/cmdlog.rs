@@ -105,16 +105,8 @@ impl CommandLog {
         }
         let mut child = cmd.spawn()?;
         drop(cmd); // our copies of the pipe's write end: the reader then sees EOF
-        if let Some(mut reader) = tee {
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = std::io::Read::read(&mut reader, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                self.file.write_all(&buf[..n])?;
-                let _ = std::io::stdout().write_all(&buf[..n]);
-            }
+        if let Some(reader) = tee {
+            self.copy_to_log_and_stdout(reader)?;
         }
         let status = child.wait()?;
         let code = status.code().unwrap_or(128);
@@ -127,5 +119,18 @@ impl CommandLog {
             "-".repeat(64)
         ))?;
         Ok(code)
+    }
+
+    /// `--verbose`: what the command prints goes to the log and to our stdout.
+    fn copy_to_log_and_stdout(&mut self, mut reader: std::io::PipeReader) -> std::io::Result<()> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.file.write_all(&buf[..n])?;
+            let _ = std::io::stdout().write_all(&buf[..n]);
+        }
     }
 }

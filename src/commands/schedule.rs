@@ -92,44 +92,22 @@ pub fn run<T: Sync>(
     let workers = tokens.clamp(1, jobs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| loop {
-                let index = {
-                    let mut b = board.lock().expect("job board");
-                    loop {
-                        if b.outcomes.iter().all(Option::is_some) {
-                            return;
-                        }
-                        match next_ready(jobs, &mut b) {
-                            Some(i) => break i,
-                            None if b.running == 0
-                                && !b
-                                    .started
-                                    .iter()
-                                    .zip(&b.outcomes)
-                                    .any(|(s, o)| !s && o.is_none()) =>
-                            {
-                                return
-                            }
-                            None => b = wake.wait(b).expect("job board"),
-                        }
-                    }
-                };
-                // (Bound first: a guard in the match scrutinee would hold the lock
-                // for the whole job.)
-                let decided = board.lock().expect("job board").outcomes[index].clone();
-                let outcome = match decided {
-                    Some(decided) => decided,
-                    None => {
+            scope.spawn(|| {
+                while let Some(index) = claim(jobs, &board, &wake) {
+                    // (Bound first: a guard in the match scrutinee would hold the lock
+                    // for the whole job.)
+                    let decided = board.lock().expect("job board").outcomes[index].clone();
+                    let outcome = decided.unwrap_or_else(|| {
                         let _token = jobserver.acquire();
                         run(&jobs[index])
-                    }
-                };
-                on_done(&jobs[index], &outcome);
-                let mut b = board.lock().expect("job board");
-                b.outcomes[index] = Some(outcome);
-                b.running -= 1;
-                b.busy_groups.retain(|g| g != &jobs[index].group);
-                wake.notify_all();
+                    });
+                    on_done(&jobs[index], &outcome);
+                    let mut b = board.lock().expect("job board");
+                    b.outcomes[index] = Some(outcome);
+                    b.running -= 1;
+                    b.busy_groups.retain(|g| g != &jobs[index].group);
+                    wake.notify_all();
+                }
             });
         }
     });
@@ -140,6 +118,29 @@ pub fn run<T: Sync>(
         .into_iter()
         .map(|o| o.expect("every job ran"))
         .collect()
+}
+
+/// The next job for a worker, waiting until one is ready; `None` once every job has
+/// ended or nothing can ever become ready.
+fn claim<T>(jobs: &[Job<T>], board: &Mutex<Board>, wake: &Condvar) -> Option<usize> {
+    let mut b = board.lock().expect("job board");
+    loop {
+        if b.outcomes.iter().all(Option::is_some) {
+            return None;
+        }
+        if let Some(i) = next_ready(jobs, &mut b) {
+            return Some(i);
+        }
+        let waiting = b
+            .started
+            .iter()
+            .zip(&b.outcomes)
+            .any(|(s, o)| !s && o.is_none());
+        if b.running == 0 && !waiting {
+            return None;
+        }
+        b = wake.wait(b).expect("job board");
+    }
 }
 
 /// The next job whose dependencies have all ended (urgent ones first, then in order):

@@ -59,32 +59,14 @@ pub(super) fn module_records(
         if index > next {
             empty_records(next, index - 1, problem, problems);
         }
-        let get = |name: &str| arr(name).get(&index).cloned().unwrap_or_default();
-        let mut built_name = get("BUILT_MODULE_NAME");
-        if built_name.is_empty() && count == 1 {
-            built_name = package_name.to_string();
-        }
-        let mut dest_name = get("DEST_MODULE_NAME");
-        if dest_name.is_empty() {
-            dest_name = built_name.clone();
-        }
-        let mut built_location = get("BUILT_MODULE_LOCATION");
-        if !built_location.is_empty() && !built_location.ends_with('/') {
-            built_location.push('/');
-        }
-        let entry = ModuleEntry {
+        let entry = record(
+            v,
             index,
-            built_name,
-            built_location,
-            dest_name,
-            dest_location: get("DEST_MODULE_LOCATION"),
-            strip: match get("STRIP").chars().next() {
-                Some('n' | 'N') => false,
-                Some('y' | 'Y') => true,
-                _ => strip0,
-            },
-            exclusion: exclusion_of(index),
-        };
+            count == 1,
+            package_name,
+            strip0,
+            exclusion_of(index),
+        );
         check_record(&entry, problem, problems);
         modules.push(entry);
         next = index.saturating_add(1);
@@ -102,6 +84,50 @@ pub(super) fn module_records(
     }
     check_duplicates(&modules, problems, problem);
     modules
+}
+
+/// Record `index` with the original's defaults: BUILT_MODULE_NAME is PACKAGE_NAME for a
+/// single record, DEST_MODULE_NAME the built name, a location ends in `/`, STRIP
+/// defaults to record 0's.
+fn record(
+    v: &RawValues,
+    index: usize,
+    single: bool,
+    package_name: &str,
+    strip0: bool,
+    exclusion: Exclusion,
+) -> ModuleEntry {
+    let get = |name: &str| {
+        v.array(name)
+            .and_then(|a| a.get(&index))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut built_name = get("BUILT_MODULE_NAME");
+    if built_name.is_empty() && single {
+        built_name = package_name.to_string();
+    }
+    let mut dest_name = get("DEST_MODULE_NAME");
+    if dest_name.is_empty() {
+        dest_name = built_name.clone();
+    }
+    let mut built_location = get("BUILT_MODULE_LOCATION");
+    if !built_location.is_empty() && !built_location.ends_with('/') {
+        built_location.push('/');
+    }
+    ModuleEntry {
+        index,
+        built_name,
+        built_location,
+        dest_name,
+        dest_location: get("DEST_MODULE_LOCATION"),
+        strip: match get("STRIP").chars().next() {
+            Some('n' | 'N') => false,
+            Some('y' | 'Y') => true,
+            _ => strip0,
+        },
+        exclusion,
+    }
 }
 
 /// Records `first..=last` are set in no module array: each lacks a name and a location.

@@ -92,64 +92,56 @@ impl InstallJob<'_> {
         if !lib.is_dir() {
             return Err(InstallError::NoKernelDir(lib));
         }
-        let source = self
-            .tree
-            .version_dir(self.module, self.version)
-            .join("source");
-        if let Some(script) = &self.conf.pre_install {
-            let code = crate::module::script::run(
-                self.settings,
-                self.report,
-                "pre_install",
-                script,
-                self.module,
-                &source,
-            );
-            if code.is_some_and(|c| c != 0) && !self.force {
-                return Err(InstallError::PreInstall);
-            }
+        let failed = self.script("pre_install", &self.conf.pre_install);
+        if failed.is_some_and(|c| c != 0) && !self.force {
+            return Err(InstallError::PreInstall);
         }
         let mut tx = Transaction::begin(&self.tree.root)?;
-        match self.place_modules(&mut tx, &lib) {
-            // A conf with zero modules installs nothing and still succeeds.
-            Ok(0) if !self.conf.modules.is_empty() => {
-                tx.rollback();
-                return Err(InstallError::Aborted);
+        if let Err(e) = self.place(&mut tx, &lib) {
+            tx.rollback();
+            if matches!(e, InstallError::Depmod(_)) {
+                // Put depmod's index back in line with the restored tree.
+                let _ = depmod(self.settings, &self.ka.kernel, self.report);
             }
-            Ok(_) => {}
-            Err(e) => {
-                tx.rollback();
-                return Err(e);
-            }
+            return Err(e);
+        }
+        tx.commit()?;
+        self.script("post_install", &self.conf.post_install);
+        Ok(())
+    }
+
+    /// Everything the install changes, in `tx`: the modules (a conf that has some must
+    /// install at least one), the `kernel-<k>-<a>` link, and depmod's index.
+    fn place(&self, tx: &mut Transaction, lib: &Path) -> Result<(), InstallError> {
+        if self.place_modules(tx, lib)? == 0 && !self.conf.modules.is_empty() {
+            return Err(InstallError::Aborted);
         }
         let link = self.tree.kernel_link(self.module, self.ka);
         let target = Path::new(self.version)
             .join(&self.ka.kernel)
             .join(&self.ka.arch);
-        if let Err(e) = tx.place_symlink(&target, &link) {
-            tx.rollback();
-            return Err(e.into());
-        }
+        tx.place_symlink(&target, &link)?;
         if !self.no_depmod {
-            if let Err(e) = depmod(self.settings, &self.ka.kernel, self.report) {
-                tx.rollback();
-                // Put depmod's index back in line with the restored tree.
-                let _ = depmod(self.settings, &self.ka.kernel, self.report);
-                return Err(e);
-            }
-        }
-        tx.commit()?;
-        if let Some(script) = &self.conf.post_install {
-            crate::module::script::run(
-                self.settings,
-                self.report,
-                "post_install",
-                script,
-                self.module,
-                &source,
-            );
+            depmod(self.settings, &self.ka.kernel, self.report)?;
         }
         Ok(())
+    }
+
+    /// Run one of the module's scripts from its source directory, if it has one.
+    fn script(&self, kind: &str, command: &Option<String>) -> Option<i32> {
+        let source = self
+            .tree
+            .version_dir(self.module, self.version)
+            .join("source");
+        let command = command.as_ref()?;
+        crate::module::script::run(
+            self.settings,
+            self.report,
+            kind,
+            command,
+            self.module,
+            &source,
+        )
     }
 
     /// Install every module; returns how many were installed.

@@ -46,10 +46,19 @@ pub fn acquire(dkms_tree: &Path, on_wait: impl FnOnce(Option<u32>)) -> Result<Lo
         .truncate(false)
         .open(&path)
         .map_err(io_err("open", &path))?;
-    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-        on_wait(holder(&file));
-        flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err("lock", &path)(e.into()))?;
+    // The holder the kernel lists can be gone by the time we ask (it just released the
+    // lock): then try again rather than name nobody. Without /proc, say "another".
+    for attempt in 0.. {
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return Ok(Lock { _file: file, path });
+        }
+        let who = holder(&file);
+        if who.is_some() || attempt == 3 {
+            on_wait(who);
+            break;
+        }
     }
+    flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err("lock", &path)(e.into()))?;
     Ok(Lock { _file: file, path })
 }
 

@@ -74,6 +74,33 @@ pub fn prepare(
     kernel_config: &Path,
     report: &Reporter,
 ) -> Option<ModuleSigner> {
+    let (config, hash) = signing_wanted(settings, kernel_config, report)?;
+    let (key, cert) = key_paths(settings, kernel, &config);
+    let pkcs11 = key.starts_with("pkcs11:");
+    let tool = sign_tool(settings, kernel, pkcs11, report)?;
+    report.line(&format!("Signing key: {key}"));
+    report.line(&format!("Public certificate (MOK): {}", cert.display()));
+    if !pkcs11 {
+        ensure_key(&key, &cert, report)?;
+    }
+    match tool {
+        Some(tool) => Some(ModuleSigner::External {
+            tool,
+            hash,
+            key,
+            cert,
+        }),
+        None => in_process(&key, &cert, &hash, report),
+    }
+}
+
+/// The original's reasons not to sign, in its order (policy, chroot, no kernel config, a
+/// kernel without module signing); else the kernel's config and its signature hash.
+fn signing_wanted(
+    settings: &Settings,
+    kernel_config: &Path,
+    report: &Reporter,
+) -> Option<(KernelConfig, String)> {
     let policy = settings.try_sign_modules.as_str();
     if policy == "false" {
         report.line("Module signing is disabled by policy, modules won't be signed");
@@ -90,74 +117,75 @@ pub fn prepare(
         ));
         return None;
     };
-    let Some(hash) = config
+    let Some(hash) = (config
         .get("CONFIG_MODULE_SIG_HASH")
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-    else {
+        .filter(|h| !h.is_empty()))
+    .map(str::to_string) else {
         report.line("The kernel is built without module signing facility, modules won't be signed");
         return None;
     };
-    let (key, cert) = key_paths(settings, kernel, &config);
-    let configured_tool = Some(settings.lazy_value("sign_file", kernel)).filter(|t| !t.is_empty());
-    let pkcs11 = key.starts_with("pkcs11:");
-    let tool = match (&configured_tool, pkcs11) {
+    Some((config, hash))
+}
+
+/// The external `sign_file` to run, if one is configured (or a `pkcs11:` key needs the
+/// kernel's); `Some(None)` signs in-process; `None` if the tool is missing.
+fn sign_tool(
+    settings: &Settings,
+    kernel: &str,
+    pkcs11: bool,
+    report: &Reporter,
+) -> Option<Option<PathBuf>> {
+    let configured = Some(settings.lazy_value("sign_file", kernel)).filter(|t| !t.is_empty());
+    let tool = match (configured, pkcs11) {
         (Some(t), _) => Some(PathBuf::from(t)),
         (None, true) => Some(default_sign_file(settings, kernel)),
         (None, false) => None,
     };
-    match &tool {
-        Some(t) => report.line(&format!("Sign command: {}", t.display())),
-        None => report.line("Sign command: built-in (the kernel's sign-file format, in-process)"),
+    let Some(t) = tool else {
+        report.line("Sign command: built-in (the kernel's sign-file format, in-process)");
+        return Some(None);
+    };
+    report.line(&format!("Sign command: {}", t.display()));
+    if !t.is_file() || rustix::fs::access(&t, rustix::fs::Access::EXEC_OK).is_err() {
+        report.line(&format!(
+            "Binary {} not found, modules won't be signed",
+            t.display()
+        ));
+        return None;
     }
-    if let Some(t) = &tool {
-        if !t.is_file() || rustix::fs::access(t, rustix::fs::Access::EXEC_OK).is_err() {
-            report.line(&format!(
-                "Binary {} not found, modules won't be signed",
-                t.display()
-            ));
+    Some(Some(t))
+}
+
+/// Create the key pair if either half is missing (once, even for parallel builds).
+fn ensure_key(key: &str, cert: &Path, report: &Reporter) -> Option<()> {
+    static KEY_CREATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _only_one = KEY_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+    if Path::new(key).is_file() && cert.is_file() {
+        return Some(());
+    }
+    report.line("Certificate or key are missing, generating self signed certificate for MOK...");
+    if let Err(e) = generate(Path::new(key), cert) {
+        report.warn(&format!("{e}; modules won't be signed"));
+        return None;
+    }
+    report.line(&enrollment_hint(cert));
+    Some(())
+}
+
+/// Our own signer, with the key loaded once for the whole build.
+fn in_process(key: &str, cert: &Path, hash: &str, report: &Reporter) -> Option<ModuleSigner> {
+    let md = match digest(hash) {
+        Ok(md) => md,
+        Err(e) => {
+            report.warn(&format!("{e}; modules won't be signed"));
             return None;
         }
-    }
-    report.line(&format!("Signing key: {key}"));
-    report.line(&format!("Public certificate (MOK): {}", cert.display()));
-    {
-        // Parallel builds of one run must not each create (and replace) the key.
-        static KEY_CREATION: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _only_one = KEY_CREATION.lock().unwrap_or_else(|e| e.into_inner());
-        if !pkcs11 && (!Path::new(&key).is_file() || !cert.is_file()) {
-            report.line(
-                "Certificate or key are missing, generating self signed certificate for MOK...",
-            );
-            if let Err(e) = generate(Path::new(&key), &cert) {
-                report.warn(&format!("{e}; modules won't be signed"));
-                return None;
-            }
-            report.line(&enrollment_hint(&cert));
-        }
-    }
-    match tool {
-        Some(tool) => Some(ModuleSigner::External {
-            tool,
-            hash,
-            key,
-            cert,
-        }),
-        None => {
-            let md = match digest(&hash) {
-                Ok(md) => md,
-                Err(e) => {
-                    report.warn(&format!("{e}; modules won't be signed"));
-                    return None;
-                }
-            };
-            match SigningKey::load(Path::new(&key), &cert) {
-                Ok(key) => Some(ModuleSigner::InProcess { key, hash: md }),
-                Err(e) => {
-                    report.warn(&format!("{e}; modules won't be signed. Fix the key (mok_signing_key / mok_certificate in /etc/dkms/framework.conf) or remove both files to have a new pair generated."));
-                    None
-                }
-            }
+    };
+    match SigningKey::load(Path::new(key), cert) {
+        Ok(key) => Some(ModuleSigner::InProcess { key, hash: md }),
+        Err(e) => {
+            report.warn(&format!("{e}; modules won't be signed. Fix the key (mok_signing_key / mok_certificate in /etc/dkms/framework.conf) or remove both files to have a new pair generated."));
+            None
         }
     }
 }
