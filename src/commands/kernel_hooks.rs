@@ -19,7 +19,7 @@ pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> 
             if only_autoinstall {
                 let req = crate::conf::ConfRequest::new(
                     ctx.settings,
-                    ctx.tree.version_dir(&m, &v).join("source/dkms.conf"),
+                    ctx.tree.conf_file(&m, &v),
                     &m,
                     &v,
                     &built.kernel,

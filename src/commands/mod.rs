@@ -15,7 +15,8 @@ pub mod status;
 mod steps;
 mod tarball;
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::cli::{Action, Request};
 use crate::conf::{self, ConfRequest, ModuleConf};
@@ -37,6 +38,18 @@ pub struct Context<'a> {
     pub jobserver: Option<jobserver::Client>,
     /// depmod runs once per kernel at the end of the run, not after each install.
     pub batch_depmod: bool,
+    /// Every dkms.conf read strictly in this run, by (file, module, version, kernel,
+    /// arch): an install that builds first reads it once, and says what it says once.
+    confs: ConfMemo,
+}
+
+type ConfMemo =
+    std::sync::Arc<std::sync::Mutex<BTreeMap<(PathBuf, String, String, KernelArch), ModuleConf>>>;
+
+/// The build directory and config of a kernel, as this request points at them.
+pub(crate) struct KernelDirs {
+    pub build: PathBuf,
+    pub config: PathBuf,
 }
 
 impl<'a> Context<'a> {
@@ -58,7 +71,22 @@ impl<'a> Context<'a> {
             changed: Default::default(),
             jobserver,
             batch_depmod: true,
+            confs: self.confs.clone(),
         }
+    }
+
+    /// `<kernel>`'s build directory and config (`--kernelsourcedir`, `--config`, else the
+    /// installed headers).
+    pub(crate) fn kernel_dirs(&self, kernel: &str) -> KernelDirs {
+        let build =
+            crate::kernel::build_dir(self.settings, self.req.kernel_source_dir.as_deref(), kernel);
+        let config = crate::kernel::config_file(&build, self.req.kernel_config.as_deref());
+        KernelDirs { build, config }
+    }
+
+    /// The dkms.conf of `m/v`: `-c FILE`, else the one in its source.
+    pub(crate) fn conf_file(&self, m: &str, v: &str) -> PathBuf {
+        (self.req.conf.clone()).unwrap_or_else(|| self.tree.conf_file(m, v))
     }
 
     pub(crate) fn changed_kernels(&self) -> Vec<String> {
@@ -75,6 +103,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         changed: Default::default(),
         jobserver: None,
         batch_depmod: false,
+        confs: Default::default(),
         req,
         settings,
         report,
@@ -199,13 +228,8 @@ fn generate_mok(ctx: &Context) -> Result<i32> {
         .first()
         .cloned()
         .unwrap_or_else(|| ctx.settings.current_kernel.clone());
-    let build =
-        crate::kernel::build_dir(ctx.settings, ctx.req.kernel_source_dir.as_deref(), &kernel);
-    let config = crate::kernel::KernelConfig::read(&crate::kernel::config_file(
-        &build,
-        ctx.req.kernel_config.as_deref(),
-    ))
-    .unwrap_or_default();
+    let config =
+        crate::kernel::KernelConfig::read(&ctx.kernel_dirs(&kernel).config).unwrap_or_default();
     let (key, cert) = crate::module::sign::policy::key_paths(ctx.settings, &kernel, &config);
     ctx.report.line(&format!("Signing key: {key}"));
     ctx.report
@@ -266,6 +290,13 @@ pub(crate) fn read_strict(
     v: &str,
     ka: &KernelArch,
 ) -> Result<ModuleConf> {
+    // By the file itself: `add` reads it in the source tree, later steps through the
+    // `source` link.
+    let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let key = (real, m.to_string(), v.to_string(), ka.clone());
+    if let Some(conf) = ctx.confs.lock().expect("conf memo").get(&key) {
+        return Ok(conf.clone());
+    }
     let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
         .with_kernel_overrides(
             ctx.req.kernel_source_dir.as_deref(),
@@ -295,6 +326,10 @@ pub(crate) fn read_strict(
         }
         .into());
     }
+    ctx.confs
+        .lock()
+        .expect("conf memo")
+        .insert(key, conf.clone());
     Ok(conf)
 }
 

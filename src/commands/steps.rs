@@ -29,7 +29,7 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
     {
         build_one(ctx, m, v, ka)?;
     }
-    let conf = read_strict(ctx, &conf_file(ctx, m, v), m, v, ka)?;
+    let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
     let (force, version_override) = forced(ctx, m);
     let mut job = install_job(ctx, m, v, ka, &conf);
     job.force |= ctx.req.rpm_safe_upgrade || force;
@@ -55,7 +55,7 @@ fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelAr
         }
         let req = ConfRequest::new(
             ctx.settings,
-            conf_file(ctx, &m, &v),
+            ctx.conf_file(&m, &v),
             &m,
             &v,
             &ka.kernel,
@@ -90,12 +90,8 @@ fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelAr
 }
 
 pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
-    let conf = read_strict(ctx, &conf_file(ctx, m, v), m, v, ka)?;
-    let kernel_source_dir = crate::kernel::build_dir(
-        ctx.settings,
-        ctx.req.kernel_source_dir.as_deref(),
-        &ka.kernel,
-    );
+    let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
+    let dirs = ctx.kernel_dirs(&ka.kernel);
     let job = BuildJob {
         settings: ctx.settings,
         tree: &ctx.tree,
@@ -104,11 +100,8 @@ pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Res
         version: v,
         ka,
         conf: &conf,
-        kernel_config: crate::kernel::config_file(
-            &kernel_source_dir,
-            ctx.req.kernel_config.as_deref(),
-        ),
-        kernel_source_dir,
+        kernel_config: dirs.config,
+        kernel_source_dir: dirs.build,
         force: ctx.req.force,
         jobserver: ctx.jobserver.as_ref(),
         // Only parallel runs (which have a jobserver) build outside the shared directory.
@@ -167,7 +160,7 @@ pub(crate) fn unbuild_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
 fn conf_for_removal(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> ModuleConf {
     let req = ConfRequest::new(
         ctx.settings,
-        conf_file(ctx, m, v),
+        ctx.conf_file(m, v),
         m,
         v,
         &ka.kernel,
@@ -204,13 +197,6 @@ fn empty_conf(req: &ConfRequest) -> ModuleConf {
         syntax_error: None,
     };
     conf::interpret(req, &ev).0
-}
-
-pub(crate) fn conf_file(ctx: &Context, m: &str, v: &str) -> std::path::PathBuf {
-    ctx.req
-        .conf
-        .clone()
-        .unwrap_or_else(|| ctx.tree.version_dir(m, v).join("source/dkms.conf"))
 }
 
 /// `/usr/share/dkms/modules_to_force_install/*` may list `<m>` (force) or

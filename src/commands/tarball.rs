@@ -18,11 +18,7 @@ use crate::state::{KernelArch, Registration};
 use crate::transaction::Scratch;
 
 pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
-    let conf_file = ctx
-        .req
-        .conf
-        .clone()
-        .unwrap_or_else(|| ctx.tree.version_dir(m, v).join("source/dkms.conf"));
+    let conf_file = ctx.conf_file(m, v);
     read_strict(ctx, &conf_file, m, v, &kernels[0])?;
     let staging = tempfile::Builder::new()
         .prefix("dkms.")

@@ -99,6 +99,11 @@ impl StateTree {
             .join(&ka.arch)
     }
 
+    /// `<m>/<v>/source/dkms.conf`.
+    pub fn conf_file(&self, module: &str, version: &str) -> PathBuf {
+        self.version_dir(module, version).join("source/dkms.conf")
+    }
+
     pub fn kernel_link(&self, module: &str, ka: &KernelArch) -> PathBuf {
         self.root
             .join(module)

@@ -151,7 +151,7 @@ fn built_entry(
     let mut modules = Vec::new();
     let mut problem = None;
     let mut memo = Memo::open(&tree.build_dir(m, v, &ka));
-    let file = tree.version_dir(m, v).join("source/dkms.conf");
+    let file = tree.conf_file(m, v);
     let req = ConfRequest::new(settings, file, m, v, &ka.kernel, &ka.arch)
         .with_cache(tree.build_dir(m, v, &ka).join(conf::cache::FILE_NAME));
     if let Ok(conf) = conf::load_lenient(&req) {

@@ -54,12 +54,7 @@ pub(super) fn collect(ctx: &Context, kernels: &[KernelArch]) -> Result<Plan> {
                     .is_empty()
         });
         if needs_build {
-            let build = crate::kernel::build_dir(
-                ctx.settings,
-                ctx.req.kernel_source_dir.as_deref(),
-                &ka.kernel,
-            );
-            kbuild::check_headers(&ka.kernel, &build)?;
+            kbuild::check_headers(&ka.kernel, &ctx.kernel_dirs(&ka.kernel).build)?;
         }
     }
     Ok(plan)
@@ -68,7 +63,7 @@ pub(super) fn collect(ctx: &Context, kernels: &[KernelArch]) -> Result<Plan> {
 /// A job for `m/v` on `ka` if its dkms.conf asks for AUTOINSTALL (a conf that cannot be
 /// read is a failure of that module, reported in the summary).
 fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
-    let file = ctx.tree.version_dir(m, v).join("source/dkms.conf");
+    let file = ctx.tree.conf_file(m, v);
     let conf = match super::super::read_strict(ctx, &file, m, v, ka) {
         Ok(c) => c,
         Err(e) => {
