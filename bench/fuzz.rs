@@ -1,9 +1,9 @@
 //! `bench/fuzz [cases]`: throw millions of seeded random command lines, dkms.conf files
-//! and state-tree mutations at dkms's readers (the generators of `tests/common/fuzz.rs`)
+//! and state-tree mutations at dkms's readers (the generators of `tests/it/common/fuzz.rs`)
 //! and print how many ran, how fast, and how many panicked (with the first inputs that
 //! did). Built with panics that unwind (`--profile fuzz`), so one is counted, not fatal.
 
-#[path = "../tests/common/fuzz.rs"]
+#[path = "../tests/it/common/fuzz.rs"]
 mod fuzz;
 
 use std::time::Instant;
@@ -19,7 +19,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20261202);
-    fuzz::silence_panics();
+    // Quiet panics: the tally reports them.
+    std::panic::set_hook(Box::new(|_| {}));
     let dir = tempfile::tempdir().expect("scratch directory");
     let root = dir.path().join("root");
     fuzz::fresh_root(&root);

@@ -2,7 +2,7 @@
 //!
 //! Every change dkms makes to the trees (a journal record and its fsync, a write, a
 //! rename, an unlink, a symlink, a new directory, running depmod) first calls [`step`].
-//! The crash-injection tests (`tests/crash.rs`) run an operation once for every N with
+//! The crash-injection tests (`tests/it/crash.rs`) run an operation once for every N with
 //! `DKMS_TEST_CRASH_AT=N`: at the N-th step the process SIGKILLs itself, as a power cut
 //! or the OOM killer would stop it (no destructor, no buffer flushed), and the test checks
 //! what the next dkms makes of the trees. `DKMS_TEST_CRASH_LOG=FILE` appends one line per

@@ -5,7 +5,7 @@
 //! what makes the original's `status` slow, so such files are evaluated here; anything
 //! else (command substitution, conditionals, unknown variables, values that the
 //! original's echo-back would re-interpret) makes this evaluator give up and the caller
-//! uses bash. `tests/conf_corpus.rs` proves the result identical to bash's on every
+//! uses bash. `tests/it/conf_corpus.rs` proves the result identical to bash's on every
 //! corpus file this evaluator accepts.
 
 use std::collections::BTreeMap;

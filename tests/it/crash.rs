@@ -18,7 +18,7 @@
 //! (`random_kills_during_a_real_build_and_install`, seeded: `DKMS_TEST_SEED`), of the
 //! whole process group or of dkms alone (its make and compilers finish on their own).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! and the same status; every module we build names its kernel in its vermagic.
 //! The packages are downloaded by `.ci/install-deps` into /var/cache/dkms-rs-test/debs.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The hooks the distributions call, installed by `scripts/install --destdir` and run
 //! as the kernel and package tools run them, against a scratch root.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

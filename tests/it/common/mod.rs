@@ -10,13 +10,14 @@
 //! inside it); Debian's bash dkms runs with `--dkmstree/--sourcetree/--installtree` and
 //! its signing key confined to the root. Nothing touches the real `/var/lib/dkms` or
 //! `/lib/modules`.
-#![allow(dead_code)]
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
+
+pub mod fuzz;
 
 /// The newest kernel whose headers `.ci/install-deps` installed, by flavour: "6.1"
 /// (Debian 12's 6.1 amd64), "6.1-cloud", "6.12" (bookworm's 6.12 amd64).

@@ -1,6 +1,6 @@
 //! Seeded generators of hostile input and the three readers they are thrown at: the
 //! command-line parser, the dkms.conf fast path (with the interpretation behind it) and
-//! the state-tree reader (with `status` on top). Shared by `tests/fuzz.rs` (a bounded
+//! the state-tree reader (with `status` on top). Shared by `tests/it/fuzz.rs` (a bounded
 //! number of cases in CI) and `bench/fuzz.rs` (millions, with timing).
 //!
 //! A case fails only by panicking: every input must give a result or a clear error.
@@ -36,11 +36,6 @@ impl Tally {
             }
         }
     }
-}
-
-/// Quiet panics: the tally reports them.
-pub fn silence_panics() {
-    std::panic::set_hook(Box::new(|_| {}));
 }
 
 fn pick<'a>(rng: &mut fastrand::Rng, items: &[&'a str]) -> &'a str {

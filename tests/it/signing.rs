@@ -2,7 +2,7 @@
 //! strip and before compression, the original's policy and messages, and every bad
 //! input ending in a warning and an unsigned module, never a failed install.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

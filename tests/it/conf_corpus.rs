@@ -3,7 +3,7 @@
 //! Debian's `/usr/sbin/dkms`), must give identical directives. Where our pure-Rust fast
 //! path accepts a file, its result must equal bash's too.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! (exit 0 accepted with a verified signature, 1 refused, 2 setup error, 3 boot
 //! inconclusive). `.ci/install-deps` installs qemu, OVMF, busybox and the image.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,9 +1,8 @@
 //! Hostile input, in process: seeded random command lines, dkms.conf files and state
-//! trees (the generators and targets are `tests/common/fuzz.rs`) must never panic. A
+//! trees (the generators and targets are `tests/it/common/fuzz.rs`) must never panic. A
 //! bounded number of cases here; `bench/fuzz` runs millions.
 
-#[path = "common/fuzz.rs"]
-mod fuzz;
+use crate::common::fuzz;
 
 use fuzz::Tally;
 
@@ -21,7 +20,6 @@ fn assert_no_panic(what: &str, tally: &Tally) {
 
 #[test]
 fn the_command_line_parser_never_panics() {
-    fuzz::silence_panics();
     let mut rng = fastrand::Rng::with_seed(1);
     let mut tally = Tally::default();
     for _ in 0..cases(50_000) {
@@ -32,7 +30,6 @@ fn the_command_line_parser_never_panics() {
 
 #[test]
 fn the_dkms_conf_reader_never_panics() {
-    fuzz::silence_panics();
     let dir = tempfile::tempdir().unwrap();
     let settings = fuzz::settings(dir.path());
     let mut rng = fastrand::Rng::with_seed(2);
@@ -45,7 +42,6 @@ fn the_dkms_conf_reader_never_panics() {
 
 #[test]
 fn the_state_tree_reader_never_panics() {
-    fuzz::silence_panics();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let settings = fuzz::settings(&root);

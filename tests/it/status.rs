@@ -1,7 +1,7 @@
 //! `dkms status`: every state and suffix, filters, JSON, and side by side with Debian's
 //! bash dkms on the same trees.
 
-mod common;
+use crate::common;
 
 use common::{simple_conf, Root};
 

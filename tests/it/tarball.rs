@@ -1,7 +1,7 @@
 //! `mktarball` / `ldtarball`: prebuilt modules moved to machines without compilers, and
 //! archives exchanged with Debian's bash dkms in both directions.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

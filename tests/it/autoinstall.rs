@@ -3,7 +3,7 @@
 //! order, deferral and cycles, one depmod per kernel, one shared jobserver, the kernel
 //! removal actions, match, and two autoinstalls racing.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

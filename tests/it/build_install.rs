@@ -2,7 +2,7 @@
 //! the fixture modules of `tests/fixtures/modules`: patches, hooks, BUILD_EXCLUSIVE,
 //! BUILD_DEPENDS, failing builds, missing modules, depmod, and rollback.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -7,7 +7,7 @@
 //! is placed), in `depmod` (every file placed and the kernel link switched, not yet
 //! committed), and in POST_INSTALL (just after the commit).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `add` and `remove`, argument errors and bad input: exit codes, messages, and that a
 //! failure modifies nothing.
 
-mod common;
+use crate::common;
 
 use common::{simple_conf, Root};
 

@@ -1,0 +1,20 @@
+//! The integration tests: the real binary in scratch roots, one module per area, the
+//! helpers in `common`. One test binary, so the helpers are compiled once.
+
+mod common;
+
+mod add_remove;
+mod autoinstall;
+mod build_install;
+mod conf_corpus;
+mod crash;
+mod fuzz;
+mod hooks;
+mod kernel_proof;
+mod kill;
+mod modinfo;
+mod real_packages;
+mod sign;
+mod signing;
+mod status;
+mod tarball;
