@@ -1,7 +1,7 @@
 //! `add` and `remove`, argument errors and bad input: exit codes, messages, and that a
 //! failure modifies nothing.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use common::{simple_conf, Root};
 
@@ -9,6 +9,9 @@ const K1: &str = "6.1.0-56-amd64";
 
 #[test]
 fn add_then_remove_round_trip_readable_by_the_original() {
+    if !common::host_ready(&[Needs::DebianDkms]) {
+        return;
+    }
     let root = Root::new();
     root.fake_kernel(K1, "")
         .source("foo", "1.0", &simple_conf("foo", "1.0"));
@@ -42,6 +45,9 @@ fn add_then_remove_round_trip_readable_by_the_original() {
 
 #[test]
 fn remove_of_a_module_added_by_the_original() {
+    if !common::host_ready(&[Needs::DebianDkms]) {
+        return;
+    }
     let root = Root::new();
     root.fake_kernel(K1, "")
         .source("bar", "2", &simple_conf("bar", "2"));

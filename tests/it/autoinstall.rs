@@ -3,7 +3,7 @@
 //! order, deferral and cycles, one depmod per kernel, one shared jobserver, the kernel
 //! removal actions, match, and two autoinstalls racing.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::PathBuf;
 
@@ -33,6 +33,9 @@ fn log_env(root: &Root) -> PathBuf {
 
 #[test]
 fn every_module_on_every_kernel_in_one_run() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
+        return;
+    }
     let (a, b) = (common::headers("6.1"), common::headers("6.12"));
     let root = root_with(
         &["patched-1.0", "hooks-1.0", "depends-1.0"],
@@ -79,6 +82,9 @@ fn every_module_on_every_kernel_in_one_run() {
 
 #[test]
 fn one_failing_module_never_stops_the_others() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(
         &["failing-1.0", "patched-1.0", "exclusive-1.0"],
@@ -110,6 +116,9 @@ fn one_failing_module_never_stops_the_others() {
 
 #[test]
 fn build_depends_unknown_deferred_and_cycles_reported() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     // A dependency dkms has never heard of: deferred, exit 0.
@@ -144,6 +153,9 @@ fn build_depends_unknown_deferred_and_cycles_reported() {
 
 #[test]
 fn no_autoinstall_file_and_kernels_without_headers() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     root.write("etc/dkms/no-autoinstall", "");
@@ -187,6 +199,9 @@ fn kernel_hooks_need_exactly_one_kernel() {
 
 #[test]
 fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(
         &["patched-1.0", "hooks-1.0", "depends-1.0"],
@@ -236,6 +251,9 @@ fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
 
 #[test]
 fn kernel_prerm_and_preinst_remove_what_they_should() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     // hooks: added without AUTOINSTALL, installed by hand.
@@ -270,6 +288,9 @@ fn kernel_prerm_and_preinst_remove_what_they_should() {
 
 #[test]
 fn match_installs_what_the_template_kernel_has() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
+        return;
+    }
     let (a, b) = (common::headers("6.1"), common::headers("6.12"));
     let root = root_with(&["patched-1.0"], &[a.clone(), b.clone()]);
     root.dkms(&["install", "patched/1.0", "-k", &a]).ok();
@@ -292,6 +313,9 @@ fn match_installs_what_the_template_kernel_has() {
 
 #[test]
 fn two_autoinstalls_at_once_both_end_correctly() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
     let log = log_env(&root);
@@ -338,6 +362,9 @@ fn on_a_terminal(root: &Root, args: &str) -> String {
 
 #[test]
 fn a_terminal_gets_a_live_progress_bar_and_a_pipe_plain_lines() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0", "hooks-1.0"], std::slice::from_ref(&k));
     let shown = on_a_terminal(&root, &format!("autoinstall -k {k}"));
@@ -369,6 +396,9 @@ fn a_terminal_gets_a_live_progress_bar_and_a_pipe_plain_lines() {
 
 #[test]
 fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = root_with(&["patched-1.0"], std::slice::from_ref(&k));
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
@@ -395,6 +425,9 @@ fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
 
 #[test]
 fn post_transaction_runs_once_per_run_or_once_per_kernel_when_it_names_the_kernel() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
+        return;
+    }
     let (a, b) = (common::headers("6.1"), common::headers("6.12"));
     let marks = |root: &Root| std::fs::read_to_string(root.path().join("marks")).unwrap();
     for (command, expected) in [
@@ -432,6 +465,9 @@ fn summary(stdout: &str) -> Vec<&str> {
 
 #[test]
 fn a_skipped_dependency_lets_its_dependants_run_and_decide() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     // As the original: a dependency skipped by BUILD_EXCLUSIVE (77) no longer holds its
     // dependants back; one excluded itself is skipped too (exit 0, the suite's case),
     // one that is not fails its build for the missing dependency (13, run 11).

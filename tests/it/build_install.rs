@@ -2,7 +2,7 @@
 //! the fixture modules of `tests/fixtures/modules`: patches, hooks, BUILD_EXCLUSIVE,
 //! BUILD_DEPENDS, failing builds, missing modules, depmod, and rollback.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::PathBuf;
 
@@ -27,6 +27,9 @@ fn installed_file(root: &Root, k: &str, name: &str) -> PathBuf {
 
 #[test]
 fn patches_apply_in_order_and_patch_match_filters() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
     let info = dkms::module::modinfo::read(&installed_file(&root, &k, "fx_patched")).unwrap();
@@ -48,6 +51,9 @@ fn patches_apply_in_order_and_patch_match_filters() {
 
 #[test]
 fn every_hook_runs_where_the_original_runs_it() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["hooks-1.0"]);
     let log = root.path().join("hooks.log");
     let env = [("DKMS_FIXTURE_LOG", log.to_str().unwrap())];
@@ -73,6 +79,9 @@ fn every_hook_runs_where_the_original_runs_it() {
 
 #[test]
 fn failing_hooks_stop_with_their_codes() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["hooks-1.0"]);
     let log = root.path().join("hooks.log");
     let log = log.to_str().unwrap();
@@ -112,6 +121,9 @@ fn failing_hooks_stop_with_their_codes() {
 
 #[test]
 fn build_exclusive_is_exit_77_and_builds_nothing() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["exclusive-1.0"]);
     let out = root.dkms(&["install", "exclusive/1.0", "-k", &k]);
     assert_eq!(out.code, 77, "{}", out.stderr);
@@ -121,6 +133,9 @@ fn build_exclusive_is_exit_77_and_builds_nothing() {
 
 #[test]
 fn build_depends_needs_the_dependency_installed() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
     let out = root.dkms(&["build", "depends/1.0", "-k", &k]);
     assert_eq!(out.code, 13, "{}", out.stderr);
@@ -141,6 +156,9 @@ fn build_depends_needs_the_dependency_installed() {
 
 #[test]
 fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["failing-1.0"]);
     let out = root.dkms(&["build", "failing/1.0", "-k", &k]);
     assert_eq!(out.code, 10, "{}", out.stderr);
@@ -169,6 +187,9 @@ fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
 
 #[test]
 fn a_missing_built_module_is_exit_7() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["misnamed-1.0"]);
     let out = root.dkms(&["build", "misnamed/1.0", "-k", &k]);
     assert_eq!(out.code, 7, "{}", out.stderr);
@@ -196,6 +217,9 @@ fn missing_headers_are_exit_21_naming_the_package() {
 
 #[test]
 fn already_built_and_installed_are_skipped_unless_forced() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
     let out = root.dkms(&["build", "patched/1.0", "-k", &k]);
@@ -221,6 +245,9 @@ fn already_built_and_installed_are_skipped_unless_forced() {
 
 #[test]
 fn xz_compressed_on_a_kernel_that_compresses() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
+        return;
+    }
     let root = Root::new();
     let k = common::headers("6.12");
     root.real_kernel(&k).fixture("patched-1.0");
@@ -245,6 +272,9 @@ fn xz_compressed_on_a_kernel_that_compresses() {
 
 #[test]
 fn real_depmod_indexes_the_scratch_root() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
     let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
@@ -266,6 +296,9 @@ fn failing_depmod(root: &Root) -> String {
 
 #[test]
 fn a_failing_depmod_rolls_the_install_back_exactly() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
     // A previous version installed and working.
@@ -299,6 +332,9 @@ fn a_failing_depmod_rolls_the_install_back_exactly() {
 
 #[test]
 fn an_unwritable_install_location_fails_cleanly() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
     // A file where the destination directory must go.
@@ -320,6 +356,9 @@ fn an_unwritable_install_location_fails_cleanly() {
 
 #[test]
 fn modules_installed_by_the_original_are_removed_by_us_and_vice_versa() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0", "hooks-1.0"]);
     root.bash_dkms(&["install", "patched/1.0", "-k", &k, "--no-depmod"])
         .ok();
@@ -348,6 +387,9 @@ fn modules_installed_by_the_original_are_removed_by_us_and_vice_versa() {
 
 #[test]
 fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     let marks = root.path().join("marks");
     root.write(
@@ -385,6 +427,9 @@ fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() 
 
 #[test]
 fn build_environment_exports_reach_build_commands() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["hooks-1.0"]);
     let env_file = root.path().join("build.env");
     std::fs::write(
@@ -416,6 +461,9 @@ fn build_environment_exports_reach_build_commands() {
 
 #[test]
 fn build_depends_rebuild_records_dependency_versions() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
     let conf = root.source_tree().join("depends-1.0/dkms.conf");
     let text = std::fs::read_to_string(&conf).unwrap() + "BUILD_DEPENDS_REBUILD=yes\n";
@@ -435,6 +483,9 @@ fn build_depends_rebuild_records_dependency_versions() {
 
 #[test]
 fn a_destination_that_escapes_through_a_symlink_is_refused() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
     let outside = root.path().join("outside");
@@ -465,6 +516,9 @@ impl Drop for TinyMount {
 
 #[test]
 fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     let dest = root.install_tree().join(&k).join("updates/dkms");
     std::fs::create_dir_all(&dest).unwrap();
@@ -511,6 +565,9 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
 
 #[test]
 fn an_original_module_is_archived_with_its_origin_and_restored() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     let original = root.install_tree().join(&k).join("extra/fx_patched.ko");
     std::fs::create_dir_all(original.parent().unwrap()).unwrap();
@@ -555,6 +612,9 @@ fn an_original_module_is_archived_with_its_origin_and_restored() {
 
 #[test]
 fn colliding_originals_are_stored_for_reference_and_never_restored() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     let lib = root.install_tree().join(&k);
     for dir in ["kernel/drivers/a", "kernel/drivers/b"] {
@@ -583,6 +643,9 @@ fn colliding_originals_are_stored_for_reference_and_never_restored() {
 
 #[test]
 fn symlink_modules_installs_links_to_the_built_copies() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     root.dkms(&["install", "patched/1.0", "-k", &k, "--symlink-modules"])
         .ok();
@@ -599,6 +662,9 @@ fn symlink_modules_installs_links_to_the_built_copies() {
 
 #[test]
 fn modules_to_force_install_overrides_the_version_check() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     // A newer same-named module in the kernel: normally ours is skipped.
     let newer = root
@@ -640,6 +706,9 @@ fn modules_to_force_install_overrides_the_version_check() {
 
 #[test]
 fn depmod_gets_the_system_map_when_there_is_one() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     std::fs::write(root.install_tree().join(&k).join("modules.dep"), "").unwrap();
     root.write(
@@ -666,6 +735,9 @@ fn depmod_gets_the_system_map_when_there_is_one() {
 
 #[test]
 fn a_module_excluded_for_this_kernel_is_skipped_but_the_others_build() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     let conf = root.source_tree().join("patched-1.0/dkms.conf");
     let text = std::fs::read_to_string(&conf).unwrap()
@@ -682,6 +754,9 @@ fn a_module_excluded_for_this_kernel_is_skipped_but_the_others_build() {
 
 #[test]
 fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
     let conf = root.source_tree().join("depends-1.0/dkms.conf");
     let text = std::fs::read_to_string(&conf).unwrap() + "BUILD_DEPENDS_REBUILD=yes\n";
@@ -726,6 +801,9 @@ fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
 
 #[test]
 fn verbose_shows_commands_and_output_and_quiet_shows_nothing() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0", "hooks-1.0"]);
     let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--verbose"]);
     out.ok();
@@ -780,6 +858,9 @@ fn sources_outside(root: &Root, fixture: &str, name: &str) -> PathBuf {
 
 #[test]
 fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&[]);
     // `patched/1.0` as a directory path: a path on disk, not a module/version pair.
     let dir = sources_outside(&root, "patched-1.0", "patched/1.0");
@@ -824,6 +905,9 @@ fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
 
 #[test]
 fn an_empty_dkms_conf_is_exit_8_and_changes_nothing() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, _k) = root_with(&[]);
     let dir = root.path().join("work/empty");
     std::fs::create_dir_all(&dir).unwrap();
@@ -844,6 +928,9 @@ fn an_empty_dkms_conf_is_exit_8_and_changes_nothing() {
 
 #[test]
 fn a_conf_without_modules_adds_builds_and_installs_with_a_warning() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&[]);
     root.source(
         "zero",
@@ -866,6 +953,9 @@ fn a_conf_without_modules_adds_builds_and_installs_with_a_warning() {
 
 #[test]
 fn an_older_version_never_replaces_a_newer_installed_one() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     root.next_version("patched", "1.0", "2.0");
     root.dkms(&["install", "patched/2.0", "-k", &k]).ok();
@@ -898,6 +988,9 @@ fn an_older_version_never_replaces_a_newer_installed_one() {
 
 #[test]
 fn build_exclusive_at_index_0_applies_to_every_module() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = root_with(&["patched-1.0"]);
     // The original reads `$BUILD_EXCLUSIVE_KERNEL`, element 0, for every module: module
     // 2 has no entry of its own and is excluded all the same.
@@ -914,6 +1007,9 @@ fn build_exclusive_at_index_0_applies_to_every_module() {
 
 #[test]
 fn a_version_less_module_never_shadows_the_kernels_own() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     // The kernel's real hdaps.ko (Debian 6.1, no version), in the scratch kernel tree.
     let (root, k) = root_with(&["hdaps-1.0"]);
     let rel = "kernel/drivers/platform/x86/hdaps.ko";
@@ -948,6 +1044,9 @@ fn a_version_less_module_never_shadows_the_kernels_own() {
 
 #[test]
 fn the_kernels_own_module_suffix_decides_compression_over_its_config() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     // As on Fedora and RHEL: the config says no compression, the kernel's package ships
     // .ko.xz modules; ours follows the modules.
     let (root, k) = root_with(&["patched-1.0"]);

@@ -3,7 +3,7 @@
 //! Debian's `/usr/sbin/dkms`), must give identical directives. Where our pure-Rust fast
 //! path accepts a file, its result must equal bash's too.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,6 +142,9 @@ fn corpus_has_the_required_packages() {
 
 #[test]
 fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let root = root_with_kernels();
     let settings = root.settings();
     let mut fast_accepted = 0;
@@ -204,6 +207,9 @@ fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
 
 #[test]
 fn shell_logic_depends_on_the_kernel() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let root = root_with_kernels();
     let settings = root.settings();
     let file = corpus()

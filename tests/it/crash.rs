@@ -18,7 +18,7 @@
 //! (`random_kills_during_a_real_build_and_install`, seeded: `DKMS_TEST_SEED`), of the
 //! whole process group or of dkms alone (its make and compilers finish on their own).
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::{Path, PathBuf};
 
@@ -259,6 +259,9 @@ fn newer_built(root: &Root, k: &str) {
 
 #[test]
 fn install_survives_a_crash_at_every_step() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(true, newer_built);
     let k = s.kernel.clone();
     let n = s.every_crash(&["install", "patched/2.0", "-k", &k]);
@@ -268,6 +271,9 @@ fn install_survives_a_crash_at_every_step() {
 
 #[test]
 fn autoinstall_survives_a_crash_at_every_step() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(false, newer_built);
     let k = s.kernel.clone();
     let n = s.every_crash(&["autoinstall", "-k", &k]);
@@ -277,6 +283,9 @@ fn autoinstall_survives_a_crash_at_every_step() {
 
 #[test]
 fn uninstall_survives_a_crash_at_every_step() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(true, |_, _| {});
     let k = s.kernel.clone();
     let n = s.every_crash(&["uninstall", "patched/1.0", "-k", &k]);
@@ -286,6 +295,9 @@ fn uninstall_survives_a_crash_at_every_step() {
 
 #[test]
 fn unbuild_survives_a_crash_at_every_step() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(true, |_, _| {});
     let k = s.kernel.clone();
     let n = s.every_crash(&["unbuild", "patched/1.0", "-k", &k]);
@@ -295,6 +307,9 @@ fn unbuild_survives_a_crash_at_every_step() {
 
 #[test]
 fn remove_survives_a_crash_at_every_step() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(false, newer_built);
     let n = s.every_crash(&["remove", "patched/1.0", "--all"]);
     eprintln!("remove: {n} crash points checked");
@@ -303,6 +318,9 @@ fn remove_survives_a_crash_at_every_step() {
 
 #[test]
 fn ldtarball_survives_a_crash_at_every_step() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(false, |root, k| {
         newer_built(root, k);
         let archive = root.path().join("patched-2.0.dkms.tar.gz");
@@ -326,6 +344,9 @@ fn ldtarball_survives_a_crash_at_every_step() {
 
 #[test]
 fn random_kills_during_a_real_build_and_install() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     use std::os::unix::process::CommandExt;
     let seed = std::env::var("DKMS_TEST_SEED")
         .ok()
@@ -397,6 +418,9 @@ fn random_kills_during_a_real_build_and_install() {
 /// waits names a process that really is one of the others.
 #[test]
 fn eight_dkms_at_once_agree_whatever_the_order() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let s = Scenario::new(false, |root, k| {
         newer_built(root, k);
         root.fixture("hooks-1.0");

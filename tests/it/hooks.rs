@@ -1,7 +1,7 @@
 //! The hooks the distributions call, installed by `scripts/install --destdir` and run
 //! as the kernel and package tools run them, against a scratch root.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,6 +103,9 @@ fn the_install_step_puts_every_hook_in_place() {
 
 #[test]
 fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);
@@ -154,6 +157,9 @@ fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
 
 #[test]
 fn debian_package_postinst_interface() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);
@@ -191,6 +197,9 @@ fn debian_package_postinst_interface() {
 
 #[test]
 fn pacman_hooks_install_and_remove_by_target() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);
@@ -280,6 +289,9 @@ fn postinst_lines(stdout: &str) -> Vec<&str> {
 
 #[test]
 fn common_postinst_goes_on_after_a_failed_kernel_and_fails_the_package() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);
@@ -313,6 +325,9 @@ fn common_postinst_goes_on_after_a_failed_kernel_and_fails_the_package() {
 
 #[test]
 fn common_postinst_stops_at_the_first_failure_without_continue_on_error() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);
@@ -341,6 +356,9 @@ fn common_postinst_stops_at_the_first_failure_without_continue_on_error() {
 
 #[test]
 fn common_postinst_skips_boot_variants_and_kernels_a_binaries_only_package_lacks() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);

@@ -8,7 +8,7 @@
 //! (exit 0 accepted with a verified signature, 1 refused, 2 setup error, 3 boot
 //! inconclusive). `.ci/install-deps` installs qemu, OVMF, busybox and the image.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,6 +85,13 @@ fn config_compressing(root: &Root, k: &str, kind: &str) -> PathBuf {
 
 #[test]
 fn a_secure_boot_kernel_loads_our_signed_modules_and_refuses_others() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::KernelImage,
+        Needs::SecureBootProof,
+    ]) {
+        return;
+    }
     let k = kernel();
     let root = Root::new();
     root.real_kernel(&k);

@@ -7,7 +7,7 @@
 //! is placed), in `depmod` (every file placed and the kernel link switched, not yet
 //! committed), and in POST_INSTALL (just after the commit).
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::Path;
 
@@ -85,6 +85,9 @@ fn assert_clean(root: &Root, k: &str) -> String {
 
 #[test]
 fn killed_during_make() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = setup("MAKE[0]=\"./kill-dkms.sh\"\n");
     let before = installed(&root, &k);
     let out = root.dkms(&["install", "patched/2.0", "-k", &k]);
@@ -99,6 +102,9 @@ fn killed_during_make() {
 
 #[test]
 fn killed_in_pre_install_before_any_file_is_placed() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = setup("PRE_INSTALL=\"kill-dkms.sh\"\n");
     let before = installed(&root, &k);
     let out = root.dkms(&["install", "patched/2.0", "-k", &k]);
@@ -113,6 +119,9 @@ fn killed_in_pre_install_before_any_file_is_placed() {
 
 #[test]
 fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = setup("");
     root.dkms(&["build", "patched/2.0", "-k", &k]).ok();
     let before = root.snapshot();
@@ -144,6 +153,9 @@ fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
 
 #[test]
 fn killed_in_post_install_after_the_commit_keeps_the_new_module() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = setup("POST_INSTALL=\"kill-dkms.sh\"\n");
     let out = root.dkms(&["install", "patched/2.0", "-k", &k]);
     assert_eq!(out.code, -1);
@@ -172,6 +184,9 @@ fn installed_any(root: &Root, k: &str) -> Option<(String, Vec<u8>)> {
 
 #[test]
 fn an_interrupted_autoinstall_leaves_each_module_old_or_new_and_the_next_one_finishes() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
+        return;
+    }
     let kernels = [common::headers("6.1"), common::headers("6.12")];
     // Killed at three points: installing 2.0 on the first kernel to get there (before its
     // files are placed / just after its commit), and in the first kernel's depmod, while

@@ -4,7 +4,7 @@
 //! and the same status; every module we build names its kernel in its vermagic.
 //! The packages are downloaded by `.ci/install-deps` into /var/cache/dkms-rs-test/debs.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -155,30 +155,78 @@ fn same_as_debian(package: &str) {
 
 #[test]
 fn acpi_call() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::Headers("6.12"),
+        Needs::DebianDkms,
+        Needs::TestPackages,
+    ]) {
+        return;
+    }
     same_as_debian("acpi-call-dkms");
 }
 
 #[test]
 fn v4l2loopback_with_shell_logic_in_dkms_conf() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::Headers("6.12"),
+        Needs::DebianDkms,
+        Needs::TestPackages,
+    ]) {
+        return;
+    }
     same_as_debian("v4l2loopback-dkms");
 }
 
 #[test]
 fn xtables_addons_many_modules() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::Headers("6.12"),
+        Needs::DebianDkms,
+        Needs::TestPackages,
+    ]) {
+        return;
+    }
     same_as_debian("xtables-addons-dkms");
 }
 
 #[test]
 fn r8168_realtek_nic_driver() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::Headers("6.12"),
+        Needs::DebianDkms,
+        Needs::TestPackages,
+    ]) {
+        return;
+    }
     same_as_debian("r8168-dkms");
 }
 
 #[test]
 fn bbswitch() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::Headers("6.12"),
+        Needs::DebianDkms,
+        Needs::TestPackages,
+    ]) {
+        return;
+    }
     same_as_debian("bbswitch-dkms");
 }
 
 #[test]
 fn dm_writeboost() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::Headers("6.12"),
+        Needs::DebianDkms,
+        Needs::TestPackages,
+    ]) {
+        return;
+    }
     same_as_debian("dm-writeboost-dkms");
 }

@@ -1,6 +1,8 @@
 //! Signing: our in-process signature is byte for byte the one the kernel's own
 //! `scripts/sign-file` (Debian's linux-kbuild) makes; keys look like the original's.
 
+use crate::common::{self, Needs};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,6 +45,9 @@ fn keypair(dir: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn byte_for_byte_the_kernels_sign_file() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::KernelImage]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (key, cert) = keypair(dir.path());
     let module = a_module();
@@ -76,6 +81,9 @@ fn byte_for_byte_the_kernels_sign_file() {
 
 #[test]
 fn keys_are_made_like_the_original() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (key, cert) = keypair(dir.path());
     let mode =
@@ -125,6 +133,9 @@ fn keys_are_made_like_the_original() {
 
 #[test]
 fn bad_keys_are_clear_errors() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (key, cert) = keypair(dir.path());
     let (_, other_cert) = {

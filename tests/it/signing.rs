@@ -2,7 +2,7 @@
 //! strip and before compression, the original's policy and messages, and every bad
 //! input ending in a warning and an unsigned module, never a failed install.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,9 @@ fn signer(path: &Path) -> Option<sign::Signer> {
 
 #[test]
 fn the_key_is_made_once_and_modules_are_signed_with_it() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let root = signing_root(&k, "");
     let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
@@ -71,6 +74,9 @@ fn the_key_is_made_once_and_modules_are_signed_with_it() {
 
 #[test]
 fn signed_before_compression_on_an_xz_kernel() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
+        return;
+    }
     let k = common::headers("6.12");
     let root = signing_root(&k, "");
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
@@ -84,6 +90,9 @@ fn signed_before_compression_on_an_xz_kernel() {
 
 #[test]
 fn policy_and_kernel_config_decide_like_the_original() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     type Env<'a> = &'a [(&'a str, &'a str)];
     let cases: [(&str, Env, &str); 2] = [
@@ -146,6 +155,9 @@ fn policy_and_kernel_config_decide_like_the_original() {
 
 #[test]
 fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     let tool = format!(
         "/usr/lib/linux-kbuild-{}/scripts/sign-file",
@@ -184,6 +196,9 @@ fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
 
 #[test]
 fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let k = common::headers("6.1");
     // Passphrase-protected key: unsigned without KBUILD_SIGN_PIN, signed with it.
     let root = signing_root(&k, "");

@@ -1,7 +1,7 @@
 //! `dkms status`: every state and suffix, filters, JSON, and side by side with Debian's
 //! bash dkms on the same trees.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use common::{simple_conf, Root};
 
@@ -185,6 +185,9 @@ fn json_schema_is_locked() {
 
 #[test]
 fn side_by_side_with_debians_bash_dkms() {
+    if !common::host_ready(&[Needs::DebianDkms]) {
+        return;
+    }
     let root = Root::new();
     root.fake_kernel(K1, "").fake_kernel(K2, "");
     root.source("alpha", "1.0", &simple_conf("alpha", "1.0"))
@@ -229,6 +232,9 @@ fn side_by_side_with_debians_bash_dkms() {
 
 #[test]
 fn side_by_side_on_a_tree_written_by_debians_dkms() {
+    if !common::host_ready(&[Needs::DebianDkms]) {
+        return;
+    }
     // The bash dkms adds modules itself; we must read its tree.
     let root = Root::new();
     root.fake_kernel(K1, "");
@@ -248,6 +254,9 @@ fn side_by_side_on_a_tree_written_by_debians_dkms() {
 
 #[test]
 fn bash_evaluations_are_cached_for_status_and_invalidated_by_changes() {
+    if !common::host_ready(&[Needs::DebianDkms]) {
+        return;
+    }
     let root = Root::new();
     root.fake_kernel(K1, "").fake_kernel(K2, "");
     // Shell logic (a command substitution) forces bash; each evaluation leaves a line.

@@ -1,7 +1,7 @@
 //! `mktarball` / `ldtarball`: prebuilt modules moved to machines without compilers, and
 //! archives exchanged with Debian's bash dkms in both directions.
 
-use crate::common;
+use crate::common::{self, Needs};
 
 use std::path::PathBuf;
 
@@ -28,6 +28,9 @@ fn bare_root(k: &str) -> Root {
 
 #[test]
 fn round_trip_with_source() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = built_root();
     let out = root.dkms(&["mktarball", "patched/1.0", "-k", &k]);
     out.ok();
@@ -61,6 +64,9 @@ fn round_trip_with_source() {
 
 #[test]
 fn binaries_only_needs_no_source() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = built_root();
     let dest = root.path().join("out/prebuilt.dkms.tar.xz");
     root.dkms(&[
@@ -105,6 +111,9 @@ fn binaries_only_needs_no_source() {
 
 #[test]
 fn source_only_naming() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = built_root();
     root.dkms(&["mktarball", "patched/1.0", "-k", &k, "--source-only"])
         .ok();
@@ -113,6 +122,9 @@ fn source_only_naming() {
 
 #[test]
 fn archives_are_exchanged_with_debians_dkms() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
     let (root, k) = built_root();
     // Ours → theirs.
     root.dkms(&["mktarball", "patched/1.0", "-k", &k]).ok();
@@ -155,6 +167,9 @@ fn archives_are_exchanged_with_debians_dkms() {
 
 #[test]
 fn bad_archives_and_requests() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
     let (root, k) = built_root();
     let out = root.dkms(&["mktarball", "patched/1.0", "-k", "6.1.0-99-amd64"]);
     assert_eq!(out.code, 6, "{}", out.stderr);

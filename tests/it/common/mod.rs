@@ -413,3 +413,58 @@ impl From<std::process::Output> for Output {
         }
     }
 }
+
+/// What a test needs of the machine beyond a Rust toolchain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Needs {
+    /// Debian kernel headers of a flavour (see [`headers`]).
+    Headers(&'static str),
+    /// Debian's bash dkms as `/usr/sbin/dkms`, for side-by-side checks.
+    DebianDkms,
+    /// An installed kernel image (its `/lib/modules/<k>/kernel` tree).
+    KernelImage,
+    /// The real `*-dkms` packages `.ci/install-deps` downloads.
+    TestPackages,
+    /// qemu, OVMF and busybox for the Secure Boot proof.
+    SecureBootProof,
+}
+
+fn has(need: Needs) -> bool {
+    let exists = |p: &str| Path::new(p).exists();
+    match need {
+        Needs::Headers(flavour) => !installed_headers(flavour).is_empty(),
+        Needs::DebianDkms => {
+            std::fs::read_to_string("/usr/sbin/dkms").is_ok_and(|s| s.starts_with("#!/bin/bash"))
+        }
+        Needs::KernelImage => std::fs::read_dir("/lib/modules")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("kernel").is_dir()),
+        Needs::TestPackages => {
+            std::fs::read_dir("/var/cache/dkms-rs-test/debs").is_ok_and(|mut d| d.next().is_some())
+        }
+        Needs::SecureBootProof => {
+            exists("/usr/bin/qemu-system-x86_64")
+                && exists("/usr/share/OVMF")
+                && exists("/bin/busybox")
+        }
+    }
+}
+
+/// Whether the machine has what a test needs. Where it does not, the test is skipped
+/// with a message (a developer's machine without Debian's kernel headers), unless
+/// `DKMS_TESTS_REQUIRE_HOST` is set, as CI sets it: there a missing piece is a failure,
+/// never a silent skip.
+pub fn host_ready(needs: &[Needs]) -> bool {
+    let missing: Vec<Needs> = needs.iter().copied().filter(|n| !has(*n)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    if std::env::var_os("DKMS_TESTS_REQUIRE_HOST").is_some() {
+        panic!("{test} needs {missing:?} (installed by .ci/install-deps)");
+    }
+    eprintln!("skipped {test}: this machine lacks {missing:?} (see .ci/install-deps)");
+    false
+}
