@@ -15,14 +15,13 @@ fn add_then_remove_round_trip_readable_by_the_original() {
     let root = Root::new();
     root.fake_kernel(K1, "")
         .source("foo", "1.0", &simple_conf("foo", "1.0"));
-    let out = root.dkms(&["add", "-m", "foo", "-v", "1.0", "-k", K1]);
-    out.ok();
+    root.dkms(&["add", "-m", "foo", "-v", "1.0", "-k", K1]).is(
+        &root,
+        0,
+        "Creating symlink $ROOT/var/lib/dkms/foo/1.0/source -> $ROOT/usr/src/foo-1.0\n",
+        "",
+    );
     let link = root.dkms_tree().join("foo/1.0/source");
-    assert!(out.stdout.contains(&format!(
-        "Creating symlink {} -> {}",
-        link.display(),
-        root.source_tree().join("foo-1.0").display()
-    )));
     assert_eq!(
         std::fs::read_link(&link).unwrap(),
         root.source_tree().join("foo-1.0")
@@ -33,11 +32,12 @@ fn add_then_remove_round_trip_readable_by_the_original() {
     // ...and refuses to add it twice, like us.
     assert_eq!(root.dkms(&["add", "foo/1.0", "-k", K1]).code, 3);
     assert_eq!(root.bash_dkms(&["add", "foo/1.0", "-k", K1]).code, 3);
-    let out = root.dkms(&["remove", "foo/1.0", "--all"]);
-    out.ok();
-    assert!(out
-        .stdout
-        .contains("Deleting module foo/1.0 completely from the DKMS tree."));
+    root.dkms(&["remove", "foo/1.0", "--all"]).is(
+        &root,
+        0,
+        "Deleting module foo/1.0 completely from the DKMS tree.\n",
+        "",
+    );
     assert!(!root.dkms_tree().join("foo").exists());
     // The source is never deleted.
     assert!(root.source_tree().join("foo-1.0/dkms.conf").exists());
@@ -52,14 +52,12 @@ fn remove_of_a_module_added_by_the_original() {
     root.fake_kernel(K1, "")
         .source("bar", "2", &simple_conf("bar", "2"));
     root.bash_dkms(&["add", "bar/2"]).ok();
-    let out = root.dkms(&["remove", "bar/2", "-k", K1]);
-    out.ok();
-    assert!(out.stdout.contains(&format!(
-        "Module bar/2 is not installed for kernel {K1} (x86_64). Skipping..."
-    )));
-    assert!(out.stdout.contains(&format!(
-        "Module bar/2 is not built for kernel {K1} (x86_64). Skipping..."
-    )));
+    root.dkms(&["remove", "bar/2", "-k", K1]).is(
+        &root,
+        0,
+        &format!("Module bar/2 is not installed for kernel {K1} (x86_64). Skipping...\nModule bar/2 is not built for kernel {K1} (x86_64). Skipping...\n\nDeleting module bar/2 completely from the DKMS tree.\n"),
+        "",
+    );
     assert_eq!(root.bash_dkms(&["status"]).stdout, "");
 }
 
@@ -168,65 +166,99 @@ fn post_add_runs_in_the_source_directory() {
     );
 }
 
-/// (args, expected exit code, text expected on stderr)
+/// Every argument error: its exit code and whole message, and nothing changed.
 #[test]
 fn argument_errors_have_the_originals_exit_codes() {
     let root = Root::new();
     root.fake_kernel(K1, "")
         .source("foo", "1.0", &simple_conf("foo", "1.0"))
         .added("foo", "1.0");
-    let cases: &[(&[&str], i32, &str)] = &[
-        (&["status", "--bogus"], 2, "Unknown option: --bogus"),
-        (&["add", "remove"], 4, "more than one action"),
+    let usage = format!("{}\n", dkms::cli::usage());
+    let cases: &[(&[&str], i32, &str, &str)] = &[
+        (&["status", "--bogus"], dkms::exit::UNKNOWN_OPTION, &usage, "Unknown option: --bogus"),
+        (&["add", "remove"], dkms::exit::TWO_ACTIONS, "", "Cannot specify more than one action."),
         (
             &["mktarball", "--binaries-only", "--source-only", "foo/1.0"],
-            8,
-            "both --binaries-only and --source-only",
+            dkms::exit::BINARIES_AND_SOURCE_ONLY,
+            "",
+            "You have specified both --binaries-only and --source-only.\nYou cannot do this.",
         ),
-        (&["build", "-a", "x", "-a", "y", "-k", K1], 1, "1:1"),
-        (&["remove", "foo/1.0", "--all", "-k", K1], 2, "--all"),
-        (&["remove", "foo/1.0", "--all", "-a", "x86_64"], 3, "--all"),
+        (
+            &["build", "-a", "x", "-a", "y", "-k", K1],
+            dkms::exit::ARCH_COUNT,
+            "",
+            "If more than one arch is specified on the command line, then there\nmust be an equal number of kernel versions also specified (1:1 relationship).",
+        ),
+        (
+            &["remove", "foo/1.0", "--all", "-k", K1],
+            dkms::exit::KERNEL_WITH_ALL,
+            "",
+            "You cannot specify a kernel version and also specify\n--all on the command line.",
+        ),
+        (
+            &["remove", "foo/1.0", "--all", "-a", "x86_64"],
+            dkms::exit::ARCH_WITH_ALL,
+            "",
+            "You cannot specify an arch and also specify\n--all on the command line.",
+        ),
         (
             &["remove", "-m", "foo"],
-            1,
-            "Arguments <module> and <module-version> are not specified.",
+            dkms::exit::FAILURE,
+            "",
+            "Arguments <module> and <module-version> are not specified.\nUsage: remove <module>/<module-version> or\n       remove -m <module>/<module-version> or\n       remove -m <module> -v <module-version>",
         ),
         (
             &["remove", "foo/9.9", "-k", K1],
-            3,
-            "is not located in the DKMS tree",
+            dkms::exit::NOT_ADDED,
+            "",
+            "The module/version combo: foo-9.9 is not located in the DKMS tree.",
         ),
         (
             &["add", "nosuch/1.0", "-k", K1],
-            2,
-            "Could not find module source directory.",
+            dkms::exit::SOURCE_MISSING,
+            "",
+            "Could not find module source directory.\nDirectory: $ROOT/usr/src/nosuch-1.0 does not exist.",
         ),
         (
             &["add", "foo/1.0", "--all"],
-            5,
-            "does not support the --all parameter",
+            dkms::exit::ALL_NOT_SUPPORTED,
+            "",
+            "The action add does not support the --all parameter.",
         ),
         (
             &["autoinstall", "-k", K1, "-k", "6.2.0"],
-            4,
-            "multiple kernel version",
+            dkms::exit::ONE_KERNEL,
+            "",
+            "The action autoinstall does not support multiple kernel version parameters on the command line.",
         ),
-        (&["remove", "foo/1.0", "-k", ""], 16, "Empty kernel version"),
-        (&["remove", "../x/1.0", "-k", K1], 1, "is not a valid name"),
+        (
+            &["remove", "foo/1.0", "-k", ""],
+            dkms::exit::EMPTY_KERNEL_OR_ARCH,
+            "",
+            "Empty kernel version or architecture given on the command line.",
+        ),
+        (
+            &["remove", "../x/1.0", "-k", K1],
+            dkms::exit::FAILURE,
+            "",
+            "Module name '..' is not a valid name: it must not be empty, contain '/' or start with '.'.",
+        ),
     ];
-    for (args, code, text) in cases {
+    for (args, code, stdout, error) in cases {
         let before = root.snapshot();
-        let out = root.dkms(args);
-        assert_eq!(out.code, *code, "{args:?}: {}", out.stderr);
-        assert!(out.stderr.contains(text), "{args:?}: {}", out.stderr);
+        root.dkms(args)
+            .is(&root, *code, stdout, &format!("\nError! {error}\n"));
         assert_eq!(root.snapshot(), before, "{args:?} modified the tree");
     }
     // No action: usage, exit 0 (like the original); -V and -h.
-    let out = root.dkms(&["-m", "foo"]);
-    assert_eq!(out.code, 0);
-    assert!(out.stderr.contains("Unknown action specified: \"\""));
-    assert_eq!(root.dkms(&["-V"]).stdout, "dkms-3.4.3\n");
-    assert_eq!(root.dkms(&["--help"]).code, 0);
+    root.dkms(&["-m", "foo"]).is(
+        &root,
+        dkms::exit::SUCCESS,
+        &usage,
+        "\nError! Unknown action specified: \"\"\n",
+    );
+    root.dkms(&["-V"]).is(&root, 0, "dkms-3.4.3\n", "");
+    root.dkms(&["--help"]).is(&root, 0, &usage, "");
 }
 
 fn add_bad(conf: &[u8]) -> (common::Output, bool) {
@@ -281,9 +313,12 @@ fn crlf_prints_and_functions_do_not_disturb() {
     root.fake_kernel(K1, "");
     std::fs::create_dir_all(root.source_tree().join("crlf-1")).unwrap();
     std::fs::write(root.source_tree().join("crlf-1/dkms.conf"), conf).unwrap();
-    let out = root.dkms(&["add", "crlf/1", "-k", K1]);
-    out.ok();
-    assert!(!out.stdout.contains("noise"));
+    root.dkms(&["add", "crlf/1", "-k", K1]).is(
+        &root,
+        0,
+        "Creating symlink $ROOT/var/lib/dkms/crlf/1/source -> $ROOT/usr/src/crlf-1\n",
+        "",
+    );
     assert_eq!(root.dkms(&["status"]).stdout, "crlf/1: added\n");
 }
 
@@ -313,9 +348,12 @@ fn unreadable_or_missing_dkms_conf() {
     let root = Root::new();
     root.fake_kernel(K1, "");
     std::fs::create_dir_all(root.source_tree().join("nc-1")).unwrap();
-    let out = root.dkms(&["add", "nc/1", "-k", K1]);
-    assert_eq!(out.code, 4, "{}", out.stderr);
-    assert!(out.stderr.contains("Could not locate dkms.conf file."));
+    root.dkms(&["add", "nc/1", "-k", K1]).is(
+        &root,
+        dkms::exit::CONF_MISSING,
+        "",
+        "\nError! Could not locate dkms.conf file.\nFile: $ROOT/usr/src/nc-1/dkms.conf does not exist.\n",
+    );
     let out = root.dkms(&["add", root.path().join("nowhere").to_str().unwrap()]);
     assert_eq!(
         out.code, 1,

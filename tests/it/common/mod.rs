@@ -91,6 +91,17 @@ pub struct Output {
 }
 
 impl Output {
+    /// The whole result, exactly: exit code, stdout and stderr (scripts parse our output,
+    /// so an extra or garbled line is a failure). `$ROOT` in the expected texts stands
+    /// for `root`'s path.
+    pub fn is(&self, root: &Root, code: i32, stdout: &str, stderr: &str) {
+        let fill = |t: &str| t.replace("$ROOT", &root.path().display().to_string());
+        assert_eq!(
+            (self.code, self.stdout.as_str(), self.stderr.as_str()),
+            (code, fill(stdout).as_str(), fill(stderr).as_str())
+        );
+    }
+
     pub fn ok(&self) -> &Self {
         assert_eq!(
             self.code, 0,
