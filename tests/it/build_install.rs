@@ -101,8 +101,12 @@ fn failing_hooks_stop_with_their_codes() {
             ("DKMS_FIXTURE_PRE_INSTALL_EXIT", "3"),
         ],
     );
-    assert_eq!(out.code, 101, "{}", out.stderr);
-    assert!(out.stderr.contains("pre_install failed"));
+    out.is(
+        &root,
+        dkms::exit::PRE_INSTALL_FAILED,
+        &format!("Sign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/hooks/1.0/build/fx_hooks.ko\n\nRunning the pre_install script:\n"),
+        "\nError! pre_install failed, aborting install.\nYou may override by specifying --force.\n",
+    );
     assert_eq!(
         root.dkms(&["status"]).stdout,
         format!("hooks/1.0, {k}, x86_64: built\n")
@@ -125,9 +129,12 @@ fn build_exclusive_is_exit_77_and_builds_nothing() {
         return;
     }
     let (root, k) = root_with(&["exclusive-1.0"]);
-    let out = root.dkms(&["install", "exclusive/1.0", "-k", &k]);
-    assert_eq!(out.code, 77, "{}", out.stderr);
-    assert!(out.stderr.contains("BUILD_EXCLUSIVE"), "{}", out.stderr);
+    root.dkms(&["install", "exclusive/1.0", "-k", &k]).is(
+        &root,
+        dkms::exit::EXCLUDED,
+        "Creating symlink $ROOT/var/lib/dkms/exclusive/1.0/source -> $ROOT/usr/src/exclusive-1.0\n\n",
+        &format!("\nError! The dkms.conf for module exclusive includes a BUILD_EXCLUSIVE directive which does not match this kernel/arch/config:\n  kernel {k} does not match BUILD_EXCLUSIVE_KERNEL=\"^5\\.\"\nThis indicates that it should not be built.\n"),
+    );
     assert_eq!(root.dkms(&["status"]).stdout, "exclusive/1.0: added\n");
 }
 
@@ -137,9 +144,13 @@ fn build_depends_needs_the_dependency_installed() {
         return;
     }
     let (root, k) = root_with(&["depends-1.0", "hooks-1.0"]);
-    let out = root.dkms(&["build", "depends/1.0", "-k", &k]);
-    assert_eq!(out.code, 13, "{}", out.stderr);
-    assert!(out.stderr.contains("requires hooks"), "{}", out.stderr);
+    let missing = format!("The module depends requires hooks, which is not installed for kernel {k} (x86_64) (BUILD_DEPENDS).\nInstall hooks first, or use --force.\n");
+    root.dkms(&["build", "depends/1.0", "-k", &k]).is(
+        &root,
+        dkms::exit::MISSING_DEPENDENCY,
+        "Creating symlink $ROOT/var/lib/dkms/depends/1.0/source -> $ROOT/usr/src/depends-1.0\n\n",
+        &format!("\nError! {missing}"),
+    );
     let log = root.path().join("hooks.log");
     root.dkms_env(
         &["install", "hooks/1.0", "-k", &k],
@@ -149,9 +160,12 @@ fn build_depends_needs_the_dependency_installed() {
     root.dkms(&["build", "depends/1.0", "-k", &k]).ok();
     // --force builds without the dependency, with a warning.
     let (root, k) = root_with(&["depends-1.0"]);
-    let out = root.dkms(&["build", "depends/1.0", "-k", &k, "--force"]);
-    out.ok();
-    assert!(out.stderr.contains("Warning:"));
+    root.dkms(&["build", "depends/1.0", "-k", &k, "--force"]).is(
+        &root,
+        0,
+        &format!("Creating symlink $ROOT/var/lib/dkms/depends/1.0/source -> $ROOT/usr/src/depends-1.0\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/depends/1.0/build/fx_depends.ko\n"),
+        &format!("Warning: {missing}"),
+    );
 }
 
 #[test]
@@ -191,12 +205,11 @@ fn a_missing_built_module_is_exit_7() {
         return;
     }
     let (root, k) = root_with(&["misnamed-1.0"]);
-    let out = root.dkms(&["build", "misnamed/1.0", "-k", &k]);
-    assert_eq!(out.code, 7, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("Build of fx_other_name.ko failed"),
-        "{}",
-        out.stderr
+    root.dkms(&["build", "misnamed/1.0", "-k", &k]).is(
+        &root,
+        dkms::exit::BUILT_MODULE_MISSING,
+        &format!("Creating symlink $ROOT/var/lib/dkms/misnamed/1.0/source -> $ROOT/usr/src/misnamed-1.0\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding module(s) for kernel {k} (x86_64)...\n"),
+        &format!("\nError! Build of fx_other_name.ko failed for: {k} (x86_64)\nMake sure the name of the generated module is correct and at the root of the\nbuild directory (BUILT_MODULE_NAME / BUILT_MODULE_LOCATION), or consult make.log in\n$ROOT/var/lib/dkms/misnamed/1.0/build for more information.\n"),
     );
     assert_eq!(root.dkms(&["status"]).stdout, "misnamed/1.0: added\n");
 }
@@ -206,12 +219,11 @@ fn missing_headers_are_exit_21_naming_the_package() {
     let root = Root::new();
     root.fixture("patched-1.0");
     std::fs::create_dir_all(root.install_tree().join("6.1.0-99-amd64")).unwrap();
-    let out = root.dkms(&["build", "patched/1.0", "-k", "6.1.0-99-amd64"]);
-    assert_eq!(out.code, 21, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("linux-headers-6.1.0-99-amd64"),
-        "{}",
-        out.stderr
+    root.dkms(&["build", "patched/1.0", "-k", "6.1.0-99-amd64"]).is(
+        &root,
+        dkms::exit::NO_HEADERS,
+        "Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\n",
+        "\nError! Your kernel headers for kernel 6.1.0-99-amd64 cannot be found at $ROOT/lib/modules/6.1.0-99-amd64/build.\nPlease install your distribution's kernel headers package matching 6.1.0-99-amd64 (on Debian and Ubuntu: apt-get install linux-headers-6.1.0-99-amd64).\n",
     );
 }
 
