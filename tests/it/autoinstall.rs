@@ -92,22 +92,26 @@ fn one_failing_module_never_stops_the_others() {
     );
     let out = root.dkms(&["autoinstall", "-k", &k]);
     assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains(&format!(
-            "Autoinstall on {k} succeeded for module(s) patched."
-        )),
-        "{}",
-        out.stdout
+    // The three build in parallel: their lines interleave, the summary does not.
+    let mut done: Vec<&str> = summary(&out.stdout);
+    done.sort();
+    assert_eq!(
+        done,
+        [
+            format!("Autoinstall on {k} failed for module(s) failing(10)."),
+            format!("Autoinstall on {k} succeeded for module(s) patched."),
+            format!("Autoinstall on {k} was skipped for module(s) exclusive."),
+            format!("dkms: exclusive/1.0 for kernel {k} (x86_64): skipped"),
+            format!("dkms: failing/1.0 for kernel {k} (x86_64): failed (10)"),
+            format!("dkms: patched/1.0 for kernel {k} (x86_64): installed"),
+        ]
     );
-    assert!(out.stdout.contains(&format!(
-        "Autoinstall on {k} was skipped for module(s) exclusive."
+    assert!(out.stderr.starts_with(&format!(
+        "\nError! Bad return status for module build on kernel: {k} (x86_64)\n"
     )));
-    assert!(out.stdout.contains(&format!(
-        "Autoinstall on {k} failed for module(s) failing(10)."
-    )));
-    assert!(out
-        .stderr
-        .contains("One or more modules failed to install during autoinstall."));
+    assert!(out.stderr.ends_with(
+        "\nError! One or more modules failed to install during autoinstall.\nRefer to previous errors for more information.\n"
+    ));
     assert!(root
         .dkms(&["status", "patched"])
         .stdout
@@ -125,9 +129,12 @@ fn build_depends_unknown_deferred_and_cycles_reported() {
     let conf = root.source_tree().join("patched-1.0/dkms.conf");
     let text = std::fs::read_to_string(&conf).unwrap();
     std::fs::write(&conf, text.clone() + "BUILD_DEPENDS[0]=\"nvidia-kernel\"\n").unwrap();
-    let out = root.dkms(&["autoinstall", "-k", &k]);
-    out.ok();
-    assert!(out.stdout.contains("patched/1.0 autoinstall deferred: BUILD_DEPENDS not registered with DKMS: nvidia-kernel"), "{}", out.stdout);
+    root.dkms(&["autoinstall", "-k", &k]).is(
+        &root,
+        0,
+        &format!("dkms: patched/1.0 for kernel {k} (x86_64): deferred\npatched/1.0 autoinstall deferred: BUILD_DEPENDS not registered with DKMS: nvidia-kernel\n"),
+        "",
+    );
     assert_eq!(root.dkms(&["status"]).stdout, "patched/1.0: added\n");
 
     // Two modules that need each other: a cycle, named, exit 11.
@@ -140,14 +147,11 @@ fn build_depends_unknown_deferred_and_cycles_reported() {
     };
     add("patched-1.0", "hooks");
     add("hooks-1.0", "patched");
-    let out = root.dkms(&["autoinstall", "-k", &k]);
-    assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr.contains("BUILD_DEPENDS form a cycle")
-            && out.stderr.contains("hooks/1.0")
-            && out.stderr.contains("patched/1.0"),
-        "{}",
-        out.stderr
+    root.dkms(&["autoinstall", "-k", &k]).is(
+        &root,
+        dkms::exit::AUTOINSTALL_FAILED,
+        &format!("dkms: hooks/1.0 for kernel {k} (x86_64): failed (11)\ndkms: patched/1.0 for kernel {k} (x86_64): failed (11)\nAutoinstall on {k} failed for module(s) hooks(11) patched(11).\n"),
+        "\nError! BUILD_DEPENDS form a cycle: hooks/1.0 -> patched/1.0 -> hooks/1.0. None of these modules can be installed; remove one of the dependencies.\n\nError! One or more modules failed to install during autoinstall.\nRefer to previous errors for more information.\n",
     );
 }
 
