@@ -23,6 +23,7 @@ use crate::conf::{self, ConfRequest, ModuleConf};
 use crate::error::{ActionError, Result};
 use crate::exit;
 use crate::framework::Settings;
+use crate::module::kbuild::SignerCell;
 use crate::report::Reporter;
 use crate::state::{KernelArch, Registration, StateTree};
 
@@ -41,6 +42,8 @@ pub struct Context<'a> {
     /// Every dkms.conf read strictly in this run, by (file, module, version, kernel,
     /// arch): an install that builds first reads it once, and says what it says once.
     confs: ConfMemo,
+    /// Each kernel's signing decision, shared by the builds of this run.
+    signers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, std::sync::Arc<SignerCell>>>>,
 }
 
 type ConfMemo =
@@ -72,6 +75,7 @@ impl<'a> Context<'a> {
             jobserver,
             batch_depmod: true,
             confs: self.confs.clone(),
+            signers: self.signers.clone(),
         }
     }
 
@@ -89,6 +93,12 @@ impl<'a> Context<'a> {
         (self.req.conf.clone()).unwrap_or_else(|| self.tree.conf_file(m, v))
     }
 
+    /// `kernel`'s signing decision, made by the first build that needs it.
+    pub(crate) fn signer(&self, kernel: &str) -> std::sync::Arc<SignerCell> {
+        let mut cells = self.signers.lock().expect("signers");
+        cells.entry(kernel.to_string()).or_default().clone()
+    }
+
     pub(crate) fn changed_kernels(&self) -> Vec<String> {
         let mut k = self.changed.lock().expect("changed list").clone();
         k.sort();
@@ -104,6 +114,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         jobserver: None,
         batch_depmod: false,
         confs: Default::default(),
+        signers: Default::default(),
         req,
         settings,
         report,

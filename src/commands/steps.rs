@@ -92,6 +92,7 @@ fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelAr
 pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
     let dirs = ctx.kernel_dirs(&ka.kernel);
+    let signer = ctx.signer(&ka.kernel);
     let job = BuildJob {
         settings: ctx.settings,
         tree: &ctx.tree,
@@ -110,6 +111,7 @@ pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Res
                 &conf,
                 &ctx.tree.version_dir(m, v).join("build"),
             ),
+        signer: &signer,
     };
     job.run()?;
     Ok(())

@@ -137,7 +137,13 @@ pub struct BuildJob<'a> {
     /// Build in `<v>/.build-<k>-<a>` instead of the shared `<v>/build`, so the builds of
     /// one module version for several kernels can run at once (see [`private_build_ok`]).
     pub private_build: bool,
+    /// How this kernel's modules are signed, decided (and said) once per kernel and run
+    /// by the first build that needs it, whatever runs beside it.
+    pub signer: &'a SignerCell,
 }
+
+/// A kernel's signing decision, made at most once.
+pub type SignerCell = std::sync::OnceLock<Option<crate::module::sign::policy::ModuleSigner>>;
 
 /// Whether a module version can be built outside the shared `<v>/build` directory: its
 /// make command is the default kbuild one (generated with that path, so we can generate
@@ -205,12 +211,14 @@ impl BuildJob<'_> {
         let result_dir = self.tree.build_dir(self.module, self.version, self.ka);
         let buildable = self.preconditions(&result_dir)?;
         let source = self.version_dir().join("source");
-        let signer = crate::module::sign::policy::prepare(
-            self.settings,
-            &self.ka.kernel,
-            &self.kernel_config,
-            self.report,
-        );
+        let signer = self.signer.get_or_init(|| {
+            crate::module::sign::policy::prepare(
+                self.settings,
+                &self.ka.kernel,
+                &self.kernel_config,
+                self.report,
+            )
+        });
         let config = KernelConfig::read(&self.kernel_config);
         self.prepare_build_dir(&source)?;
         let log_path = self.build_dir().join("make.log");
