@@ -30,8 +30,14 @@ fn add_then_remove_round_trip_readable_by_the_original() {
     // The original sees what we did...
     assert_eq!(root.bash_dkms(&["status"]).stdout, "foo/1.0: added\n");
     // ...and refuses to add it twice, like us.
-    assert_eq!(root.dkms(&["add", "foo/1.0", "-k", K1]).code, 3);
-    assert_eq!(root.bash_dkms(&["add", "foo/1.0", "-k", K1]).code, 3);
+    assert_eq!(
+        root.dkms(&["add", "foo/1.0", "-k", K1]).code,
+        dkms::exit::ALREADY_ADDED
+    );
+    assert_eq!(
+        root.bash_dkms(&["add", "foo/1.0", "-k", K1]).code,
+        dkms::exit::ALREADY_ADDED
+    );
     root.dkms(&["remove", "foo/1.0", "--all"]).is(
         &root,
         0,
@@ -333,7 +339,7 @@ fn a_dkms_conf_that_never_ends_is_stopped() {
     );
     let start = std::time::Instant::now();
     let out = root.dkms(&["add", "slow/1", "-k", K1]);
-    assert_eq!(out.code, 8);
+    assert_eq!(out.code, dkms::exit::BAD_CONF);
     assert!(
         out.stderr.contains("did not finish within"),
         "{}",
@@ -356,7 +362,8 @@ fn unreadable_or_missing_dkms_conf() {
     );
     let out = root.dkms(&["add", root.path().join("nowhere").to_str().unwrap()]);
     assert_eq!(
-        out.code, 1,
+        out.code,
+        dkms::exit::FAILURE,
         "a word that is no path becomes a module name without version: {}",
         out.stderr
     );
@@ -371,7 +378,7 @@ fn dangling_source_link_is_broken_and_blocks_mktarball() {
     std::fs::remove_dir_all(root.source_tree().join("gone-1")).unwrap();
     assert_eq!(root.dkms(&["status"]).stdout, "gone/1: broken\n");
     let out = root.dkms(&["mktarball", "gone/1", "-k", K1]);
-    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::CONF_MISSING, "{}", out.stderr);
     // remove may clean it up (a deliberate difference: see README).
     root.dkms(&["remove", "gone/1", "--all"]).ok();
     assert_eq!(root.dkms(&["status"]).stdout, "");
@@ -512,7 +519,7 @@ fn two_removes_racing_end_with_the_originals_codes() {
     let mut outs = [finish(first, w1, r1), finish(second, w2, r2)];
     outs.sort_by_key(|o| o.code);
     assert_eq!(outs[0].code, 0, "{:?}", outs[0]);
-    assert_eq!(outs[1].code, 3, "{:?}", outs[1]);
+    assert_eq!(outs[1].code, dkms::exit::NOT_ADDED, "{:?}", outs[1]);
     assert!(outs[1]
         .stderr
         .ends_with("\nError! The module/version combo: l-1 is not located in the DKMS tree.\n"));
@@ -530,7 +537,7 @@ fn two_removes_racing_end_with_the_originals_codes() {
     // 0 if it ran first (nothing installed: skipped), 3 if the remove had run.
     assert!(
         uninstall.code == 0 && uninstall.stdout.contains("is not installed")
-            || uninstall.code == 3
+            || uninstall.code == dkms::exit::NOT_ADDED
                 && uninstall
                     .stderr
                     .ends_with("is not located in the DKMS tree.\n"),
@@ -595,7 +602,7 @@ fn without_os_release_every_action_is_exit_4_and_changes_nothing() {
     );
     for args in [&["add", "foo/1.0", "-k", K1][..], &["status"]] {
         let out = root.dkms(args);
-        assert_eq!(out.code, 4, "{args:?}: {out:?}");
+        assert_eq!(out.code, dkms::exit::NO_OS_RELEASE, "{args:?}: {out:?}");
         assert_eq!(
             (out.stdout.as_str(), out.stderr.as_str()),
             ("", message.as_str())
@@ -629,7 +636,7 @@ fn arguments_that_are_not_utf8_never_panic() {
         ],
         &[],
     );
-    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.code, dkms::exit::NOT_ADDED, "{out:?}");
     // As a path its bytes are kept: a source directory whose name is not UTF-8 is added.
     let dir = root.path().join(OsStr::from_bytes(b"src-\xfe"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -658,7 +665,7 @@ fn huge_or_sparse_array_indices_are_one_problem_per_gap() {
         )
         .as_bytes(),
     );
-    assert_eq!(out.code, 8, "{out:?}");
+    assert_eq!(out.code, dkms::exit::BAD_CONF, "{out:?}");
     assert!(unchanged);
     let problems: Vec<&str> = out
         .stderr
@@ -669,7 +676,7 @@ fn huge_or_sparse_array_indices_are_one_problem_per_gap() {
     assert!(problems[0].ends_with(":3: No 'BUILT_MODULE_NAME' directive specified for records #0 to #999998 (999999 records)."));
     assert!(problems[1].ends_with(":4: No 'DEST_MODULE_LOCATION' directive specified for records #0 to #999998 (999999 records)."));
     let (out, _) = add_bad(format!("{head}BUILT_MODULE_NAME[$((1<<62))]=\"x\"\n").as_bytes());
-    assert_eq!(out.code, 8, "{out:?}");
+    assert_eq!(out.code, dkms::exit::BAD_CONF, "{out:?}");
     assert_eq!(out.stderr.lines().count(), 9, "{}", out.stderr);
 }
 
@@ -681,7 +688,7 @@ fn many_bad_records_are_reported_each_once() {
         conf.push_str(&format!("BUILT_MODULE_LOCATION[{i}]=\"src\"\n"));
     }
     let (out, unchanged) = add_bad(conf.as_bytes());
-    assert_eq!(out.code, 8);
+    assert_eq!(out.code, dkms::exit::BAD_CONF);
     assert!(unchanged);
     let count = |what: &str| out.stderr.lines().filter(|l| l.contains(what)).count();
     assert_eq!(

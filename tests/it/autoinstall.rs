@@ -91,7 +91,13 @@ fn one_failing_module_never_stops_the_others() {
         std::slice::from_ref(&k),
     );
     let out = root.dkms(&["autoinstall", "-k", &k]);
-    assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code,
+        dkms::exit::AUTOINSTALL_FAILED,
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
     // The three build in parallel: their lines interleave, the summary does not.
     let mut done: Vec<&str> = summary(&out.stdout);
     done.sort();
@@ -176,7 +182,7 @@ fn no_autoinstall_file_and_kernels_without_headers() {
     std::fs::create_dir_all(root.install_tree().join(nk)).unwrap();
     let before = root.snapshot();
     let out = root.dkms(&["autoinstall", "-k", nk]);
-    assert_eq!(out.code, 21, "{out:?}");
+    assert_eq!(out.code, dkms::exit::NO_HEADERS, "{out:?}");
     assert_eq!(out.stdout, "");
     assert_eq!(
         out.stderr,
@@ -193,7 +199,7 @@ fn kernel_hooks_need_exactly_one_kernel() {
     let root = Root::new();
     for action in ["kernel_preinst", "kernel_postinst", "kernel_prerm"] {
         let out = root.dkms(&[action]);
-        assert_eq!(out.code, 4, "{action}: {out:?}");
+        assert_eq!(out.code, dkms::exit::ONE_KERNEL, "{action}: {out:?}");
         assert_eq!(
             out.stderr,
             format!("\nError! The action {action} requires exactly one kernel version parameter on the command line (-k <kernel>).\n")
@@ -308,7 +314,10 @@ fn match_installs_what_the_template_kernel_has() {
         root.dkms(&["match", "--templatekernel", &a, "-k", &a]).code,
         2
     );
-    assert_eq!(root.dkms(&["match", "-k", &b]).code, 1);
+    assert_eq!(
+        root.dkms(&["match", "-k", &b]).code,
+        dkms::exit::MATCH_USAGE
+    );
     let out = root.dkms(&["match", "--templatekernel", "6.1.0-99-amd64", "-k", &b]);
     assert!(out
         .stdout
@@ -411,7 +420,13 @@ fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
         "#!/bin/sh\necho 'depmod: FATAL: could not open modules.order' >&2\nexit 1\n",
     );
     let out = root.dkms_env(&["autoinstall", "-k", &k], &[("PATH", &path)]);
-    assert_eq!(out.code, 11, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code,
+        dkms::exit::AUTOINSTALL_FAILED,
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
     assert!(
         out.stderr
             .contains(&format!("depmod failed for kernel {k}"))
@@ -493,7 +508,7 @@ fn a_skipped_dependency_lets_its_dependants_run_and_decide() {
     );
     std::fs::write(&conf, plain).unwrap();
     let out = root.dkms(&["autoinstall", "-k", &k]);
-    assert_eq!(out.code, 11, "{out:?}");
+    assert_eq!(out.code, dkms::exit::AUTOINSTALL_FAILED, "{out:?}");
     assert_eq!(
         summary(&out.stdout),
         [

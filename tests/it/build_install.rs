@@ -175,7 +175,7 @@ fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
     }
     let (root, k) = root_with(&["failing-1.0"]);
     let out = root.dkms(&["build", "failing/1.0", "-k", &k]);
-    assert_eq!(out.code, 10, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::BUILD_FAILED, "{}", out.stderr);
     let log = root.dkms_tree().join("failing/1.0/build/make.log");
     assert!(out.stderr.contains(&format!(
         "Bad return status for module build on kernel: {k} (x86_64)"
@@ -325,7 +325,7 @@ fn a_failing_depmod_rolls_the_install_back_exactly() {
         &["install", "patched/2.0", "-k", &k, "--force"],
         &[("PATH", &path)],
     );
-    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::INSTALL_FAILED, "{}", out.stderr);
     assert!(out.stderr.contains("depmod"), "{}", out.stderr);
     assert_eq!(
         root.snapshot(),
@@ -357,7 +357,7 @@ fn an_unwritable_install_location_fails_cleanly() {
     .unwrap();
     let before = root.snapshot();
     let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
-    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::INSTALL_FAILED, "{}", out.stderr);
     assert!(out.stderr.contains("Cannot create"), "{}", out.stderr);
     assert_eq!(root.snapshot(), before);
     assert_eq!(
@@ -504,7 +504,7 @@ fn a_destination_that_escapes_through_a_symlink_is_refused() {
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, root.install_tree().join(&k).join("updates")).unwrap();
     let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
-    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::INSTALL_FAILED, "{}", out.stderr);
     assert!(
         out.stderr.contains("leaves the kernel's module tree"),
         "{}",
@@ -548,7 +548,7 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
     std::fs::write(dest.join("fx_patched.ko"), b"previous module").unwrap();
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
     let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--force"]);
-    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::INSTALL_FAILED, "{}", out.stderr);
     assert!(
         out.stderr.contains("No space left on device"),
         "{}",
@@ -705,7 +705,12 @@ fn modules_to_force_install_overrides_the_version_check() {
         "{}",
         out.stderr
     );
-    assert_eq!(out.code, 6, "no module installed: {}", out.stderr);
+    assert_eq!(
+        out.code,
+        dkms::exit::INSTALL_FAILED,
+        "no module installed: {}",
+        out.stderr
+    );
     root.write(
         "usr/share/dkms/modules_to_force_install/patched",
         "patched\n",
@@ -897,7 +902,7 @@ fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
     );
     // Added already: the path form adds again, and that is refused (3), as the original.
     let out = root.dkms(&["install", dir.to_str().unwrap(), "-k", &k]);
-    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.code, dkms::exit::ALREADY_ADDED, "{out:?}");
     assert_eq!(
         out.stderr,
         "\nError! DKMS tree already contains: patched-1.0\nYou cannot add the same module/version combo more than once.\n"
@@ -912,7 +917,7 @@ fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
     );
     // Without a module, a path or an archive the original's add message is kept (1).
     let out = root.dkms(&["build", "-k", &k]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, dkms::exit::FAILURE, "{out:?}");
 }
 
 #[test]
@@ -926,7 +931,7 @@ fn an_empty_dkms_conf_is_exit_8_and_changes_nothing() {
     std::fs::write(dir.join("dkms.conf"), "").unwrap();
     let before = root.snapshot();
     let out = root.dkms(&["add", dir.to_str().unwrap()]);
-    assert_eq!(out.code, 8, "{out:?}");
+    assert_eq!(out.code, dkms::exit::BAD_CONF, "{out:?}");
     let conf = dir.join("dkms.conf");
     assert_eq!(
         out.stderr,
@@ -975,7 +980,7 @@ fn an_older_version_never_replaces_a_newer_installed_one() {
     let before = root.snapshot();
     let newer = std::fs::read(installed_file(&root, &k, "fx_patched")).unwrap();
     let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
-    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.code, dkms::exit::INSTALL_FAILED, "{out:?}");
     assert_eq!(out.stdout, "");
     assert_eq!(
         out.stderr,
@@ -1013,7 +1018,7 @@ fn build_exclusive_at_index_0_applies_to_every_module() {
            BUILD_EXCLUSIVE_KERNEL[0]=\"^99\\.\"\nBUILD_EXCLUSIVE_KERNEL[1]=\".*\"\nBUILD_EXCLUSIVE_ARCH[1]=\"none\"\n";
     std::fs::write(&conf, text).unwrap();
     let out = root.dkms(&["build", "patched/1.0", "-k", &k]);
-    assert_eq!(out.code, 77, "{out:?}");
+    assert_eq!(out.code, dkms::exit::EXCLUDED, "{out:?}");
     assert_eq!(root.dkms(&["status"]).stdout, "patched/1.0: added\n");
 }
 
@@ -1037,7 +1042,7 @@ fn a_version_less_module_never_shadows_the_kernels_own() {
     root.dkms(&["build", "hdaps/1.0", "-k", &k]).ok();
     let before = root.snapshot();
     let out = root.dkms(&["install", "hdaps/1.0", "-k", &k]);
-    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.code, dkms::exit::INSTALL_FAILED, "{out:?}");
     assert_eq!(
         out.stderr,
         format!("Module version (none) for hdaps.ko is not newer than the kernel's own {}; it stays in place.\nYou may override by specifying --force.\n\nError! Installation aborted.\n", in_tree.display())

@@ -305,7 +305,7 @@ fn common_postinst_goes_on_after_a_failed_kernel_and_fails_the_package() {
         &["patched", "1.0", "", "", ""],
         "",
     );
-    assert_eq!(out.code, 10, "{out:?}");
+    assert_eq!(out.code, dkms::exit::BUILD_FAILED, "{out:?}");
     assert_eq!(
         postinst_lines(&out.stdout),
         [
@@ -342,7 +342,7 @@ fn common_postinst_stops_at_the_first_failure_without_continue_on_error() {
         &["patched", "1.0", "", "", ""],
         "",
     );
-    assert_eq!(out.code, 10, "{out:?}");
+    assert_eq!(out.code, dkms::exit::BUILD_FAILED, "{out:?}");
     assert_eq!(
         postinst_lines(&out.stdout),
         [

@@ -172,7 +172,7 @@ fn bad_archives_and_requests() {
     }
     let (root, k) = built_root();
     let out = root.dkms(&["mktarball", "patched/1.0", "-k", "6.1.0-99-amd64"]);
-    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert_eq!(out.code, dkms::exit::TARBALL_FAILED, "{}", out.stderr);
     assert!(out.stderr.contains("No modules built for 6.1.0-99-amd64"));
     let other = bare_root(&k);
     assert_eq!(
@@ -200,6 +200,9 @@ fn bad_archives_and_requests() {
         .status()
         .unwrap()
         .success());
-    assert_eq!(other.dkms(&["ldtarball", plain.to_str().unwrap()]).code, 3);
+    assert_eq!(
+        other.dkms(&["ldtarball", plain.to_str().unwrap()]).code,
+        dkms::exit::ARCHIVE_WITHOUT_CONF
+    );
     assert_eq!(other.dkms(&["status"]).stdout, "");
 }
