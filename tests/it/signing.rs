@@ -258,13 +258,20 @@ fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
 #[test]
 fn generate_mok_creates_the_pair_once() {
     let root = Root::new();
-    let out = root.dkms(&["generate_mok"]);
-    out.ok();
-    assert!(out.stdout.contains("mokutil --import"));
+    let paths = "Signing key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\n";
+    root.dkms(&["generate_mok"]).is(
+        &root,
+        0,
+        &format!("{paths}Certificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\n"),
+        "",
+    );
     let key = std::fs::read(root.dkms_tree().join("mok.key")).unwrap();
-    let out = root.dkms(&["generate_mok"]);
-    out.ok();
-    assert!(out.stdout.contains("already exist"));
+    root.dkms(&["generate_mok"]).is(
+        &root,
+        0,
+        &format!("{paths}The signing key and certificate already exist.\n"),
+        "",
+    );
     assert_eq!(
         std::fs::read(root.dkms_tree().join("mok.key")).unwrap(),
         key

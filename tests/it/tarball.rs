@@ -171,9 +171,12 @@ fn bad_archives_and_requests() {
         return;
     }
     let (root, k) = built_root();
-    let out = root.dkms(&["mktarball", "patched/1.0", "-k", "6.1.0-99-amd64"]);
-    assert_eq!(out.code, dkms::exit::TARBALL_FAILED, "{}", out.stderr);
-    assert!(out.stderr.contains("No modules built for 6.1.0-99-amd64"));
+    root.dkms(&["mktarball", "patched/1.0", "-k", "6.1.0-99-amd64"]).is(
+        &root,
+        dkms::exit::TARBALL_FAILED,
+        "",
+        "\nError! No modules built for 6.1.0-99-amd64 (x86_64).\nModules must already be in the built state before using mktarball.\n",
+    );
     let other = bare_root(&k);
     assert_eq!(
         other
