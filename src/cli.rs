@@ -45,6 +45,52 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order `--help` and the man page list them.
+    pub const ALL: [Action; 15] = [
+        Action::Add,
+        Action::Build,
+        Action::Install,
+        Action::Uninstall,
+        Action::Unbuild,
+        Action::Remove,
+        Action::Status,
+        Action::Autoinstall,
+        Action::Match,
+        Action::Mktarball,
+        Action::Ldtarball,
+        Action::GenerateMok,
+        Action::KernelPreinst,
+        Action::KernelPostinst,
+        Action::KernelPrerm,
+    ];
+
+    /// What it does, in one line.
+    pub fn help(self) -> &'static str {
+        match self {
+            Action::Add => {
+                "register a module version's source (from /usr/src, a directory, an archive)"
+            }
+            Action::Build => "build it for a kernel (adding it first if needed)",
+            Action::Install => {
+                "install it into a kernel's modules tree (building it first if needed)"
+            }
+            Action::Uninstall => {
+                "take it out of a kernel's modules tree, restoring what it replaced"
+            }
+            Action::Unbuild => "uninstall it and delete its build for a kernel",
+            Action::Remove => "unbuild it, and forget the version once no kernel has it",
+            Action::Status => "show what is added, built and installed",
+            Action::Autoinstall => "install every AUTOINSTALL module's latest version on a kernel",
+            Action::Match => "install on a kernel what another kernel (--templatekernel) has",
+            Action::Mktarball => "archive a module version's source and builds",
+            Action::Ldtarball => "load such an archive",
+            Action::GenerateMok => "create the module signing key and certificate",
+            Action::KernelPreinst => "before a kernel is installed: remove its AUTOINSTALL modules",
+            Action::KernelPostinst => "after a kernel is installed: autoinstall",
+            Action::KernelPrerm => "before a kernel is removed: remove every module built for it",
+        }
+    }
+
     /// The action named by `word`, exactly as the original's `action_re` accepts it.
     pub fn from_word(word: &str) -> Option<Action> {
         Some(match word {
@@ -188,7 +234,7 @@ impl CliError {
     }
 }
 
-/// Options that take a value. `prefix: true` means the original matches `NAME*`.
+/// What an option's value sets.
 #[derive(Clone, Copy)]
 enum ValueOpt {
     Module,
@@ -208,6 +254,7 @@ enum ValueOpt {
     Jobs,
 }
 
+#[derive(Clone, Copy)]
 enum Opt {
     Value(ValueOpt),
     Flag(fn(&mut Request)),
@@ -216,68 +263,328 @@ enum Opt {
     Help,
 }
 
+/// How the original's `case` matches an option word.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Match {
+    /// The word itself.
+    Exact,
+    /// A glob suffix: `--kernelver*` takes `--kernelver=6.1`, `--kernelver 6.1`, and
+    /// `--kernelverX 6.1` alike, but never an abbreviation.
+    Prefix,
+}
+
+/// One option the parser accepts: every spelling, the value it takes, its help. The
+/// parser reads this table, and the tests hold `--help`, the man page and the shell
+/// completions against it, so none of them can drift.
+pub struct OptionSpec {
+    pub names: &'static [&'static str],
+    pub matching: Match,
+    /// The placeholder of its value (`None` for a flag).
+    pub value: Option<&'static str>,
+    pub help: &'static str,
+    opt: Opt,
+}
+
+const fn spec(
+    names: &'static [&'static str],
+    matching: Match,
+    value: Option<&'static str>,
+    help: &'static str,
+    opt: Opt,
+) -> OptionSpec {
+    OptionSpec {
+        names,
+        matching,
+        value,
+        help,
+        opt,
+    }
+}
+
+use Match::{Exact, Prefix};
+use ValueOpt as V;
+
+/// Every option, in the original's `case` order where it matters (`--archive*` before
+/// `--arch*`; exact words before glob suffixes).
+pub const OPTIONS: &[OptionSpec] = &[
+    spec(
+        &["-m"],
+        Exact,
+        Some("module[/version]"),
+        "the module (and version)",
+        Opt::Value(V::Module),
+    ),
+    spec(
+        &["-v"],
+        Exact,
+        Some("version"),
+        "the module version",
+        Opt::Value(V::Version),
+    ),
+    spec(
+        &["-k"],
+        Exact,
+        Some("kernel[/arch]"),
+        "a kernel (repeatable; default: the running one)",
+        Opt::Value(V::Kernel),
+    ),
+    spec(
+        &["-c"],
+        Exact,
+        Some("dkms.conf"),
+        "use this dkms.conf instead of the module's",
+        Opt::Value(V::Conf),
+    ),
+    spec(
+        &["-a"],
+        Exact,
+        Some("arch"),
+        "the architecture (default: the machine's)",
+        Opt::Value(V::Arch),
+    ),
+    spec(
+        &["-j"],
+        Exact,
+        Some("jobs"),
+        "parallel make jobs (0: unlimited)",
+        Opt::Value(V::Jobs),
+    ),
+    spec(
+        &["-q", "--quiet"],
+        Exact,
+        None,
+        "print nothing but errors",
+        Opt::Flag(|r| r.quiet = true),
+    ),
+    spec(
+        &["-V", "--version"],
+        Exact,
+        None,
+        "print the version and exit",
+        Opt::Version,
+    ),
+    spec(
+        &["-h", "--help"],
+        Exact,
+        None,
+        "print the usage and exit",
+        Opt::Help,
+    ),
+    spec(
+        &["--no-initrd"],
+        Exact,
+        None,
+        "deprecated, ignored",
+        Opt::Deprecated("--no-initrd"),
+    ),
+    spec(
+        &["--no-clean-kernel"],
+        Exact,
+        None,
+        "deprecated, ignored",
+        Opt::Deprecated("--no-clean-kernel"),
+    ),
+    spec(
+        &["--no-prepare-kernel"],
+        Exact,
+        None,
+        "deprecated, ignored",
+        Opt::Deprecated("--no-prepare-kernel"),
+    ),
+    spec(
+        &["--binaries-only"],
+        Exact,
+        None,
+        "mktarball: prebuilt modules without their source",
+        Opt::Flag(|r| r.binaries_only = true),
+    ),
+    spec(
+        &["--source-only"],
+        Exact,
+        None,
+        "mktarball: the source without prebuilt modules",
+        Opt::Flag(|r| r.source_only = true),
+    ),
+    spec(
+        &["--force"],
+        Exact,
+        None,
+        "rebuild, reinstall or replace even if not needed or not newer",
+        Opt::Flag(|r| r.force = true),
+    ),
+    spec(
+        &["--force-version-override"],
+        Exact,
+        None,
+        "install over a module of another version without comparing",
+        Opt::Flag(|r| r.force_version_override = true),
+    ),
+    spec(
+        &["--all"],
+        Exact,
+        None,
+        "every kernel the module is built for",
+        Opt::Flag(|r| r.all = true),
+    ),
+    spec(
+        &["--verbose"],
+        Exact,
+        None,
+        "show each build command and its output",
+        Opt::Flag(|r| r.verbose = true),
+    ),
+    spec(
+        &["--rpm_safe_upgrade"],
+        Exact,
+        None,
+        "add and remove within one package upgrade",
+        Opt::Flag(|r| r.rpm_safe_upgrade = true),
+    ),
+    spec(
+        &["--symlink-modules"],
+        Exact,
+        None,
+        "install links to the built modules instead of copies",
+        Opt::Flag(|r| r.symlink_modules = true),
+    ),
+    spec(
+        &["--no-depmod"],
+        Exact,
+        None,
+        "do not run depmod",
+        Opt::Flag(|r| r.no_depmod = true),
+    ),
+    spec(
+        &["--modprobe-on-install"],
+        Exact,
+        None,
+        "load the installed modules on the running kernel",
+        Opt::Flag(|r| r.modprobe_on_install = true),
+    ),
+    spec(
+        &["--debug"],
+        Exact,
+        None,
+        "accepted for compatibility",
+        Opt::Flag(|r| r.debug = true),
+    ),
+    spec(
+        &["--json"],
+        Exact,
+        None,
+        "status: machine-readable output",
+        Opt::Flag(|r| r.json = true),
+    ),
+    spec(
+        &["--all-kernels"],
+        Exact,
+        None,
+        "autoinstall: every kernel with headers, at once",
+        Opt::Flag(|r| r.all_kernels = true),
+    ),
+    spec(
+        &["--module"],
+        Prefix,
+        Some("module[/version]"),
+        "as -m",
+        Opt::Value(V::Module),
+    ),
+    spec(
+        &["--kernelver"],
+        Prefix,
+        Some("kernel[/arch]"),
+        "as -k",
+        Opt::Value(V::Kernel),
+    ),
+    spec(
+        &["--templatekernel"],
+        Prefix,
+        Some("kernel"),
+        "match: the kernel to copy from",
+        Opt::Value(V::TemplateKernel),
+    ),
+    spec(
+        &["--dkmsframework"],
+        Prefix,
+        Some("file"),
+        "another framework.conf",
+        Opt::Value(V::FrameworkConf),
+    ),
+    spec(
+        &["--dkmstree"],
+        Prefix,
+        Some("dir"),
+        "the state tree (default /var/lib/dkms)",
+        Opt::Value(V::DkmsTree),
+    ),
+    spec(
+        &["--sourcetree"],
+        Prefix,
+        Some("dir"),
+        "the source tree (default /usr/src)",
+        Opt::Value(V::SourceTree),
+    ),
+    spec(
+        &["--installtree"],
+        Prefix,
+        Some("dir"),
+        "the modules tree (default /lib/modules)",
+        Opt::Value(V::InstallTree),
+    ),
+    spec(
+        &["--config"],
+        Prefix,
+        Some("file"),
+        "the kernel's config (default: its auto.conf or .config)",
+        Opt::Value(V::KernelConfig),
+    ),
+    spec(
+        &["--archive"],
+        Prefix,
+        Some("file"),
+        "mktarball/ldtarball: the archive",
+        Opt::Value(V::Archive),
+    ),
+    spec(
+        &["--arch"],
+        Prefix,
+        Some("arch"),
+        "as -a",
+        Opt::Value(V::Arch),
+    ),
+    spec(
+        &["--kernelsourcedir"],
+        Prefix,
+        Some("dir"),
+        "the kernel's build directory",
+        Opt::Value(V::KernelSourceDir),
+    ),
+    spec(
+        &["--directive"],
+        Prefix,
+        Some("NAME=value"),
+        "set a dkms.conf directive after the files",
+        Opt::Value(V::Directive),
+    ),
+];
+
 /// Classify one option word in the original's `case` order. `None` means "not an option".
 fn classify(word: &str) -> Option<Result<Opt, CliError>> {
-    use ValueOpt::*;
-    // Glob-suffix value options, in the order of the original's case statement
-    // (`--archive*` must be tested before `--arch*`).
-    const SUFFIX: &[(&str, ValueOpt)] = &[
-        ("--module", Module),
-        ("--kernelver", Kernel),
-        ("--templatekernel", TemplateKernel),
-        ("--dkmsframework", FrameworkConf),
-        ("--dkmstree", DkmsTree),
-        ("--sourcetree", SourceTree),
-        ("--installtree", InstallTree),
-        ("--config", KernelConfig),
-        ("--archive", Archive),
-        ("--arch", Arch),
-        ("--kernelsourcedir", KernelSourceDir),
-        ("--directive", Directive),
-    ];
-    let exact = match word {
-        "-m" => Some(Opt::Value(Module)),
-        "-v" => Some(Opt::Value(Version)),
-        "-k" => Some(Opt::Value(Kernel)),
-        "-c" => Some(Opt::Value(Conf)),
-        "-a" => Some(Opt::Value(Arch)),
-        "-j" => Some(Opt::Value(Jobs)),
-        "-q" | "--quiet" => Some(Opt::Flag(|r| r.quiet = true)),
-        "-V" | "--version" => Some(Opt::Version),
-        "-h" | "--help" => Some(Opt::Help),
-        "--no-initrd" => Some(Opt::Deprecated("--no-initrd")),
-        "--no-clean-kernel" => Some(Opt::Deprecated("--no-clean-kernel")),
-        "--no-prepare-kernel" => Some(Opt::Deprecated("--no-prepare-kernel")),
-        "--binaries-only" => Some(Opt::Flag(|r| r.binaries_only = true)),
-        "--source-only" => Some(Opt::Flag(|r| r.source_only = true)),
-        "--force" => Some(Opt::Flag(|r| r.force = true)),
-        "--force-version-override" => Some(Opt::Flag(|r| r.force_version_override = true)),
-        "--all" => Some(Opt::Flag(|r| r.all = true)),
-        "--verbose" => Some(Opt::Flag(|r| r.verbose = true)),
-        "--rpm_safe_upgrade" => Some(Opt::Flag(|r| r.rpm_safe_upgrade = true)),
-        "--symlink-modules" => Some(Opt::Flag(|r| r.symlink_modules = true)),
-        "--no-depmod" => Some(Opt::Flag(|r| r.no_depmod = true)),
-        "--modprobe-on-install" => Some(Opt::Flag(|r| r.modprobe_on_install = true)),
-        "--debug" => Some(Opt::Flag(|r| r.debug = true)),
-        "--json" => Some(Opt::Flag(|r| r.json = true)),
-        "--all-kernels" => Some(Opt::Flag(|r| r.all_kernels = true)),
-        _ => None,
-    };
-    if let Some(opt) = exact {
-        return Some(Ok(opt));
+    let found = OPTIONS
+        .iter()
+        .filter(|o| o.matching == Exact)
+        .chain(OPTIONS.iter().filter(|o| o.matching == Prefix))
+        .find(|o| {
+            o.names.iter().any(|n| match o.matching {
+                Exact => word == *n,
+                Prefix => word.starts_with(n),
+            })
+        });
+    match found {
+        Some(o) => Some(Ok(o.opt)),
+        None if word.starts_with('-') => Some(Err(CliError::UnknownOption(word.to_string()))),
+        None => None,
     }
-    // Exact flags are tested first above; the original's case order only matters between
-    // suffix patterns, none of which is a prefix of an exact flag except `--module*` vs
-    // nothing and `--arch*` vs `--archive*` (ordered in SUFFIX).
-    for (prefix, opt) in SUFFIX {
-        if word.starts_with(prefix) {
-            return Some(Ok(Opt::Value(*opt)));
-        }
-    }
-    if word.starts_with('-') {
-        return Some(Err(CliError::UnknownOption(word.to_string())));
-    }
-    None
 }
 
 /// What bash's `read VAR <<< "$text"` stores: the first line, backslash escapes removed,
@@ -487,29 +794,39 @@ fn check_consistency(req: &Request) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The usage text (`-h`, and after an unknown option).
-pub fn usage() -> &'static str {
-    "Usage: dkms [action] [options]
-  [action]  = { add | remove | build | unbuild | install | uninstall | match |
-                autoinstall | mktarball | ldtarball | status | generate_mok |
-                kernel_preinst | kernel_postinst | kernel_prerm }
-  [options] = [-m module] [-v module-version] [-k kernel-version] [-a arch]
-              [-c dkms.conf-location] [-q] [--force] [--force-version-override] [--all]
-              [--templatekernel=kernel] [--directive='cli-directive=cli-value']
-              [--config=kernel-include/config/auto.conf-location] [--archive=tarball-location]
-              [--kernelsourcedir=source-location] [--rpm_safe_upgrade]
-              [--dkmstree path] [--sourcetree path] [--installtree path]
-              [--dkmsframework path] [--binaries-only] [--source-only] [--verbose]
-              [--symlink-modules] [--no-depmod] [--modprobe-on-install] [-j number]
-              [--json] [--all-kernels] [--version] [--help]
-
-  Module and version may also be given as module/version, kernel and arch as
-  kernel/arch (-k may be repeated). `status --json` prints machine-readable status
-  (schema documented in README.md). `autoinstall --all-kernels` builds and installs
-  the latest added version of every module with AUTOINSTALL=yes for every installed
-  kernel that has headers, all at once.
-  The environment variable DKMS_SYSROOT (default /) prefixes every system path
-  (/etc/dkms, /etc/os-release, the default trees) so dkms can run in a scratch root."
+/// The usage text (`-h`, and after an unknown option), made from [`Action::ALL`] and
+/// [`OPTIONS`].
+pub fn usage() -> String {
+    let mut out = String::from(
+        "Usage: dkms <action> [options] [module/version | source dir | dkms.conf | archive]\n\nActions:\n",
+    );
+    for a in Action::ALL {
+        out.push_str(&format!("  {:<16} {}\n", a.name(), a.help()));
+    }
+    out.push_str("\nOptions:\n");
+    for o in OPTIONS {
+        let sep = if o.matching == Match::Prefix {
+            "="
+        } else {
+            " "
+        };
+        let names: Vec<String> = o
+            .names
+            .iter()
+            .map(|n| match o.value {
+                Some(v) => format!("{n}{sep}{v}"),
+                None => n.to_string(),
+            })
+            .collect();
+        out.push_str(&format!("  {:<34} {}\n", names.join(", "), o.help));
+    }
+    out.push_str(
+        "\nA module and version may be given as module/version, a kernel and arch as\n\
+         kernel/arch. Environment: DKMS_SYSROOT (default /) prefixes every system path,\n\
+         DKMS_CONF_TIMEOUT (seconds, default 60) bounds the evaluation of a dkms.conf.\n\
+         See dkms(8).",
+    );
+    out
 }
 
 #[cfg(test)]

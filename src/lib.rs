@@ -40,7 +40,7 @@ where
             let report = Reporter::default();
             report.error(&e.to_string());
             if e.shows_usage() {
-                report.line(cli::usage());
+                report.line(&cli::usage());
             }
             return e.exit_code();
         }

@@ -122,7 +122,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
     };
     let Some(action) = req.action else {
         report.error("Unknown action specified: \"\"");
-        report.line(crate::cli::usage());
+        report.line(&crate::cli::usage());
         return Ok(exit::SUCCESS);
     };
     match action {
