@@ -19,7 +19,7 @@ use crate::bash;
 use crate::cli::Request;
 
 /// Variables the original re-reads from framework files (3.4.3 names).
-const FRAMEWORK_VARIABLES: &[&str] = &[
+pub const FRAMEWORK_VARIABLES: &[&str] = &[
     "source_tree",
     "dkms_tree",
     "install_tree",

@@ -87,6 +87,19 @@ fn the_install_step_puts_every_hook_in_place() {
         );
         assert_eq!(mode & 0o111, 0o111, "{f} is executable");
     }
+    for f in [
+        "/usr/share/bash-completion/completions/dkms",
+        "/usr/share/zsh/vendor-completions/_dkms",
+        "/usr/share/fish/vendor_completions.d/dkms.fish",
+    ] {
+        assert!(i.file(f).is_file(), "{f}");
+    }
+    let man = std::process::Command::new("gzip")
+        .args(["-dc"])
+        .arg(i.file("/usr/share/man/man8/dkms.8.gz"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&man.stdout).starts_with(".TH DKMS 8"));
     let service = std::fs::read_to_string(i.file("/usr/lib/systemd/system/dkms.service")).unwrap();
     assert!(service.contains("ExecStart=/usr/sbin/dkms autoinstall --verbose --kernelver %v"));
     let hook =

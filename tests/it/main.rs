@@ -8,6 +8,7 @@ mod autoinstall;
 mod build_install;
 mod conf_corpus;
 mod crash;
+mod docs;
 mod fuzz;
 mod hooks;
 mod kernel_proof;

@@ -438,6 +438,9 @@ pub enum Needs {
     TestPackages,
     /// qemu, OVMF and busybox for the Secure Boot proof.
     SecureBootProof,
+    /// The shells whose completions are tested.
+    Zsh,
+    Fish,
 }
 
 fn has(need: Needs) -> bool {
@@ -455,6 +458,8 @@ fn has(need: Needs) -> bool {
         Needs::TestPackages => {
             std::fs::read_dir("/var/cache/dkms-rs-test/debs").is_ok_and(|mut d| d.next().is_some())
         }
+        Needs::Zsh => exists("/usr/bin/zsh"),
+        Needs::Fish => exists("/usr/bin/fish"),
         Needs::SecureBootProof => {
             exists("/usr/bin/qemu-system-x86_64")
                 && exists("/usr/share/OVMF")
