@@ -183,3 +183,18 @@ fn zsh_completes_actions_options_modules_and_kernels() {
     assert_eq!(complete("dkms remove co"), ["comp/2.0"]);
     assert_eq!(complete("dkms install -k 6.1"), ["6.1.0-1-amd64"]);
 }
+
+#[test]
+fn the_shipped_framework_conf_documents_every_setting_and_changes_nothing() {
+    let text = repo("etc/framework.conf");
+    for name in dkms::framework::FRAMEWORK_VARIABLES {
+        assert!(
+            text.contains(&format!("# {name}=")),
+            "{name} is not documented"
+        );
+    }
+    assert!(
+        text.lines().all(|l| l.is_empty() || l.starts_with('#')),
+        "every setting is commented out: the defaults apply"
+    );
+}
