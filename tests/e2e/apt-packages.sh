@@ -1,6 +1,7 @@
 #!/bin/bash
-# End to end through Debian's own packaging, on this (throwaway) machine itself: our dkms
-# is installed in place of Debian's (scripts/install, with dpkg-divert), then
+# End to end through Debian's own packaging, on this (throwaway) machine itself: a module
+# installed by Debian's dkms; our package (scripts/package deb) installed by apt in its
+# place keeps it, then
 #   1. `apt-get install` of real *-dkms packages builds and installs their modules for
 #      every installed kernel with headers (through common.postinst);
 #   2. installing another linux-headers package builds them for it (through the
@@ -9,7 +10,8 @@
 #   4. a package whose module does not build on one kernel (dm-writeboost on 6.12) is
 #      installed for the others, and its configuration fails (common.postinst exits with
 #      the failed build's status), as with Debian's and upstream's dkms;
-# and Debian's dkms is put back at the end, whatever happens.
+# and `apt-get install dkms` puts Debian's back at the end, keeping every module; the
+# machine is restored whatever happens.
 #
 # Why the CI machine and not a debootstrap chroot: a chroot needs minutes of bootstrap
 # plus the toolchain and headers inside it, for the same packaging paths. This runs after
@@ -19,7 +21,9 @@ set -u -o pipefail
 cd "$(dirname "$0")/../.."
 export DEBIAN_FRONTEND=noninteractive
 
-packages="acpi-call-dkms bbswitch-dkms"
+packages=bbswitch-dkms
+kept_package=acpi-call-dkms
+kept=acpi-call
 failing_package=dm-writeboost-dkms
 extra_headers=linux-headers-rt-amd64
 passed=0
@@ -39,11 +43,14 @@ check() { # description, command...
 # A signing key made during the test is removed again; an existing one is kept.
 had_key=$([ -e /var/lib/dkms/mok.key ] && echo yes)
 cleanup() {
+    # A run killed mid-configuration leaves dpkg interrupted: finish it first.
+    dpkg --configure -a >/dev/null 2>&1
     [ -n "$had_key" ] || rm -f /var/lib/dkms/mok.key /var/lib/dkms/mok.pub
-    apt-get remove --purge -y -qq $packages "$failing_package" >/dev/null 2>&1
+    apt-get remove --purge -y -qq $packages "$failing_package" "$kept_package" >/dev/null 2>&1
     apt-get remove --purge -y -qq "$extra_headers" 'linux-headers-*-rt-amd64' >/dev/null 2>&1
     rm -f /etc/dkms/framework.conf.d/90-e2e.conf
-    bash scripts/install --uninstall >/dev/null
+    dpkg -s dkms >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends dkms >/dev/null 2>&1
+    apt-get remove --purge -y -qq dkms-rs >/dev/null 2>&1
 }
 trap cleanup EXIT
 
@@ -51,39 +58,58 @@ if [[ $(id -u) != 0 ]] || ! dpkg -s dkms >/dev/null 2>&1; then
     echo "apt-packages.sh: needs root and Debian's dkms package (see .ci/install-deps)" >&2
     exit 2
 fi
-cargo build --release --quiet
-bash scripts/install
+deb=$(scripts/package deb | tail -n 1)
+check "scripts/package deb built $deb" test -f "$deb"
+
+# A module Debian's dkms installed (for the newest kernel with headers, as its
+# common.postinst does).
+apt-get install -y -qq --no-install-recommends "$kept_package" > /tmp/e2e-kept.log 2>&1
+check "Debian's dkms installs $kept_package" test $? -eq 0
+status_before=$(dkms status "$kept")
+check "Debian's dkms installed $kept (${status_before:-nothing})" bash -c "grep -q ': installed' <<< '$status_before'"
+
+# Ours replaces Debian's through apt, keeping what it installed.
+apt-get install -y -qq "$deb" > /tmp/e2e-switch.log 2>&1
+check "apt-get install ./$(basename "$deb") replaces Debian's dkms" bash -c '[[ $(dkms --version) == dkms-3.4.3 && $(dpkg-query -W -f="${Status}" dkms) != *" installed" ]]'
+check "the module Debian's dkms installed is still installed, status unchanged" test "$(dkms status "$kept")" = "$status_before"
+check "$kept_package stays installed (its Depends: dkms is provided)" bash -c "dpkg -s $kept_package | grep -q '^Status: install ok installed'"
+check "man dkms is ours" bash -c 'zcat /usr/share/man/man8/dkms.8.gz | head -n 1 | grep -q "(Rust)"'
+check "framework.conf is a conffile of ours" bash -c 'dpkg-query -W -f="\${Conffiles}" dkms-rs | grep -q /etc/dkms/framework.conf'
 mkdir -p /etc/dkms/framework.conf.d
 # Build for every kernel with headers (Debian's common.postinst default is the running
 # and the newest kernel; the running kernel of this machine has no headers).
 echo "autoinstall_all_kernels=1" > /etc/dkms/framework.conf.d/90-e2e.conf
 
-check "/usr/sbin/dkms is ours" bash -c '[[ $(dkms --version) == dkms-3.4.3 ]]'
-check "Debian's dkms is kept aside" test -x /usr/sbin/dkms.distrib
-
 kernels=$(for d in /lib/modules/*/build/include; do [ -d "$d" ] && basename "$(dirname "$(dirname "$d")")"; done)
+# Another dkms holds the lock (here flock(1) on the same file, for 5 seconds) while apt
+# configures the packages: their builds wait for it, then proceed.
+flock /var/lib/dkms/.lock sleep 5 &
+holder=$!
+sleep 0.5
 apt-get install -y -qq --no-install-recommends $packages > /tmp/e2e-apt-install.log 2>&1
 check "apt-get install $packages" test $? -eq 0
+check "while another process held the lock, dkms waited for it" grep -q "Waiting for the dkms lock held by process $holder" /tmp/e2e-apt-install.log
+wait $holder
 for k in $kernels; do
-    for m in acpi-call bbswitch; do
-        check "$m installed for $k" bash -c "dkms status $m -k $k | grep -q ': installed'"
-    done
-    f=$(ls /lib/modules/$k/updates/dkms/acpi_call.ko* 2>/dev/null | head -n 1)
-    check "acpi_call for $k names its kernel in vermagic" bash -c "[[ -n '$f' ]] && modinfo -F vermagic '$f' | grep -q '^$k '"
+    check "bbswitch installed for $k" bash -c "dkms status bbswitch -k $k | grep -q ': installed'"
+    f=$(ls /lib/modules/$k/updates/dkms/bbswitch.ko* 2>/dev/null | head -n 1)
+    check "bbswitch for $k names its kernel in vermagic" bash -c "[[ -n '$f' ]] && modinfo -F vermagic '$f' | grep -q '^$k '"
 done
 
 # A new kernel's headers arrive: the hook builds every module for it.
 apt-get install -y -qq --no-install-recommends "$extra_headers" > /tmp/e2e-headers.log 2>&1
 check "apt-get install $extra_headers" test $? -eq 0
 rt=$(ls -d /usr/src/linux-headers-*-rt-amd64 | sed 's|/usr/src/linux-headers-||' | sort -V | tail -n 1)
-check "acpi-call built and installed for the new kernel $rt by the hook" bash -c "dkms status acpi-call -k $rt | grep -q ': installed'"
+for m in bbswitch "$kept"; do
+    check "$m built and installed for the new kernel $rt by the hook" bash -c "dkms status $m -k $rt | grep -q ': installed'"
+done
 
 # Removal: nothing of ours is left.
 apt-get remove --purge -y -qq $packages > /tmp/e2e-apt-remove.log 2>&1
 check "apt-get remove --purge $packages" test $? -eq 0
-left=$(find /lib/modules/*/updates/dkms \( -name 'acpi_call.ko*' -o -name 'bbswitch.ko*' -o -name 'v4l2loopback.ko*' \) 2>/dev/null)
+left=$(find /lib/modules/*/updates/dkms -name 'bbswitch.ko*' 2>/dev/null)
 check "no installed module file left (${left:-none})" test -z "$left"
-check "no state left in /var/lib/dkms" bash -c '! ls -d /var/lib/dkms/acpi-call /var/lib/dkms/bbswitch /var/lib/dkms/v4l2loopback 2>/dev/null | grep -q .'
+check "no state left in /var/lib/dkms" bash -c '! ls -d /var/lib/dkms/bbswitch 2>/dev/null | grep -q .'
 
 # A module that does not build for one kernel: the other kernels get it, the package's
 # configuration fails and names the kernel, and the package can still be removed.
@@ -100,8 +126,12 @@ apt-get remove --purge -y -qq "$failing_package" > /tmp/e2e-failing-remove.log 2
 check "apt-get remove --purge $failing_package" test $? -eq 0
 check "no dm-writeboost state or module left" bash -c '! ls -d /var/lib/dkms/dm-writeboost /lib/modules/*/updates/dkms/dm-writeboost.ko* 2>/dev/null | grep -q .'
 
+# Back to Debian's dkms through apt: what ours installed stays installed.
+status_ours=$(dkms status "$kept")
+apt-get install -y -qq --no-install-recommends dkms > /tmp/e2e-switch-back.log 2>&1
+check "apt-get install dkms brings Debian's dkms back" bash -c '[[ $(dkms --version) == dkms-3.0.10 ]] && ! dpkg -s dkms-rs 2>/dev/null | grep -q "ok installed"'
+check "and Debian's dkms sees the module as ours left it" test "$(dkms status "$kept")" = "$status_ours"
 cleanup
 trap - EXIT
-check "Debian's dkms is back after scripts/install --uninstall" bash -c '[[ $(dkms --version) == dkms-3.0.10 ]]'
 echo "$passed passed, $failed failed"
 [[ $failed == 0 ]]
