@@ -320,8 +320,15 @@ pub(crate) fn read_strict(
         }
     }
     let evaluated = conf::evaluate(&creq)?;
+    // A syntax error is reported once, with its fix, among the conf's problems.
+    let syntax_error = evaluated
+        .syntax_error
+        .as_ref()
+        .map(|(_, _, text)| text.as_str());
     for message in &evaluated.messages {
-        ctx.report.stderr(message);
+        if !syntax_error.is_some_and(|text| message.ends_with(text)) {
+            ctx.report.stderr(message);
+        }
     }
     let (conf, problems) = conf::interpret(&creq, &evaluated);
     for d in &conf.deprecated {

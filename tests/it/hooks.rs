@@ -208,31 +208,98 @@ fn debian_package_postinst_interface() {
     assert!(!i.root.install_tree().join(&k).join("updates").exists());
 }
 
+/// The worker's own lines (`==> ...`), without the output of the dkms it runs.
+fn worker_lines(stdout: &str) -> Vec<&str> {
+    stdout.lines().filter(|l| l.starts_with("==> ")).collect()
+}
+
 #[test]
-fn pacman_hooks_install_and_remove_by_target() {
+fn pacman_hooks_install_every_module_for_kernels_with_headers_and_modules() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
     }
     let i = Installed::new();
     let k = common::headers("6.1");
     i.root.real_kernel(&k);
-    i.autoinstall_fixture("patched-1.0");
-    i.run(
+    std::fs::create_dir_all(i.root.install_tree().join(&k).join("kernel")).unwrap();
+    // Headers without a modules tree: reported, never built.
+    i.root
+        .fake_kernel("6.1.0-0-headers-only", "CONFIG_MODULES=y\n");
+    std::fs::create_dir_all(
+        i.root
+            .install_tree()
+            .join("6.1.0-0-headers-only/build/include"),
+    )
+    .unwrap();
+    // Not an AUTOINSTALL module: pacman's hooks build it all the same.
+    i.root.fixture("patched-1.0");
+    let out = i.run(
         "/usr/share/libalpm/scripts/dkms",
         &["install"],
         "usr/src/patched-1.0/dkms.conf\n",
-    )
-    .ok();
+    );
+    out.ok();
+    assert_eq!(
+        worker_lines(&out.stdout),
+        [
+            format!("==> dkms install --no-depmod patched/1.0 -k {k}"),
+            format!("==> depmod {k}"),
+            "==> Unable to install module patched/1.0 for kernel 6.1.0-0-headers-only: Missing kernel modules tree.".to_string(),
+        ]
+    );
     assert_eq!(
         i.root.dkms(&["status"]).stdout,
         format!("patched/1.0, {k}, x86_64: installed\n")
     );
-    i.run(
+    let out = i.run(
         "/usr/share/libalpm/scripts/dkms",
         &["remove"],
         "usr/src/patched-1.0/dkms.conf\n",
-    )
-    .ok();
+    );
+    out.ok();
+    assert_eq!(
+        worker_lines(&out.stdout),
+        [
+            format!("==> dkms remove --no-depmod patched/1.0 -k {k}"),
+            format!("==> depmod {k}"),
+        ]
+    );
+    assert_eq!(i.root.dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn pacman_hooks_report_a_failed_build_and_never_fail_the_transaction() {
+    let i = Installed::new();
+    broken_kernel(&i.root, "6.1.0-0-broken");
+    std::fs::create_dir_all(i.root.install_tree().join("6.1.0-0-broken/build/include")).unwrap();
+    std::fs::create_dir_all(i.root.install_tree().join("6.1.0-0-broken/kernel")).unwrap();
+    i.root
+        .source("solo", "1.0", &common::simple_conf("solo", "1.0"))
+        .write("usr/src/solo-1.0/Makefile", "obj-m := solo.o\n");
+    let out = i.run(
+        "/usr/share/libalpm/scripts/dkms",
+        &["install"],
+        "usr/lib/modules/6.1.0-0-broken/build/include/\n",
+    );
+    out.ok();
+    assert_eq!(
+        worker_lines(&out.stdout),
+        [
+            "==> dkms install --no-depmod solo/1.0 -k 6.1.0-0-broken",
+            "==> Unable to install module solo/1.0 for kernel 6.1.0-0-broken: dkms install failed (exit 10).",
+        ]
+    );
+    // The source goes away: what was added goes with it.
+    let out = i.run(
+        "/usr/share/libalpm/scripts/dkms",
+        &["remove"],
+        "usr/src/solo-1.0/dkms.conf\n",
+    );
+    out.ok();
+    assert_eq!(
+        worker_lines(&out.stdout),
+        ["==> dkms remove --no-depmod solo/1.0 --all"]
+    );
     assert_eq!(i.root.dkms(&["status"]).stdout, "");
 }
 
