@@ -113,6 +113,14 @@ in_root() {
     rm -rf "$root"/var/lib/pacman && mkdir -p "$root"/var/lib/pacman "$root"/var/cache/pacman/pkg "$root/pkgs"
     printf '[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n' > "$root/etc/pacman.conf"
     cp "$work"/pkgs/*.pkg.tar.zst "$root/pkgs/"
+    # Stands where mkinitcpio's 90-mkinitcpio-install.hook stands, and notes which hello
+    # modules an initramfs made there would find.
+    mkdir -p "$root/etc/pacman.d/hooks"
+    printf '%s\n' '[Trigger]' 'Operation = Install' 'Operation = Upgrade' 'Type = Path' \
+        'Target = usr/src/*/dkms.conf' '[Action]' 'Description = What a hook at 90 sees' \
+        'When = PostTransaction' \
+        "Exec = /bin/sh -c 'find /usr/lib/modules -name \"hello.ko*\" > /root/seen-at-90'" \
+        > "$root/etc/pacman.d/hooks/90-initramfs-probe.hook"
     run_steps
 }
 
@@ -150,6 +158,8 @@ run_steps() {
     signer=$(openssl x509 -inform DER -in "$root/var/lib/dkms/mok.pub" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')
     check "it is signed with the dkms key ($signer)" test "$(modinfo -F signer "$f")" = "$signer"
     check "depmod indexed it" grep -q "/hello.ko" "$root/usr/lib/modules/$kernel/modules.dep"
+    check "a hook at 90 (mkinitcpio's place) runs after ours and finds the module" \
+        test "$(cat "$root/root/seen-at-90")" = "${f#"$root"}"
     check "the headers-only kernel is reported, not built" grep -qx \
         "==> Unable to install module hello/1.0 for kernel $headers_only: Missing kernel modules tree." "$work/hello-1.log"
 
@@ -181,6 +191,17 @@ run_steps() {
     check "nothing of it in the dkms tree" test ! -e "$root/var/lib/dkms/broken"
     pac broken-remove -R dkms-broken
     check "pacman -R dkms-broken" test $? -eq 0
+
+    # Our package goes, the modules stay; back again, it sees them as it left them.
+    local status_before
+    status_before=$(dkms_in_root status)
+    pac ours-remove -Rdd dkms-rs
+    check "pacman -Rdd dkms-rs" test $? -eq 0
+    check "the modules stay without it" test -n "$(module_file "$kernel")" -a -n "$(module_file "$cloud")"
+    pac ours-again -U --assume-installed bash --assume-installed kmod --assume-installed gcc \
+        --assume-installed make --assume-installed patch --assume-installed openssl \
+        "/pkgs/$(basename "$ours")"
+    check "reinstalled, dkms status is as before" test "$(dkms_in_root status)" = "$status_before"
 
     # 5. Removal.
     pac remove -R dkms-hello
