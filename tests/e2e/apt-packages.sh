@@ -90,6 +90,15 @@ apt-get install -y -qq --no-install-recommends $packages > /tmp/e2e-apt-install.
 check "apt-get install $packages" test $? -eq 0
 check "while another process held the lock, dkms waited for it" grep -q "Waiting for the dkms lock held by process $holder" /tmp/e2e-apt-install.log
 wait $holder
+# Our own package needs no lock to install: reinstalling it while another dkms holds the
+# lock completes at once (its maintainer scripts run no dkms).
+flock -o /var/lib/dkms/.lock sleep 60 &
+holder=$!
+sleep 0.5
+timeout 50 apt-get install -y -qq --reinstall "$deb" > /tmp/e2e-reinstall.log 2>&1
+check "reinstalling our package while the lock is held completes" test $? -eq 0
+pkill -P $holder sleep
+wait $holder 2>/dev/null
 for k in $kernels; do
     check "bbswitch installed for $k" bash -c "dkms status bbswitch -k $k | grep -q ': installed'"
     f=$(ls /lib/modules/$k/updates/dkms/bbswitch.ko* 2>/dev/null | head -n 1)
