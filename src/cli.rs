@@ -42,11 +42,13 @@ pub enum Action {
     KernelPreinst,
     KernelPostinst,
     KernelPrerm,
+    Owner,
+    Verify,
 }
 
 impl Action {
     /// Every action, in the order `--help` and the man page list them.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::Add,
         Action::Build,
         Action::Install,
@@ -54,6 +56,8 @@ impl Action {
         Action::Unbuild,
         Action::Remove,
         Action::Status,
+        Action::Owner,
+        Action::Verify,
         Action::Autoinstall,
         Action::Match,
         Action::Mktarball,
@@ -88,6 +92,10 @@ impl Action {
             Action::KernelPreinst => "before a kernel is installed: remove its AUTOINSTALL modules",
             Action::KernelPostinst => "after a kernel is installed: autoinstall",
             Action::KernelPrerm => "before a kernel is removed: remove every module built for it",
+            Action::Owner => "which installed module placed each PATH (like dpkg -S)",
+            Action::Verify => {
+                "check installed module files against what was installed: missing, modified, stray"
+            }
         }
     }
 
@@ -109,6 +117,8 @@ impl Action {
             "kernel_preinst" => Action::KernelPreinst,
             "kernel_postinst" => Action::KernelPostinst,
             "kernel_prerm" => Action::KernelPrerm,
+            "owner" => Action::Owner,
+            "verify" => Action::Verify,
             _ => return None,
         })
     }
@@ -130,6 +140,8 @@ impl Action {
             Action::KernelPreinst => "kernel_preinst",
             Action::KernelPostinst => "kernel_postinst",
             Action::KernelPrerm => "kernel_prerm",
+            Action::Owner => "owner",
+            Action::Verify => "verify",
         }
     }
 }
@@ -170,6 +182,8 @@ pub struct Request {
     pub jobs: Option<String>,
     /// A source directory given positionally (a dir holding dkms.conf, or `.../dkms.conf`).
     pub source_dir: Option<PathBuf>,
+    /// Our addition: the paths `dkms owner` asks about (every word after the action).
+    pub paths: Vec<PathBuf>,
     /// Our addition: machine-readable output (`status --json`).
     pub json: bool,
     /// Our addition: `autoinstall --all-kernels`, every kernel with headers at once.
@@ -755,6 +769,10 @@ fn classify_positional(req: &mut Request, word: &OsStr, fs: &dyn FsProbe) -> Res
             return Err(CliError::TwoActions);
         }
         req.action = Some(action);
+        return Ok(());
+    }
+    if req.action == Some(Action::Owner) {
+        req.paths.push(PathBuf::from(word));
         return Ok(());
     }
     let path = Path::new(word);

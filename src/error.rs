@@ -17,6 +17,8 @@ use crate::state::StateError;
 pub enum ActionError {
     #[error("You must be root to use this command.")]
     NotRoot,
+    #[error("Which paths? Usage: dkms owner PATH...")]
+    NoPaths,
     #[error("Arguments <module> and <module-version> are not specified.\nUsage: {0} <module>/<module-version> or\n       {0} -m <module>/<module-version> or\n       {0} -m <module> -v <module-version>")]
     MissingModuleArgs(&'static str),
     #[error("The module/version combo: {0}-{1} is not located in the DKMS tree.")]
@@ -131,6 +133,7 @@ impl ActionError {
             ActionError::KernelRemovalFailed(_) => exit::KERNEL_REMOVAL_FAILED,
             ActionError::MatchUsage => exit::MATCH_USAGE,
             ActionError::MatchSameKernel => exit::MATCH_SAME_KERNEL,
+            ActionError::NoPaths => exit::NO_PATHS,
         }
     }
 }

@@ -80,6 +80,15 @@ pub const RPM_UNSUPPORTED: i32 = 9;
 
 /// make failed.
 pub const BUILD_FAILED: i32 = 10;
+
+// Our additions (the original has no such actions).
+
+/// `owner`: some PATH was placed by no installed module (as `dpkg -S` exits 1).
+pub const NOT_OWNED: i32 = 1;
+/// `owner` without a PATH.
+pub const NO_PATHS: i32 = 2;
+/// `verify`: a recorded file is missing or modified, or a module file is stray.
+pub const VERIFY_FAILED: i32 = 1;
 /// One or more modules failed during autoinstall.
 pub const AUTOINSTALL_FAILED: i32 = 11;
 /// A BUILD_DEPENDS dependency is not installed.

@@ -32,7 +32,7 @@ pub struct TxError {
     pub source: std::io::Error,
 }
 
-fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TxError {
+pub(crate) fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TxError {
     let path = path.to_path_buf();
     move |source| TxError {
         action,
@@ -262,6 +262,18 @@ impl Transaction {
                 File::open(&staged)?.sync_all()
             })
         };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&staged);
+            return Err(err("write", &staged)(e));
+        }
+        self.commit_staged(&staged, dest)
+    }
+
+    /// Put `text` at `dest` (replacing what is there), atomically.
+    pub fn place_text(&mut self, dest: &Path, text: &str) -> Result<(), TxError> {
+        let staged = self.stage(dest)?;
+        step("write staged", &staged);
+        let written = std::fs::write(&staged, text).and_then(|_| File::open(&staged)?.sync_all());
         if let Err(e) = written {
             let _ = std::fs::remove_file(&staged);
             return Err(err("write", &staged)(e));

@@ -4,6 +4,7 @@
 mod add;
 mod autoinstall;
 mod build;
+mod files;
 mod kernel_hooks;
 mod match_kernel;
 mod post;
@@ -142,6 +143,8 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         }
         Action::Ldtarball => tarball::ldtarball(&ctx),
         Action::GenerateMok => generate_mok(&ctx),
+        Action::Owner => files::owner(&ctx),
+        Action::Verify => files::verify(&ctx),
     }
 }
 

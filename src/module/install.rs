@@ -17,6 +17,7 @@ use crate::conf::{ModuleConf, ModuleEntry};
 use crate::framework::Settings;
 use crate::module::modinfo::Order;
 use crate::report::Reporter;
+use crate::state::manifest::{Check, Kind, Manifest, Placed};
 use crate::state::{module_file, KernelArch, StateTree};
 use crate::transaction::{Transaction, TxError};
 
@@ -111,11 +112,15 @@ impl InstallJob<'_> {
     }
 
     /// Everything the install changes, in `tx`: the modules (a conf that has some must
-    /// install at least one), the `kernel-<k>-<a>` link, and depmod's index.
+    /// install at least one), the record of what was placed, the `kernel-<k>-<a>` link,
+    /// and depmod's index.
     fn place(&self, tx: &mut Transaction, lib: &Path) -> Result<(), InstallError> {
-        if self.place_modules(tx, lib)? == 0 && !self.conf.modules.is_empty() {
+        let mut placed = Vec::new();
+        if self.place_modules(tx, lib, &mut placed)? == 0 && !self.conf.modules.is_empty() {
             return Err(InstallError::Aborted);
         }
+        let record = self.tree.manifest_path(self.module, self.version, self.ka);
+        tx.place_text(&record, &Manifest::new(placed).to_json())?;
         let link = self.tree.kernel_link(self.module, self.ka);
         let target = Path::new(self.version)
             .join(&self.ka.kernel)
@@ -145,7 +150,12 @@ impl InstallJob<'_> {
     }
 
     /// Install every module; returns how many were installed.
-    fn place_modules(&self, tx: &mut Transaction, lib: &Path) -> Result<usize, InstallError> {
+    fn place_modules(
+        &self,
+        tx: &mut Transaction,
+        lib: &Path,
+        placed: &mut Vec<Placed>,
+    ) -> Result<usize, InstallError> {
         let built_dir = self
             .tree
             .build_dir(self.module, self.version, self.ka)
@@ -170,7 +180,7 @@ impl InstallJob<'_> {
                 continue;
             }
             if first_install {
-                self.archive_original(tx, lib, entry, &dir)?;
+                self.archive_original(tx, lib, entry, &dir, placed)?;
             }
             // An older copy with another compression suffix would shadow ours.
             for other in ["", ".gz", ".xz", ".zst"] {
@@ -184,11 +194,14 @@ impl InstallJob<'_> {
                 dest_dir.join(&file_name).display()
             ));
             tx.create_dirs(&dest_dir)?;
-            tx.place_file(
-                &built,
-                &dest_dir.join(&file_name),
-                self.settings.symlink_modules,
-            )?;
+            let dest = dest_dir.join(&file_name);
+            tx.place_file(&built, &dest, self.settings.symlink_modules)?;
+            let kind = if self.settings.symlink_modules {
+                Kind::Link
+            } else {
+                Kind::Module
+            };
+            placed.push(record(&dest, kind)?);
             installed += 1;
         }
         Ok(installed)
@@ -268,6 +281,7 @@ impl InstallJob<'_> {
         lib: &Path,
         entry: &ModuleEntry,
         dir: &str,
+        placed: &mut Vec<Placed>,
     ) -> Result<(), InstallError> {
         let candidates = [
             lib.join("extra"),
@@ -311,6 +325,7 @@ impl InstallJob<'_> {
             ));
             tx.create_dirs(dest.parent().unwrap_or(&store))?;
             tx.move_file(&original, &dest)?;
+            placed.push(record(&dest, Kind::Original)?);
             tx.write_new(
                 &PathBuf::from(format!("{}.origin", dest.display())),
                 &format!("{}\n", original.display()),
@@ -318,6 +333,11 @@ impl InstallJob<'_> {
         }
         Ok(())
     }
+}
+
+/// The record of a file just placed.
+fn record(path: &Path, kind: Kind) -> Result<Placed, InstallError> {
+    Placed::of(path, kind).map_err(|e| InstallError::Tx(crate::transaction::err("read", path)(e)))
 }
 
 /// Whether two module files hold the same module (compared uncompressed).
@@ -438,14 +458,28 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
         let mut tx = Transaction::begin(&tree.root)?;
         job.report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");
+        let record_path = tree.manifest_path(m, v, ka);
+        let record = tree.manifest(m, v, ka);
+        let changed = |f: &Path| {
+            record
+                .as_ref()
+                .and_then(|r| r.files.iter().find(|p| p.path == f))
+                .is_some_and(|p| p.check() == Check::Modified)
+        };
         let result = (|| {
+            let mut seen = std::collections::BTreeSet::new();
             for entry in &job.conf.modules {
                 let dir = dest_dir(job.settings, m, entry)?;
                 for location in [dir.as_str(), entry.dest_location.as_str()] {
                     let d = lib.join(location.trim_start_matches('/'));
                     for ext in ["", ".gz", ".xz", ".zst"] {
                         let f = d.join(format!("{}.ko{ext}", entry.dest_name));
-                        if std::fs::symlink_metadata(&f).is_ok() {
+                        if std::fs::symlink_metadata(&f).is_err() || !seen.insert(f.clone()) {
+                            continue;
+                        }
+                        if changed(&f) {
+                            job.report.warn(&format!("{} was changed after dkms installed it (its size or SHA-256 differs from {}): it is left in place. Delete it yourself if it should go.", f.display(), record_path.display()));
+                        } else {
                             job.report.line(&format!("Deleting {}", f.display()));
                             tx.remove(&f)?;
                         }
@@ -457,6 +491,9 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
             // Emptied by the restores (collisions stay: they are never restored).
             let originals = tree.original_module_dir(m, ka);
             tx.prune_on_commit(&originals, &tree.root.join(m))?;
+            if std::fs::symlink_metadata(&record_path).is_ok() {
+                tx.remove(&record_path)?;
+            }
             Ok(tx.remove(&tree.kernel_link(m, ka))?)
         })();
         if let Err(e) = result {

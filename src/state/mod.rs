@@ -11,6 +11,7 @@
 pub mod garbage;
 pub mod identical;
 pub mod lock;
+pub mod manifest;
 pub mod status;
 
 use std::ffi::OsStr;

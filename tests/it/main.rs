@@ -14,6 +14,7 @@ mod hooks;
 mod kernel_proof;
 mod kill;
 mod modinfo;
+mod ownership;
 mod real_packages;
 mod sign;
 mod signing;

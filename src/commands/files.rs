@@ -1,0 +1,285 @@
+//! `dkms owner PATH...` and `dkms verify [m[/v]] [-k k]... [--json]`: which installed
+//! module placed a file, and whether the files are still what was installed. Both read
+//! the install records (`state::manifest`); nothing here changes the machine, so
+//! neither takes the lock.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::Context;
+use crate::error::{ActionError, Result};
+use crate::exit;
+use crate::state::manifest::{self, Check, Installed, Kind, Placed};
+use crate::state::status::{collect, Filter, State, StatusEntry, STATUS_SCHEMA};
+
+/// `path` made absolute, through the real directory holding it (so `/lib/...` and
+/// `/usr/lib/...` on a merged-/usr system compare equal); the last component is kept,
+/// so a link is named, not followed.
+fn normal(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(path),
+        _ => path,
+    }
+}
+
+fn label(i: &Installed) -> String {
+    format!("{}/{}, {}, {}", i.module, i.version, i.ka.kernel, i.ka.arch)
+}
+
+pub fn owner(ctx: &Context) -> Result<i32> {
+    if ctx.req.paths.is_empty() {
+        return Err(ActionError::NoPaths.into());
+    }
+    let installed = manifest::installed(&ctx.tree, None, None);
+    let records: Vec<(&Installed, &Placed, PathBuf)> = installed
+        .iter()
+        .flat_map(|i| {
+            i.manifest
+                .iter()
+                .flat_map(|m| m.files.iter())
+                .map(move |p| (i, p, normal(&p.path)))
+        })
+        .collect();
+    let trees = [
+        normal(&ctx.settings.install_tree),
+        normal(&ctx.settings.dkms_tree),
+    ];
+    let mut code = exit::SUCCESS;
+    for asked in &ctx.req.paths {
+        let wanted = normal(asked);
+        let owners: Vec<_> = records.iter().filter(|(_, _, p)| *p == wanted).collect();
+        for (i, _, _) in &owners {
+            ctx.report
+                .line(&format!("{}: {}", label(i), asked.display()));
+        }
+        if !owners.is_empty() {
+            continue;
+        }
+        code = exit::NOT_OWNED;
+        if trees.iter().any(|t| wanted.starts_with(t)) {
+            ctx.report.stderr(&format!(
+                "dkms: no installed module placed {}",
+                asked.display()
+            ));
+        } else {
+            ctx.report.stderr(&format!(
+                "dkms: {} is outside the install tree ({}) and the dkms tree ({}): dkms places no files there",
+                asked.display(),
+                ctx.settings.install_tree.display(),
+                ctx.settings.dkms_tree.display()
+            ));
+        }
+    }
+    Ok(code)
+}
+
+/// A recorded file as `verify --json` shows it.
+#[derive(Debug, Serialize)]
+struct FileCheck<'a> {
+    #[serde(flatten)]
+    placed: &'a Placed,
+    check: Check,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyEntry<'a> {
+    #[serde(flatten)]
+    status: StatusEntry,
+    /// Whether the install left a record (a module the original installed has none).
+    recorded: bool,
+    files: Vec<FileCheck<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyDocument<'a> {
+    schema: &'static str,
+    entries: Vec<VerifyEntry<'a>>,
+    stray: Vec<PathBuf>,
+}
+
+pub fn verify(ctx: &Context) -> Result<i32> {
+    let req = ctx.req;
+    let module = req.module.as_deref();
+    let in_scope = |k: &str| req.kernels.is_empty() || req.kernels.iter().any(|w| w == k);
+    let installed: Vec<Installed> = manifest::installed(&ctx.tree, module, req.version.as_deref())
+        .into_iter()
+        .filter(|i| in_scope(&i.ka.kernel))
+        .collect();
+    let stray = if module.is_none() {
+        stray_files(ctx, &installed, &in_scope)
+    } else {
+        Vec::new()
+    };
+    let checks: Vec<Vec<(&Placed, Check)>> = installed
+        .iter()
+        .map(|i| {
+            i.manifest
+                .iter()
+                .flat_map(|m| m.files.iter())
+                .map(|p| (p, p.check()))
+                .collect()
+        })
+        .collect();
+    let bad = checks
+        .iter()
+        .flatten()
+        .filter(|(_, c)| *c != Check::Ok)
+        .count();
+    let code = if bad + stray.len() > 0 {
+        exit::VERIFY_FAILED
+    } else {
+        exit::SUCCESS
+    };
+    if req.json {
+        print_json(ctx, &installed, &checks, stray);
+        return Ok(code);
+    }
+    for (i, files) in installed.iter().zip(&checks) {
+        if i.manifest.is_none() {
+            ctx.report.line(&format!(
+                "{}: no record (installed by a dkms that keeps none): not checked",
+                label(i)
+            ));
+        }
+        for (p, c) in files.iter().filter(|(_, c)| *c != Check::Ok) {
+            let word = if *c == Check::Missing {
+                "missing"
+            } else {
+                "modified"
+            };
+            ctx.report
+                .line(&format!("{}: {word} {}", label(i), p.path.display()));
+        }
+    }
+    for s in &stray {
+        ctx.report.line(&format!("stray: {}", s.display()));
+    }
+    let total: usize = checks.iter().map(Vec::len).sum();
+    ctx.report.line(&format!(
+        "{total} file(s) of {} installed module version(s) checked: {} missing, {} modified, {} stray.",
+        installed.len(),
+        checks.iter().flatten().filter(|(_, c)| *c == Check::Missing).count(),
+        checks.iter().flatten().filter(|(_, c)| *c == Check::Modified).count(),
+        stray.len()
+    ));
+    Ok(code)
+}
+
+fn print_json(
+    ctx: &Context,
+    installed: &[Installed],
+    checks: &[Vec<(&Placed, Check)>],
+    stray: Vec<PathBuf>,
+) {
+    let mut entries = Vec::new();
+    for (i, files) in installed.iter().zip(checks) {
+        let filter = Filter {
+            module: Some(&i.module),
+            version: Some(&i.version),
+            kernel: Some(&i.ka.kernel),
+            arch: Some(&i.ka.arch),
+        };
+        for status in collect(ctx.settings, &filter)
+            .into_iter()
+            .filter(|e| e.state == State::Installed)
+        {
+            entries.push(VerifyEntry {
+                status,
+                recorded: i.manifest.is_some(),
+                files: files
+                    .iter()
+                    .map(|(placed, check)| FileCheck {
+                        placed,
+                        check: *check,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    let doc = VerifyDocument {
+        schema: STATUS_SCHEMA,
+        entries,
+        stray,
+    };
+    ctx.report
+        .line(&serde_json::to_string_pretty(&doc).expect("verify serializes"));
+}
+
+/// Module files in the directories dkms installs into (where the records put modules,
+/// and the distribution's own directory for them) that no installed module accounts
+/// for: not recorded, and not named like the built module of an install without a record.
+fn stray_files(
+    ctx: &Context,
+    installed: &[Installed],
+    in_scope: &dyn Fn(&str) -> bool,
+) -> Vec<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    let mut claimed = BTreeSet::new();
+    for i in installed {
+        match &i.manifest {
+            Some(m) => {
+                for p in m.files.iter().filter(|p| p.kind != Kind::Original) {
+                    claimed.insert(normal(&p.path));
+                    if let Some(d) = p.path.parent() {
+                        dirs.insert(normal(d));
+                    }
+                }
+            }
+            None => {
+                let built = ctx
+                    .tree
+                    .build_dir(&i.module, &i.version, &i.ka)
+                    .join("module");
+                for e in std::fs::read_dir(built).into_iter().flatten().flatten() {
+                    claimed.insert(PathBuf::from(e.file_name()));
+                }
+            }
+        }
+    }
+    if let Some(dir) = distribution_dir(ctx) {
+        for e in std::fs::read_dir(&ctx.settings.install_tree)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let kernel = e.file_name().to_string_lossy().into_owned();
+            if in_scope(&kernel) {
+                let d = e.path().join(dir.trim_start_matches('/'));
+                if d.is_dir() {
+                    dirs.insert(normal(&d));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let is_module = name.to_string_lossy().contains(".ko");
+            let path = d.join(&name);
+            if is_module && !claimed.contains(&path) && !claimed.contains(Path::new(&name)) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Where this distribution puts dkms's modules (`/updates/dkms` on Debian), if it says.
+fn distribution_dir(ctx: &Context) -> Option<String> {
+    ctx.settings
+        .addon_modules_dir()
+        .map(|d| format!("/{d}"))
+        .or_else(|| {
+            ctx.settings
+                .distribution()
+                .ok()
+                .and_then(|d| d.module_dir_override().map(str::to_string))
+        })
+}

@@ -1,0 +1,161 @@
+//! The install records: `dkms owner`, `dkms verify`, and an uninstall that meets a module
+//! changed since its install.
+
+use crate::common::{self, Needs};
+
+use common::Root;
+use dkms::exit;
+
+/// patched/1.0 installed on the 6.1 headers, over a kernel module of the same name in
+/// `extra/` (archived while ours is installed).
+fn installed() -> Option<(Root, String)> {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return None;
+    }
+    let root = Root::new();
+    let k = common::headers("6.1");
+    root.real_kernel(&k).fixture("patched-1.0");
+    let original = root.install_tree().join(&k).join("extra/fx_patched.ko");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    std::fs::write(&original, b"the kernel's own module").unwrap();
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    Some((root, k))
+}
+
+#[test]
+fn owner_names_the_module_that_placed_each_path() {
+    let Some((root, k)) = installed() else { return };
+    let module = format!("$ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko");
+    let archived = format!("$ROOT/var/lib/dkms/patched/original_module/{k}/x86_64/fx_patched.ko");
+    let fill = |t: &str| t.replace("$ROOT", &root.path().display().to_string());
+    root.dkms(&["owner", &fill(&module), &fill(&archived)]).is(
+        &root,
+        exit::SUCCESS,
+        &format!("patched/1.0, {k}, x86_64: {module}\npatched/1.0, {k}, x86_64: {archived}\n"),
+        "",
+    );
+    // Not placed by dkms, inside and outside the trees, and no path at all.
+    let unowned = format!("$ROOT/lib/modules/{k}/updates/dkms/other.ko");
+    root.dkms(&["owner", &fill(&unowned), "/etc/passwd"]).is(
+        &root,
+        exit::NOT_OWNED,
+        "",
+        &format!("dkms: no installed module placed {unowned}\ndkms: /etc/passwd is outside the install tree ($ROOT/lib/modules) and the dkms tree ($ROOT/var/lib/dkms): dkms places no files there\n"),
+    );
+    root.dkms(&["owner"]).is(
+        &root,
+        exit::NO_PATHS,
+        "",
+        "\nError! Which paths? Usage: dkms owner PATH...\n",
+    );
+    // Uninstalled: nothing is owned any more.
+    root.dkms(&["uninstall", "patched/1.0", "-k", &k]).ok();
+    assert_eq!(root.dkms(&["owner", &fill(&module)]).code, exit::NOT_OWNED);
+}
+
+#[test]
+fn verify_reports_modified_missing_and_stray_files() {
+    let Some((root, k)) = installed() else { return };
+    let dir = root.install_tree().join(&k).join("updates/dkms");
+    root.dkms(&["verify"]).is(
+        &root,
+        exit::SUCCESS,
+        "2 file(s) of 1 installed module version(s) checked: 0 missing, 0 modified, 0 stray.\n",
+        "",
+    );
+    std::fs::write(dir.join("fx_patched.ko"), b"changed by hand").unwrap();
+    std::fs::write(dir.join("left-behind.ko.xz"), b"nobody's").unwrap();
+    let archived = root
+        .dkms_tree()
+        .join(format!("patched/original_module/{k}/x86_64/fx_patched.ko"));
+    std::fs::remove_file(&archived).unwrap();
+    root.dkms(&["verify"]).is(
+        &root,
+        exit::VERIFY_FAILED,
+        &format!(
+            "patched/1.0, {k}, x86_64: missing $ROOT/var/lib/dkms/patched/original_module/{k}/x86_64/fx_patched.ko\n\
+             patched/1.0, {k}, x86_64: modified $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\n\
+             stray: $ROOT/lib/modules/{k}/updates/dkms/left-behind.ko.xz\n\
+             2 file(s) of 1 installed module version(s) checked: 1 missing, 1 modified, 1 stray.\n"
+        ),
+        "",
+    );
+    // Asked about one module, strays belong to no module and are not looked for.
+    assert_eq!(
+        root.dkms(&["verify", "patched/1.0", "-k", &k])
+            .stdout
+            .lines()
+            .count(),
+        3
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&root.dkms(&["verify", "--json"]).stdout).unwrap();
+    assert_eq!(json["schema"], "dkms-status/1");
+    let entry = &json["entries"][0];
+    assert_eq!(
+        (&entry["module"], &entry["state"], &entry["recorded"]),
+        (&"patched".into(), &"installed".into(), &true.into())
+    );
+    let checks: Vec<(&str, &str)> = entry["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["check"].as_str().unwrap()))
+        .collect();
+    assert_eq!(checks, [("original", "missing"), ("module", "modified")]);
+    assert_eq!(
+        json["stray"][0],
+        dir.join("left-behind.ko.xz").display().to_string()
+    );
+}
+
+#[test]
+fn uninstall_leaves_a_module_changed_since_its_install_and_says_so() {
+    let Some((root, k)) = installed() else { return };
+    let module = root
+        .install_tree()
+        .join(&k)
+        .join("updates/dkms/fx_patched.ko");
+    std::fs::write(&module, b"changed by hand").unwrap();
+    let out = root.dkms(&["uninstall", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "Warning: {} was changed after dkms installed it (its size or SHA-256 differs from {}): it is left in place. Delete it yourself if it should go.\n",
+            module.display(),
+            root.dkms_tree()
+                .join(format!("patched/1.0/{k}/x86_64/.installed-files.json"))
+                .display()
+        )
+    );
+    assert_eq!(std::fs::read(&module).unwrap(), b"changed by hand");
+    assert!(!root
+        .dkms_tree()
+        .join(format!("patched/1.0/{k}/x86_64/.installed-files.json"))
+        .exists());
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn a_module_the_original_installed_has_no_record_and_is_not_stray() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
+        return;
+    }
+    let root = Root::new();
+    let k = common::headers("6.1");
+    root.real_kernel(&k).fixture("patched-1.0");
+    root.bash_dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    root.dkms(&["verify"]).is(
+        &root,
+        exit::SUCCESS,
+        &format!(
+            "patched/1.0, {k}, x86_64: no record (installed by a dkms that keeps none): not checked\n\
+             0 file(s) of 1 installed module version(s) checked: 0 missing, 0 modified, 0 stray.\n"
+        ),
+        "",
+    );
+}
