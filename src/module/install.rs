@@ -35,6 +35,8 @@ pub enum InstallError {
     LeavesTree { module: String, location: String },
     #[error("Installation aborted.")]
     Aborted,
+    #[error("{path} belongs to the package {package}: dkms does not replace or delete another package's files.\nRemove that package first (apt remove / pacman -R), or leave this module to it.")]
+    OwnedByPackage { path: PathBuf, package: String },
     #[error("Problems with depmod detected. Automatically uninstalling this module.\nInstall Failed (depmod problems). Module rolled back to built state.\n{0}")]
     Depmod(String),
     #[error("{0}\nNothing was changed: the previous modules and state are restored.")]
@@ -115,6 +117,7 @@ impl InstallJob<'_> {
     /// install at least one), the record of what was placed, the `kernel-<k>-<a>` link,
     /// and depmod's index.
     fn place(&self, tx: &mut Transaction, lib: &Path) -> Result<(), InstallError> {
+        self.refuse_packaged(lib)?;
         let mut placed = Vec::new();
         if self.place_modules(tx, lib, &mut placed)? == 0 && !self.conf.modules.is_empty() {
             return Err(InstallError::Aborted);
@@ -130,6 +133,18 @@ impl InstallJob<'_> {
             depmod(self.settings, &self.ka.kernel, self.report)?;
         }
         Ok(())
+    }
+
+    /// Refuse to replace module files (at their destination, any suffix) that a package
+    /// owns.
+    fn refuse_packaged(&self, lib: &Path) -> Result<(), InstallError> {
+        let mut existing = Vec::new();
+        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
+            let dir = dest_dir(self.settings, self.module, entry)?;
+            let d = lib.join(dir.trim_start_matches('/'));
+            existing.extend(module_files_in(&d, &entry.dest_name));
+        }
+        refuse_owned(self.settings, &existing)
     }
 
     /// Run one of the module's scripts from its source directory, if it has one.
@@ -335,6 +350,26 @@ impl InstallJob<'_> {
     }
 }
 
+/// `<name>.ko[.gz|.xz|.zst]` present in `dir`.
+fn module_files_in(dir: &Path, name: &str) -> Vec<PathBuf> {
+    ["", ".gz", ".xz", ".zst"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.ko{ext}")))
+        .filter(|f| std::fs::symlink_metadata(f).is_ok())
+        .collect()
+}
+
+/// Fail, naming the package, if a package owns one of `files`.
+fn refuse_owned(settings: &Settings, files: &[PathBuf]) -> Result<(), InstallError> {
+    match crate::module::owned::owners(&settings.sysroot, files)
+        .into_iter()
+        .next()
+    {
+        Some((path, package)) => Err(InstallError::OwnedByPackage { path, package }),
+        None => Ok(()),
+    }
+}
+
 /// The record of a file just placed.
 fn record(path: &Path, kind: Kind) -> Result<Placed, InstallError> {
     Placed::of(path, kind).map_err(|e| InstallError::Tx(crate::transaction::err("read", path)(e)))
@@ -455,6 +490,15 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
         job.report
             .line("This module version was INACTIVE for this kernel.");
     } else {
+        let mut present = Vec::new();
+        for entry in &job.conf.modules {
+            let dir = dest_dir(job.settings, m, entry)?;
+            for location in [dir.as_str(), entry.dest_location.as_str()] {
+                let d = lib.join(location.trim_start_matches('/'));
+                present.extend(module_files_in(&d, &entry.dest_name));
+            }
+        }
+        refuse_owned(job.settings, &present)?;
         let mut tx = Transaction::begin(&tree.root)?;
         job.report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");

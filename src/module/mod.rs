@@ -10,5 +10,6 @@ pub mod compress;
 pub mod install;
 pub mod kbuild;
 pub mod modinfo;
+pub mod owned;
 pub mod script;
 pub mod sign;

@@ -159,3 +159,99 @@ fn a_module_the_original_installed_has_no_record_and_is_not_stray() {
         "",
     );
 }
+
+/// A Debian package that ships `path` (relative to the root), installed into `root`'s own
+/// dpkg database by real dpkg.
+fn dpkg_install_into(root: &Root, name: &str, path: &str, bytes: &[u8]) {
+    let stage = tempfile::tempdir().unwrap();
+    let file = stage.path().join(path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, bytes).unwrap();
+    std::fs::create_dir_all(stage.path().join("DEBIAN")).unwrap();
+    std::fs::write(
+        stage.path().join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: test <t@t>\nDescription: prebuilt module\n"),
+    )
+    .unwrap();
+    let deb = stage.path().with_extension("deb");
+    let built = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(stage.path())
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let admin = root.path().join("var/lib/dpkg");
+    for d in ["info", "updates", "triggers"] {
+        std::fs::create_dir_all(admin.join(d)).unwrap();
+    }
+    for f in ["status", "available"] {
+        std::fs::write(admin.join(f), "").unwrap();
+    }
+    let installed = std::process::Command::new("dpkg")
+        .arg(format!("--root={}", root.path().display()))
+        .args([
+            "--log=/dev/null",
+            "--force-script-chrootless",
+            "--force-overwrite",
+            "-i",
+        ])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert!(installed.status.success(), "{installed:?}");
+}
+
+#[test]
+fn a_module_file_a_package_owns_is_neither_replaced_nor_deleted() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
+    let root = Root::new();
+    let k = common::headers("6.1");
+    root.real_kernel(&k).fixture("patched-1.0");
+    let rel = format!("lib/modules/{k}/updates/dkms/fx_patched.ko");
+    dpkg_install_into(&root, "patched-modules", &rel, b"the package's module");
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let refusal = format!(
+        "\nError! $ROOT/{rel} belongs to the package patched-modules: dkms does not replace or delete another package's files.\nRemove that package first (apt remove / pacman -R), or leave this module to it.\n"
+    );
+    root.dkms(&["install", "patched/1.0", "-k", &k])
+        .is(&root, exit::INSTALL_FAILED, "", &refusal);
+    assert_eq!(
+        std::fs::read(root.path().join(&rel)).unwrap(),
+        b"the package's module"
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n")
+    );
+}
+
+#[test]
+fn uninstall_refuses_a_module_file_a_package_took_over() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
+    let root = Root::new();
+    let k = common::headers("6.1");
+    root.real_kernel(&k).fixture("patched-1.0");
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
+    let rel = format!("lib/modules/{k}/updates/dkms/fx_patched.ko");
+    dpkg_install_into(&root, "patched-modules", &rel, b"the package's module");
+    let out = root.dkms(&["uninstall", "patched/1.0", "-k", &k]);
+    out.is(
+        &root,
+        exit::INSTALL_FAILED,
+        &format!("Module patched/1.0 for kernel {k} (x86_64):\n"),
+        &format!("\nError! $ROOT/{rel} belongs to the package patched-modules: dkms does not replace or delete another package's files.\nRemove that package first (apt remove / pacman -R), or leave this module to it.\n"),
+    );
+    assert_eq!(
+        std::fs::read(root.path().join(&rel)).unwrap(),
+        b"the package's module"
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed (Differences between built and installed modules)\n")
+    );
+}

@@ -1,0 +1,85 @@
+//! Files a package owns: dkms never overwrites or deletes them.
+//!
+//! Why: a prebuilt module package (`dkms mkbmdeb`, `mkbmpkg`) puts modules exactly where
+//! dkms would, and registers them in the dkms tree. A later `dkms install` or `uninstall`
+//! of the same module must not take the package manager's files from under it: the
+//! package manager would then report, reinstall or delete the wrong file. So before it
+//! replaces or deletes module files, dkms asks the package managers of the root it works
+//! on (dpkg's and pacman's databases under the sysroot, when they exist), all the paths in
+//! one query, and refuses with the owning package's name.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The package that owns each of `paths` that some package owns, as (path, package).
+pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let inside =
+        |p: &PathBuf| -> PathBuf { Path::new("/").join(p.strip_prefix(sysroot).unwrap_or(p)) };
+    let asked: Vec<PathBuf> = paths.iter().map(inside).collect();
+    let mut found = Vec::new();
+    // dpkg's database lists paths inside the root; pacman takes real paths and `--root`.
+    for (path, package) in dpkg_owners(sysroot, &asked)
+        .into_iter()
+        .chain(pacman_owners(sysroot, paths))
+    {
+        let at = asked.iter().position(|a| *a == path);
+        if let Some(i) = at.or_else(|| paths.iter().position(|p| *p == path)) {
+            found.push((paths[i].clone(), package));
+        }
+    }
+    found
+}
+
+/// `dpkg-query -S` prints `pkg[, pkg...]: /path` for each owned path (and diversion
+/// notes, skipped).
+fn dpkg_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    let admindir = sysroot.join("var/lib/dpkg");
+    if !admindir.join("status").is_file() {
+        return Vec::new();
+    }
+    let Ok(out) = Command::new("dpkg-query")
+        .arg("--admindir")
+        .arg(&admindir)
+        .arg("-S")
+        .args(paths)
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("diversion by") && !l.starts_with("local diversion"))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(packages, path)| (PathBuf::from(path), packages.to_string()))
+        .collect()
+}
+
+/// `pacman -Qo` prints `/path is owned by pkg version` for each owned path.
+fn pacman_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    let dbpath = sysroot.join("var/lib/pacman");
+    if !dbpath.join("local").is_dir() {
+        return Vec::new();
+    }
+    let Ok(out) = Command::new("pacman")
+        .arg("--root")
+        .arg(sysroot)
+        .arg("--dbpath")
+        .arg(&dbpath)
+        .arg("-Qo")
+        .args(paths)
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(" is owned by "))
+        .map(|(path, owner)| {
+            let package = owner.split_whitespace().next().unwrap_or(owner);
+            (PathBuf::from(path), package.to_string())
+        })
+        .collect()
+}
