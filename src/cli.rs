@@ -44,11 +44,13 @@ pub enum Action {
     KernelPrerm,
     Owner,
     Verify,
+    Mkbmdeb,
+    Mkbmpkg,
 }
 
 impl Action {
     /// Every action, in the order `--help` and the man page list them.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::Add,
         Action::Build,
         Action::Install,
@@ -62,6 +64,8 @@ impl Action {
         Action::Match,
         Action::Mktarball,
         Action::Ldtarball,
+        Action::Mkbmdeb,
+        Action::Mkbmpkg,
         Action::GenerateMok,
         Action::KernelPreinst,
         Action::KernelPostinst,
@@ -93,6 +97,10 @@ impl Action {
             Action::KernelPostinst => "after a kernel is installed: autoinstall",
             Action::KernelPrerm => "before a kernel is removed: remove every module built for it",
             Action::Owner => "which installed module placed each PATH (like dpkg -S)",
+            Action::Mkbmdeb => "package its built, signed modules for each -k kernel as a .deb",
+            Action::Mkbmpkg => {
+                "package its built, signed modules for each -k kernel as a pacman package"
+            }
             Action::Verify => {
                 "check installed module files against what was installed: missing, modified, stray"
             }
@@ -119,6 +127,8 @@ impl Action {
             "kernel_prerm" => Action::KernelPrerm,
             "owner" => Action::Owner,
             "verify" => Action::Verify,
+            "mkbmdeb" => Action::Mkbmdeb,
+            "mkbmpkg" => Action::Mkbmpkg,
             _ => return None,
         })
     }
@@ -142,6 +152,8 @@ impl Action {
             Action::KernelPrerm => "kernel_prerm",
             Action::Owner => "owner",
             Action::Verify => "verify",
+            Action::Mkbmdeb => "mkbmdeb",
+            Action::Mkbmpkg => "mkbmpkg",
         }
     }
 }

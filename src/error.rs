@@ -154,6 +154,8 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error(transparent)]
     Install(#[from] InstallError),
+    #[error(transparent)]
+    Package(#[from] crate::module::package::PackageError),
 }
 
 impl Error {
@@ -167,6 +169,7 @@ impl Error {
             Error::Action(e) => e.exit_code(),
             Error::Build(e) => e.exit_code(),
             Error::Install(e) => e.exit_code(),
+            Error::Package(e) => e.exit_code(),
         }
     }
 }

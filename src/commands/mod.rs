@@ -7,6 +7,7 @@ mod build;
 mod files;
 mod kernel_hooks;
 mod match_kernel;
+mod package;
 mod post;
 mod register;
 mod remove;
@@ -145,6 +146,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         Action::GenerateMok => generate_mok(&ctx),
         Action::Owner => files::owner(&ctx),
         Action::Verify => files::verify(&ctx),
+        Action::Mkbmdeb | Action::Mkbmpkg => package::run(&ctx, action),
     }
 }
 

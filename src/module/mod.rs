@@ -11,5 +11,6 @@ pub mod install;
 pub mod kbuild;
 pub mod modinfo;
 pub mod owned;
+pub mod package;
 pub mod script;
 pub mod sign;

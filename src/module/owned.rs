@@ -83,3 +83,24 @@ fn pacman_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
         })
         .collect()
 }
+
+/// The pacman package owning `path` (a real path under `sysroot`) and its version.
+pub fn pacman_package(sysroot: &Path, path: &Path) -> Option<(String, String)> {
+    let dbpath = sysroot.join("var/lib/pacman");
+    if !dbpath.join("local").is_dir() {
+        return None;
+    }
+    let out = Command::new("pacman")
+        .arg("--root")
+        .arg(sysroot)
+        .arg("--dbpath")
+        .arg(&dbpath)
+        .arg("-Qo")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, owner) = text.lines().next()?.split_once(" is owned by ")?;
+    let (name, version) = owner.trim().split_once(' ')?;
+    Some((name.to_string(), version.to_string()))
+}

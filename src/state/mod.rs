@@ -240,7 +240,15 @@ impl StateTree {
     /// hold something (a kernel directory holding only a leftover of a killed remove
     /// keeps nothing alive).
     pub fn kernel_dirs(&self, module: &str, version: &str) -> Vec<String> {
-        const NOT_KERNELS: &[&str] = &["build", "tarball", "driver_disk", "rpm", "deb", "source"];
+        const NOT_KERNELS: &[&str] = &[
+            "build",
+            "tarball",
+            "driver_disk",
+            "rpm",
+            "deb",
+            "pkg",
+            "source",
+        ];
         let dir = self.version_dir(module, version);
         visible_entries(&dir)
             .into_iter()

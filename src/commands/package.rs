@@ -1,0 +1,151 @@
+//! `dkms mkbmdeb` and `dkms mkbmpkg`: binary packages of a module version's built modules,
+//! one per kernel given with `-k`, for hosts that install prebuilt modules through their
+//! package manager. Through the scheduler: a kernel the module is not built for yet is
+//! built first (the builds of one version one after another, as they share its build
+//! directory), and each kernel's package is made as soon as its build is there, beside
+//! the other builds. The packages go to `<dkms_tree>/<m>/<v>/deb/` or `pkg/`; their
+//! paths are printed, one per line, in the order of the kernels.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::schedule::{self, Job, Outcome};
+use super::Context;
+use crate::cli::Action;
+use crate::error::{ActionError, Result};
+use crate::exit;
+use crate::module::package::PackageJob;
+use crate::state::KernelArch;
+
+enum Task {
+    Build(usize),
+    Package(usize),
+}
+
+pub fn run(ctx: &Context, action: Action) -> Result<i32> {
+    let (m, v) = super::module_args(ctx, action)?;
+    super::ensure_added(ctx, &m, &v, false)?;
+    ctx.tree.check_writable()?;
+    let kernels = super::kernels_for(ctx, Some((&m, &v)))?;
+    let _lock = super::take_lock(ctx)?;
+    super::ensure_added(ctx, &m, &v, false)?;
+    let deb = action == Action::Mkbmdeb;
+    let out_dir = ctx
+        .tree
+        .version_dir(&m, &v)
+        .join(if deb { "deb" } else { "pkg" });
+    std::fs::create_dir_all(&out_dir).map_err(|source| ActionError::TarballIo {
+        action: "create",
+        path: out_dir.clone(),
+        source,
+    })?;
+    let tasks = plan(ctx, &m, &v, &kernels);
+    let tokens = ctx.settings.parallel_jobs.unwrap_or(64) as usize;
+    let jobserver = jobserver::Client::new(tokens).map_err(ActionError::Jobserver)?;
+    let worker = ctx.batch_worker(Some(jobserver.clone()));
+    let made: Mutex<Vec<Option<PathBuf>>> = Mutex::new(vec![None; kernels.len()]);
+    let outcomes = schedule::run(
+        &tasks,
+        &jobserver,
+        tokens,
+        |job| match job.data {
+            Task::Build(i) => failed_as(ctx, super::steps::build_one(&worker, &m, &v, &kernels[i])),
+            Task::Package(i) => match package(ctx, &m, &v, &kernels[i], &out_dir, deb) {
+                Ok(Some(path)) => {
+                    made.lock().expect("made packages")[i] = Some(path);
+                    Outcome::Done
+                }
+                Ok(None) => Outcome::Skipped,
+                Err(e) => failed_as(ctx, Err(e)),
+            },
+        },
+        |_, _| {},
+    );
+    for path in made
+        .into_inner()
+        .expect("made packages")
+        .into_iter()
+        .flatten()
+    {
+        ctx.report.line(&path.display().to_string());
+    }
+    Ok(outcomes
+        .iter()
+        .find_map(|o| match o {
+            Outcome::Failed(code) => Some(*code),
+            _ => None,
+        })
+        .unwrap_or(exit::SUCCESS))
+}
+
+/// A build for each kernel that lacks one (one group: they share the build directory),
+/// then each kernel's package, after its build.
+fn plan(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Vec<Job<Task>> {
+    let mut tasks = Vec::new();
+    for (i, ka) in kernels.iter().enumerate() {
+        let built = !ctx
+            .tree
+            .built(m, v, Some(&ka.kernel), Some(&ka.arch))
+            .is_empty();
+        let name = format!("{m}/{v} for {} ({})", ka.kernel, ka.arch);
+        let mut package = Job::new(
+            name.clone(),
+            format!("package {}", ka.kernel),
+            Task::Package(i),
+        );
+        if !built {
+            tasks.push(Job::new(name, format!("{m}/{v}"), Task::Build(i)));
+            package.after.push(tasks.len() - 1);
+        }
+        tasks.push(package);
+    }
+    tasks
+}
+
+/// The outcome of a step, its error reported here (the run goes on with other kernels).
+fn failed_as(ctx: &Context, result: Result<()>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(e) if e.exit_code() == exit::EXCLUDED => Outcome::Skipped,
+        Err(e) => {
+            ctx.report.error(&e.to_string());
+            Outcome::Failed(e.exit_code())
+        }
+    }
+}
+
+/// One kernel's package (None: BUILD_EXCLUSIVE left nothing built for it).
+fn package(
+    ctx: &Context,
+    m: &str,
+    v: &str,
+    ka: &KernelArch,
+    out_dir: &Path,
+    deb: bool,
+) -> Result<Option<PathBuf>> {
+    if ctx
+        .tree
+        .built(m, v, Some(&ka.kernel), Some(&ka.arch))
+        .is_empty()
+    {
+        ctx.report.line(&format!(
+            "Module {m}/{v} is not built for kernel {} ({}): no package for it.",
+            ka.kernel, ka.arch
+        ));
+        return Ok(None);
+    }
+    let conf = super::read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
+    let job = PackageJob {
+        settings: ctx.settings,
+        tree: &ctx.tree,
+        module: m,
+        version: v,
+        ka,
+        conf: &conf,
+    };
+    Ok(Some(if deb {
+        job.deb(out_dir)?
+    } else {
+        job.pacman(out_dir)?
+    }))
+}
