@@ -27,19 +27,7 @@ set -u -o pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 
-passed=0
-failed=0
-check() { # description, command...
-    local what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok: $what"
-    else
-        failed=$((failed + 1))
-        echo "FAILED: $what"
-    fi
-}
+. tests/e2e/lib.sh
 
 if [[ $(id -u) != 0 ]] || ! command -v makepkg pacman >/dev/null; then
     echo "arch-packages.sh: needs root, makepkg and pacman (see .ci/install-deps)" >&2
@@ -59,16 +47,6 @@ trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 mkdir -p "$work/pkgs"
 
-# makepkg refuses root: the source packages are built as nobody, as on a build machine.
-makepkg_as_nobody() { # PKGBUILD dir, extra environment...
-    local dir=$1 build
-    shift
-    build=$(mktemp -d "$work/build.XXXXXX")
-    cp -r "$dir/." "$build/"
-    chown -R nobody "$build"
-    (cd "$build" && runuser -u nobody -- env HOME="$build" PKGDEST="$work/pkgs" PKGEXT=.pkg.tar.zst "$@" \
-        makepkg --nodeps --force --noconfirm) > "$work/makepkg.log" 2>&1
-}
 chown nobody "$work/pkgs"
 ours=$(scripts/package arch 2>"$work/package.log" | tail -n 1)
 check "scripts/package arch built $(basename "$ours")" test -f "$ours"
@@ -90,14 +68,7 @@ cp "$ours" "$work/pkgs/"
 in_root() {
     set -u -o pipefail
     mount --make-rprivate /
-    mkdir -p "$work/layer" "$work/root"
-    mount -t tmpfs tmpfs "$work/layer"
-    mkdir -p "$work/layer/upper" "$work/layer/work"
-    mount -t overlay overlay -o "lowerdir=/,upperdir=$work/layer/upper,workdir=$work/layer/work" "$work/root"
-    root=$work/root
-    mount --rbind /dev "$root/dev"
-    mount -t proc proc "$root/proc"
-    mount --rbind /sys "$root/sys"
+    root=$(overlay_root root)
     # The root: one kernel with headers and modules (kernel), one with headers only, no
     # dkms but ours to come, no module source and no dkms state.
     for d in "$root"/usr/lib/modules/*; do
@@ -220,7 +191,7 @@ run_steps() {
 }
 
 export work kernel cloud headers_only ours passed failed
-export -f in_root run_steps check pac dkms_in_root module_file
+export -f in_root run_steps check pac dkms_in_root module_file overlay_root
 unshare -m bash -c in_root
 rc=$?
 cat "$work/result" 2>/dev/null || echo "$passed passed, $failed failed (the namespace did not finish)"

@@ -15,6 +15,7 @@ mod kernel_proof;
 mod kill;
 mod modinfo;
 mod ownership;
+mod packages;
 mod real_packages;
 mod sign;
 mod signing;

@@ -1,0 +1,108 @@
+//! `dkms mkbmdeb`: binary packages of built modules, read back with dpkg-deb.
+
+use crate::common::{self, Needs};
+
+use std::process::Command;
+
+use common::Root;
+use dkms::exit;
+
+fn dpkg_deb(args: &[&str], deb: &str) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn mkbmdeb_builds_what_is_missing_and_packages_the_kernel() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
+    let root = Root::new();
+    let k = common::headers("6.1");
+    root.real_kernel(&k).fixture("patched-1.0");
+    root.dkms(&["add", "patched/1.0"]).ok();
+    let out = root.dkms(&["mkbmdeb", "patched/1.0", "-k", &k]);
+    out.ok();
+    let deb = root
+        .dkms_tree()
+        .join(format!("patched/1.0/deb/patched-modules-{k}_1.0_amd64.deb"));
+    assert_eq!(out.stdout.lines().last(), Some(deb.to_str().unwrap()));
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: built\n"),
+        "built first, not installed"
+    );
+    let deb = deb.to_str().unwrap();
+    let listing: Vec<String> = dpkg_deb(&["-c"], deb)
+        .lines()
+        .map(|l| l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.ends_with('/'))
+        .collect();
+    assert_eq!(
+        listing,
+        [
+            format!("./lib/modules/{k}/updates/dkms/fx_patched.ko"),
+            format!("./var/lib/dkms/patched/1.0/{k}/x86_64/.dkms.conf"),
+            format!("./var/lib/dkms/patched/1.0/{k}/x86_64/.installed-files.json"),
+            format!("./var/lib/dkms/patched/1.0/{k}/x86_64/module/fx_patched.ko"),
+            format!("./var/lib/dkms/patched/kernel-{k}-x86_64 -> 1.0/{k}/x86_64"),
+        ]
+    );
+    let control = Command::new("dpkg-deb")
+        .args(["-f", deb, "Package", "Version", "Architecture", "Depends"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&control.stdout),
+        format!("Package: patched-modules-{k}\nVersion: 1.0\nArchitecture: amd64\nDepends: linux-image-{k}\n")
+    );
+    // The module in the package is the built one: signed, as an install would place it.
+    let unpacked = tempfile::tempdir().unwrap();
+    let x = Command::new("dpkg-deb")
+        .args(["-x", deb])
+        .arg(unpacked.path())
+        .status()
+        .unwrap();
+    assert!(x.success());
+    let packaged = unpacked
+        .path()
+        .join(format!("lib/modules/{k}/updates/dkms/fx_patched.ko"));
+    let built = root
+        .dkms_tree()
+        .join(format!("patched/1.0/{k}/x86_64/module/fx_patched.ko"));
+    assert_eq!(
+        std::fs::read(&packaged).unwrap(),
+        std::fs::read(&built).unwrap()
+    );
+    assert!(
+        dkms::module::sign::signer_of(&std::fs::read(&packaged).unwrap()).is_some(),
+        "the packaged module is signed"
+    );
+}
+
+#[test]
+fn mkbmdeb_names_the_kernel_a_module_does_not_build_for() {
+    let root = Root::new();
+    // Headers whose kbuild is missing: every build fails.
+    root.fake_kernel("6.1.0-0-broken", "CONFIG_MODULES=y\n")
+        .source("solo", "1.0", &common::simple_conf("solo", "1.0"))
+        .write("usr/src/solo-1.0/Makefile", "obj-m := solo.o\n");
+    root.dkms(&["add", "solo/1.0"]).ok();
+    root.dkms(&["mkbmdeb", "solo/1.0", "-k", "6.1.0-0-broken"]).is(
+        &root,
+        exit::BUILD_FAILED,
+        "The kernel is built without module signing facility, modules won't be signed\nBuilding module(s) for kernel 6.1.0-0-broken (x86_64)...\n",
+        "\nError! Bad return status for module build on kernel: 6.1.0-0-broken (x86_64)\nConsult $ROOT/var/lib/dkms/solo/1.0/build/make.log for more information.\n",
+    );
+    assert!(!root
+        .dkms_tree()
+        .join("solo/1.0/deb")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
+}
