@@ -20,17 +20,30 @@ pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
         |p: &PathBuf| -> PathBuf { Path::new("/").join(p.strip_prefix(sysroot).unwrap_or(p)) };
     let asked: Vec<PathBuf> = paths.iter().map(inside).collect();
     let mut found = Vec::new();
-    // dpkg's database lists paths inside the root; pacman takes real paths and `--root`.
+    // dpkg's database lists paths inside the root; pacman takes real paths and `--root`
+    // (and may answer with the path resolved through a /lib -> usr/lib link).
+    let real: Vec<PathBuf> = paths.iter().map(|p| resolved(p)).collect();
     for (path, package) in dpkg_owners(sysroot, &asked)
         .into_iter()
         .chain(pacman_owners(sysroot, paths))
     {
         let at = asked.iter().position(|a| *a == path);
-        if let Some(i) = at.or_else(|| paths.iter().position(|p| *p == path)) {
+        let at = at.or_else(|| real.iter().position(|r| *r == resolved(&path)));
+        if let Some(i) = at {
             found.push((paths[i].clone(), package));
         }
     }
     found
+}
+
+/// `path` through the real directory holding it.
+fn resolved(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |d| d.join(name))
+        }
+        _ => path.to_path_buf(),
+    }
 }
 
 /// `dpkg-query -S` prints `pkg[, pkg...]: /path` for each owned path (and diversion

@@ -157,12 +157,14 @@ impl PackageJob<'_> {
     fn scripts(&self, modules: &str) -> (String, String) {
         let (m, v, k, a) = (self.module, self.version, &self.ka.kernel, &self.ka.arch);
         let d = format!("/var/lib/dkms/{m}/{v}");
-        let depmod = format!("if [ -e /{modules}/{k}/modules.dep ]; then depmod -a {k}; fi");
+        let depmod = format!("if [ -d /{modules}/{k}/kernel ]; then depmod -a {k}; fi");
         let install = format!(
             "if [ ! -e {d}/source ]; then\n    mkdir -p {d}/source && cp {d}/{k}/{a}/.dkms.conf {d}/source/dkms.conf\nfi\n{depmod}\n"
         );
+        // dkms status keeps caches beside the build; the kernel's directory is this
+        // package's alone.
         let remove = format!(
-            "if [ -d {d}/source ] && [ ! -L {d}/source ] && [ -z \"$(ls -d {d}/*/*/module 2>/dev/null)\" ]; then\n    rm -rf {d}/source\n    rmdir {d} /var/lib/dkms/{m} 2>/dev/null || true\nfi\n{depmod} || true\n"
+            "rm -rf {d}/{k}/{a}\nrmdir {d}/{k} 2>/dev/null || true\nif [ -d {d}/source ] && [ ! -L {d}/source ] && [ -z \"$(ls -d {d}/*/*/module 2>/dev/null)\" ]; then\n    rm -rf {d}/source\n    rmdir {d} /var/lib/dkms/{m} 2>/dev/null || true\nfi\n{depmod} || true\n"
         );
         (install, remove)
     }

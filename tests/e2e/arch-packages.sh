@@ -29,7 +29,7 @@ repo=$PWD
 
 . tests/e2e/lib.sh
 
-if [[ $(id -u) != 0 ]] || ! command -v makepkg pacman >/dev/null; then
+if [[ $(id -u) != 0 ]] || ! has_commands makepkg pacman; then
     echo "arch-packages.sh: needs root, makepkg and pacman (see .ci/install-deps)" >&2
     exit 2
 fi

@@ -17,7 +17,7 @@ set -u -o pipefail
 cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
 
-if [[ $(id -u) != 0 ]] || ! command -v makepkg pacman apt-ftparchive >/dev/null; then
+if [[ $(id -u) != 0 ]] || ! has_commands makepkg pacman repo-add apt-ftparchive; then
     echo "fleet-packages.sh: needs root, makepkg, pacman and apt-ftparchive (see .ci/install-deps)" >&2
     exit 2
 fi
@@ -60,8 +60,19 @@ in_namespace() {
 }
 
 # A fleet host: only $kernel's modules tree stays, no headers, no compiler, no make.
+# Other kernel images are purged from its dpkg database (their maintainer scripts taken
+# out first: they would update the initramfs and boot loader of the machine).
 strip_host() {
-    local r=$1 d
+    local r=$1 d p images=()
+    for p in $(chroot "$r" dpkg-query -W -f '${Package} ${db:Status-Status}\n' 'linux-image-[0-9]*' | awk '$2 == "installed" {print $1}'); do
+        if [[ $p != "linux-image-$kernel" ]]; then
+            images+=("$p")
+            rm -f "$r/var/lib/dpkg/info/$p".{preinst,postinst,prerm,postrm}
+        fi
+    done
+    if ((${#images[@]})); then
+        chroot "$r" apt-get remove --purge -y -qq "${images[@]}" > "$work/strip-${r##*/}.log" 2>&1
+    fi
     for d in "$r"/usr/lib/modules/*; do
         [[ ${d##*/} == "$kernel" ]] || rm -rf "$d"
     done
@@ -93,7 +104,7 @@ build_side() {
 /var/lib/dkms/hello/1.0/deb/hello-modules-${other}_1.0_amd64.deb"
     dkms_on "$build" mkbmpkg hello/1.0 -k "$kernel" > "$work/mkbmpkg-dpkg-kernel.log" 2>&1
     check "dkms mkbmpkg for a kernel no pacman package owns fails (6)" test $? -eq 6
-    check "and says why" grep -q "^No pacman package owns /lib/modules/$kernel/kernel" "$work/mkbmpkg-dpkg-kernel.log"
+    check "and says why" grep -q "^Error! No pacman package owns /lib/modules/$kernel/kernel" "$work/mkbmpkg-dpkg-kernel.log"
     # A pacman-installed kernel on the build host (with its headers, to build against).
     mkdir -p "$build/var/lib/pacman" "$build/pkgs"
     printf '[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n' > "$build/etc/pacman.conf"
@@ -116,10 +127,10 @@ apt_side() {
     rm -f "$apt_host"/etc/apt/sources.list "$apt_host"/etc/apt/sources.list.d/*
     echo "deb [trusted=yes] file:/srv/fleet ./" > "$apt_host/etc/apt/sources.list.d/fleet.list"
     check "the apt host has no compiler, make or headers" chroot "$apt_host" sh -c \
-        '! command -v gcc && ! command -v cc && ! command -v make && ! ls -d /usr/src/linux-headers-* /lib/modules/*/build' > /dev/null 2>&1
+        '! command -v gcc && ! command -v cc && ! command -v make && ! ls -d /usr/src/linux-headers-* /lib/modules/*/build >/dev/null 2>&1'
     chroot "$apt_host" apt-get update -qq > "$work/apt-update.log" 2>&1
     check "apt-get update from the fleet repository" test $? -eq 0
-    chroot "$apt_host" apt-get install -y -qq "hello-modules-$other" > "$work/apt-other.log" 2>&1
+    chroot "$apt_host" apt-get install -y "hello-modules-$other" > "$work/apt-other.log" 2>&1
     check "apt-get install of the package for $other, a kernel this host lacks, is refused" test $? -ne 0
     check "by its dependency on linux-image-$other" grep -q "Depends: linux-image-$other" "$work/apt-other.log"
     chroot "$apt_host" apt-get install -y -qq "hello-modules-$kernel" > "$work/apt-install.log" 2>&1
@@ -154,7 +165,7 @@ pacman_side() {
     printf '[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n\n[fleet]\nServer = file:///srv/fleet\n' \
         > "$pacman_host/etc/pacman.conf"
     check "the pacman host has no compiler, make or headers" chroot "$pacman_host" sh -c \
-        '! command -v gcc && ! command -v cc && ! command -v make && ! ls -d /usr/src/linux-headers-* /usr/lib/modules/*/build' > /dev/null 2>&1
+        '! command -v gcc && ! command -v cc && ! command -v make && ! ls -d /usr/src/linux-headers-* /usr/lib/modules/*/build >/dev/null 2>&1'
     pacman --sysroot "$pacman_host" --noconfirm -Sy "hello-modules-$cloud" > "$work/pacman-nokernel.log" 2>&1
     check "pacman -S before its kernel is installed is refused" test $? -ne 0
     check "by its dependency on linux-cloud" grep -q "unable to satisfy dependency 'linux-cloud=" "$work/pacman-nokernel.log"

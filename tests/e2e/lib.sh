@@ -1,6 +1,12 @@
 # Helpers of the end-to-end scripts (sourced): counted checks, makepkg as an unprivileged
 # user, and throwaway roots.
 
+# Whether every command named is installed.
+has_commands() {
+    local c
+    for c in "$@"; do command -v "$c" >/dev/null || return 1; done
+}
+
 passed=0
 failed=0
 check() { # description, command...
