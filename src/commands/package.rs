@@ -1,9 +1,9 @@
 //! `dkms mkbmdeb` and `dkms mkbmpkg`: binary packages of a module version's built modules,
 //! one per kernel given with `-k`, for hosts that install prebuilt modules through their
 //! package manager. Through the scheduler: a kernel the module is not built for yet is
-//! built first (the builds of one version one after another, as they share its build
-//! directory), and each kernel's package is made as soon as its build is there, beside
-//! the other builds. The packages go to `<dkms_tree>/<m>/<v>/deb/` or `pkg/`; their
+//! built first (builds run at once in private directories where the dkms.conf allows it,
+//! as in autoinstall), and each kernel's package is made as soon as its build is there,
+//! beside the other builds. The packages go to `<dkms_tree>/<m>/<v>/deb/` or `pkg/`; their
 //! paths are printed, one per line, in the order of the kernels.
 
 use std::path::{Path, PathBuf};
@@ -78,8 +78,9 @@ pub fn run(ctx: &Context, action: Action) -> Result<i32> {
         .unwrap_or(exit::SUCCESS))
 }
 
-/// A build for each kernel that lacks one (one group: they share the build directory),
-/// then each kernel's package, after its build.
+/// A build for each kernel that lacks one (at once when they can build in private
+/// directories, else one after another: they share the version's build directory), then
+/// each kernel's package, after its build.
 fn plan(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Vec<Job<Task>> {
     let mut tasks = Vec::new();
     for (i, ka) in kernels.iter().enumerate() {
@@ -94,7 +95,19 @@ fn plan(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Vec<Job<Task
             Task::Package(i),
         );
         if !built {
-            tasks.push(Job::new(name, format!("{m}/{v}"), Task::Build(i)));
+            let private =
+                super::read_strict(ctx, &ctx.conf_file(m, v), m, v, ka).is_ok_and(|conf| {
+                    crate::module::kbuild::private_build_ok(
+                        &conf,
+                        &ctx.tree.version_dir(m, v).join("build"),
+                    )
+                });
+            let group = if private {
+                format!("{m}/{v}/{}/{}", ka.kernel, ka.arch)
+            } else {
+                format!("{m}/{v}")
+            };
+            tasks.push(Job::new(name, group, Task::Build(i)));
             package.after.push(tasks.len() - 1);
         }
         tasks.push(package);
