@@ -443,34 +443,6 @@ fn framework_conf_sets_the_trees() {
     assert_eq!(out.stdout, "");
 }
 
-/// The first line a started dkms prints on stderr (it blocks until there is one).
-fn first_stderr_line(
-    child: &mut std::process::Child,
-) -> (String, std::io::BufReader<std::process::ChildStderr>) {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    (line, reader)
-}
-
-/// The whole output of a child whose stderr was partly read already.
-fn finish(
-    child: std::process::Child,
-    first: String,
-    mut rest: std::io::BufReader<std::process::ChildStderr>,
-) -> common::Output {
-    use std::io::Read;
-    let mut stderr = first;
-    rest.read_to_string(&mut stderr).unwrap();
-    let out = child.wait_with_output().unwrap();
-    common::Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    }
-}
-
 #[test]
 fn a_second_dkms_waits_for_the_lock_and_names_its_real_holder() {
     let root = Root::new();
@@ -481,7 +453,7 @@ fn a_second_dkms_waits_for_the_lock_and_names_its_real_holder() {
     std::fs::write(root.dkms_tree().join(".lock"), "4242\n").unwrap();
     let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
     let mut child = root.spawn_dkms(&["add", "l/1", "-k", K1]);
-    let (waiting, rest) = first_stderr_line(&mut child);
+    let (waiting, rest) = common::first_stderr_line(&mut child);
     assert_eq!(
         waiting,
         format!(
@@ -496,7 +468,7 @@ fn a_second_dkms_waits_for_the_lock_and_names_its_real_holder() {
         "nothing added while waiting"
     );
     drop(held);
-    finish(child, waiting, rest).ok();
+    common::finish(child, waiting, rest).ok();
     assert_eq!(root.dkms(&["status"]).stdout, "l/1: added\n");
 }
 
@@ -511,11 +483,14 @@ fn two_removes_racing_end_with_the_originals_codes() {
     let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
     let mut first = root.spawn_dkms(&["remove", "l/1", "--all"]);
     let mut second = root.spawn_dkms(&["remove", "l/1", "--all"]);
-    let (w1, r1) = first_stderr_line(&mut first);
-    let (w2, r2) = first_stderr_line(&mut second);
+    let (w1, r1) = common::first_stderr_line(&mut first);
+    let (w2, r2) = common::first_stderr_line(&mut second);
     assert!(w1.starts_with("Waiting for the dkms lock") && w2.starts_with("Waiting"));
     drop(held);
-    let mut outs = [finish(first, w1, r1), finish(second, w2, r2)];
+    let mut outs = [
+        common::finish(first, w1, r1),
+        common::finish(second, w2, r2),
+    ];
     outs.sort_by_key(|o| o.code);
     assert_eq!(outs[0].code, 0, "{:?}", outs[0]);
     assert_eq!(outs[1].code, dkms::exit::NOT_ADDED, "{:?}", outs[1]);
@@ -528,10 +503,13 @@ fn two_removes_racing_end_with_the_originals_codes() {
     let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
     let mut remove = root.spawn_dkms(&["remove", "l/1", "--all"]);
     let mut uninstall = root.spawn_dkms(&["uninstall", "l/1", "-k", K1]);
-    let (w1, r1) = first_stderr_line(&mut remove);
-    let (w2, r2) = first_stderr_line(&mut uninstall);
+    let (w1, r1) = common::first_stderr_line(&mut remove);
+    let (w2, r2) = common::first_stderr_line(&mut uninstall);
     drop(held);
-    let (remove, uninstall) = (finish(remove, w1, r1), finish(uninstall, w2, r2));
+    let (remove, uninstall) = (
+        common::finish(remove, w1, r1),
+        common::finish(uninstall, w2, r2),
+    );
     remove.ok();
     // 0 if it ran first (nothing installed: skipped), 3 if the remove had run.
     assert!(

@@ -106,3 +106,34 @@ fn mkbmdeb_names_the_kernel_a_module_does_not_build_for() {
         .unwrap()
         .any(|_| true));
 }
+
+#[test]
+fn a_second_packaging_run_waits_for_the_lock() {
+    let root = Root::new();
+    root.fake_kernel("6.1.0-0-broken", "CONFIG_MODULES=y\n")
+        .source("solo", "1.0", &common::simple_conf("solo", "1.0"))
+        .write("usr/src/solo-1.0/Makefile", "obj-m := solo.o\n");
+    root.dkms(&["add", "solo/1.0"]).ok();
+    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
+    let mut child = root.spawn_dkms(&["mkbmdeb", "solo/1.0", "-k", "6.1.0-0-broken"]);
+    let (waiting, rest) = common::first_stderr_line(&mut child);
+    assert_eq!(
+        waiting,
+        format!(
+            "Waiting for the dkms lock held by process {} ({})...\n",
+            std::process::id(),
+            root.dkms_tree().join(".lock").display()
+        )
+    );
+    assert!(
+        !root.dkms_tree().join("solo/1.0/deb").exists(),
+        "nothing done while waiting"
+    );
+    drop(held);
+    let out = common::finish(child, waiting, rest);
+    assert_eq!(
+        out.code,
+        exit::BUILD_FAILED,
+        "it went on once the lock was free"
+    );
+}

@@ -484,3 +484,31 @@ pub fn host_ready(needs: &[Needs]) -> bool {
     eprintln!("skipped {test}: this machine lacks {missing:?} (see .ci/install-deps)");
     false
 }
+
+/// The first line a started dkms prints on stderr (it blocks until there is one).
+pub fn first_stderr_line(
+    child: &mut std::process::Child,
+) -> (String, std::io::BufReader<std::process::ChildStderr>) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    (line, reader)
+}
+
+/// The whole output of a child whose stderr was partly read already.
+pub fn finish(
+    child: std::process::Child,
+    first: String,
+    mut rest: std::io::BufReader<std::process::ChildStderr>,
+) -> Output {
+    use std::io::Read;
+    let mut stderr = first;
+    rest.read_to_string(&mut stderr).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    }
+}
