@@ -424,3 +424,17 @@ fn write_pacman_archive(
     })();
     result.map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_versions_follow_each_package_format() {
+        assert_eq!(deb_version("1.2.3"), "1.2.3");
+        assert_eq!(deb_version("v2_beta"), "0~v2.beta");
+        assert_eq!(pacman_version("1.0-rc1:x"), "1.0_rc1_x");
+        assert_eq!(deb_arch("x86_64"), "amd64");
+        assert_eq!(deb_arch("riscv64"), "riscv64");
+    }
+}
