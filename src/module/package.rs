@@ -86,19 +86,8 @@ struct Content {
 }
 
 impl PackageJob<'_> {
-    /// `<module>-modules-<kernel>`, in the characters package names allow.
     pub fn name(&self) -> String {
-        let raw = format!("{}-modules-{}", self.module, self.ka.kernel);
-        raw.to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "+-.".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect()
+        package_name(self.module, &self.ka.kernel)
     }
 
     /// The files of the package; `modules` is where the host keeps kernel modules
@@ -175,6 +164,21 @@ impl PackageJob<'_> {
             self.module, self.version, self.ka.kernel, self.ka.arch
         )
     }
+}
+
+/// `<module>-modules-<kernel>`, in the characters both formats allow in a name.
+fn package_name(module: &str, kernel: &str) -> String {
+    format!("{module}-modules-{kernel}")
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+-.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// Debian's name for a machine architecture.
@@ -431,6 +435,10 @@ mod tests {
 
     #[test]
     fn names_and_versions_follow_each_package_format() {
+        assert_eq!(
+            package_name("Acpi_call", "6.12.117+deb12-amd64"),
+            "acpi-call-modules-6.12.117+deb12-amd64"
+        );
         assert_eq!(deb_version("1.2.3"), "1.2.3");
         assert_eq!(deb_version("v2_beta"), "0~v2.beta");
         assert_eq!(pacman_version("1.0-rc1:x"), "1.0_rc1_x");
