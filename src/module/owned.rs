@@ -72,6 +72,15 @@ fn dpkg_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
 
 /// `pacman -Qo` prints `/path is owned by pkg version` for each owned path.
 fn pacman_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    pacman_query(sysroot, paths)
+        .into_iter()
+        .map(|(path, package, _)| (path, package))
+        .collect()
+}
+
+/// (path, package, version) for each of `paths` a package of the root's pacman
+/// database owns (none without that database).
+fn pacman_query(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String, String)> {
     let dbpath = sysroot.join("var/lib/pacman");
     if !dbpath.join("local").is_dir() {
         return Vec::new();
@@ -90,30 +99,21 @@ fn pacman_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once(" is owned by "))
-        .map(|(path, owner)| {
-            let package = owner.split_whitespace().next().unwrap_or(owner);
-            (PathBuf::from(path), package.to_string())
+        .filter_map(|(path, owner)| {
+            let (package, version) = owner.trim().split_once(' ')?;
+            Some((
+                PathBuf::from(path),
+                package.to_string(),
+                version.to_string(),
+            ))
         })
         .collect()
 }
 
 /// The pacman package owning `path` (a real path under `sysroot`) and its version.
 pub fn pacman_package(sysroot: &Path, path: &Path) -> Option<(String, String)> {
-    let dbpath = sysroot.join("var/lib/pacman");
-    if !dbpath.join("local").is_dir() {
-        return None;
-    }
-    let out = Command::new("pacman")
-        .arg("--root")
-        .arg(sysroot)
-        .arg("--dbpath")
-        .arg(&dbpath)
-        .arg("-Qo")
-        .arg(path)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (_, owner) = text.lines().next()?.split_once(" is owned by ")?;
-    let (name, version) = owner.trim().split_once(' ')?;
-    Some((name.to_string(), version.to_string()))
+    let (_, package, version) = pacman_query(sysroot, &[path.to_path_buf()])
+        .into_iter()
+        .next()?;
+    Some((package, version))
 }

@@ -26,19 +26,7 @@ kept_package=acpi-call-dkms
 kept=acpi-call
 failing_package=dm-writeboost-dkms
 extra_headers=linux-headers-rt-amd64
-passed=0
-failed=0
-check() { # description, command...
-    local what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok: $what"
-    else
-        failed=$((failed + 1))
-        echo "FAILED: $what"
-    fi
-}
+. tests/e2e/lib.sh
 
 # A signing key made during the test is removed again; an existing one is kept.
 had_key=$([ -e /var/lib/dkms/mok.key ] && echo yes)
