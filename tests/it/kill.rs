@@ -129,13 +129,14 @@ fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
     let path = root.first_on_path("depmod", KILLER);
     let out = root.dkms_env(&["install", "patched/2.0", "-k", &k], &[("PATH", &path)]);
     assert_eq!(out.code, -1);
-    // Killed with version 2.0's file in place and the link switched: the journal is left.
+    // Killed with version 2.0's file, its install record and the link in place: the
+    // journal is left, and its three changes are undone.
     assert!(dkms::transaction::pending(&root.dkms_tree()));
     root.dkms(&["status"]).is(
         &root,
         0,
         &format!("patched/1.0, {k}, x86_64: installed\npatched/2.0, {k}, x86_64: built\n"),
-        "Warning: An earlier dkms was interrupted during an install or uninstall; its 2 change(s) were undone.\n",
+        "Warning: An earlier dkms was interrupted during an install or uninstall; its 3 change(s) were undone.\n",
     );
     assert_clean(&root, &k);
     // Besides the killer itself, only status's caches (dot-files) may have appeared.
