@@ -32,6 +32,10 @@ pub fn post_transaction(ctx: &Context) {
     {
         return;
     }
+    let runs = commands_to_run(ctx, &kernels);
+    if runs.is_empty() {
+        return;
+    }
     let path = ctx.settings.dkms_tree.join("post_transaction.log");
     let Ok(mut log) = CommandLog::create(&path) else {
         ctx.report.warn(&format!(
@@ -40,7 +44,7 @@ pub fn post_transaction(ctx: &Context) {
         ));
         return;
     };
-    for (kernel, command) in commands_to_run(ctx, &kernels) {
+    for (kernel, command) in runs {
         let script = format!(
             "kernelver={}; eval {}",
             crate::bash::quote(&kernel),
@@ -75,14 +79,18 @@ fn commands_to_run(ctx: &Context, kernels: &[String]) -> Vec<(String, String)> {
     runs
 }
 
-/// Whether any framework file assigns `name` (its value may depend on `$kernelver`).
+/// Whether any framework file names `name` outside a comment (an assignment whose value
+/// may depend on `$kernelver`): the documented framework.conf, all comments, costs nothing.
 fn framework_mentions(ctx: &Context, name: &str) -> bool {
     let main = &ctx.settings.framework_file;
     let mut files = vec![main.clone()];
     if let Ok(entries) = std::fs::read_dir(format!("{}.d", main.display())) {
         files.extend(entries.flatten().map(|e| e.path()));
     }
-    files
-        .iter()
-        .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains(name)))
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            t.lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains(name))
+        })
+    })
 }

@@ -438,6 +438,23 @@ fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() 
 }
 
 #[test]
+fn a_post_transaction_only_in_a_comment_runs_nothing_and_writes_no_log() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
+    let (root, k) = root_with(&["patched-1.0"]);
+    // As the shipped framework.conf documents it.
+    root.write(
+        "etc/dkms/framework.conf",
+        "# Run after modules changed:\n# post_transaction=\"\"\n",
+    );
+    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
+    out.ok();
+    assert!(!out.stdout.contains("post-transaction"), "{}", out.stdout);
+    assert!(!root.dkms_tree().join("post_transaction.log").exists());
+}
+
+#[test]
 fn build_environment_exports_reach_build_commands() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
