@@ -24,6 +24,7 @@ pub mod transaction;
 use cli::{Notice, Parsed};
 use error::Error;
 use report::Reporter;
+use std::io::Write;
 
 /// The version printed by `dkms --version` (the upstream release we are compatible with).
 pub const UPSTREAM_VERSION: &str = "3.4.3";
@@ -46,12 +47,13 @@ where
         }
     };
     let req = match parsed {
+        // A closed pipe (`dkms --help | head -1`) is not an error worth a panic.
         Parsed::Version => {
-            println!("dkms-{UPSTREAM_VERSION}");
+            let _ = writeln!(std::io::stdout(), "dkms-{UPSTREAM_VERSION}");
             return 0;
         }
         Parsed::Help => {
-            println!("{}", cli::usage());
+            let _ = writeln!(std::io::stdout(), "{}", cli::usage());
             return 0;
         }
         Parsed::Run(req) => req,

@@ -198,3 +198,25 @@ fn the_shipped_framework_conf_documents_every_setting_and_changes_nothing() {
         "every setting is commented out: the defaults apply"
     );
 }
+
+#[test]
+fn help_and_version_into_a_closed_pipe_end_quietly() {
+    for arg in ["--help", "--version"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dkms"))
+            .arg(arg)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).as_ref()
+            ),
+            (Some(0), ""),
+            "{arg}"
+        );
+    }
+}
