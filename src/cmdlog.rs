@@ -73,7 +73,8 @@ impl CommandLog {
         self.write(&format!("\n{description}\n# command: {command}\n"))?;
         self.flush()?;
         if self.echo {
-            println!("{command}");
+            // A reader that went away (`| head`) does not stop the build.
+            let _ = writeln!(std::io::stdout(), "{command}");
         }
         // Output goes to the log; with --verbose through one pipe copied to both.
         let (out, err, tee) = if self.echo {
