@@ -1,6 +1,6 @@
 //! Small filesystem helpers shared by the actions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Recursive copy keeping symlinks as symlinks and permission bits (`cp -pr`).
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -41,4 +41,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
     crate::crashpoint::step("rename written file", path);
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// `path` made absolute, through the real directory holding it: `/lib/modules/x` and
+/// `/usr/lib/modules/x` compare equal on a merged-/usr system. The last component is
+/// kept, so a link is named, not followed; a path whose directory does not exist stays
+/// as it is.
+pub fn through_real_dir(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(path),
+        _ => path,
+    }
 }

@@ -11,21 +11,9 @@ use serde::Serialize;
 use super::Context;
 use crate::error::{ActionError, Result};
 use crate::exit;
+use crate::fsutil::through_real_dir;
 use crate::state::manifest::{self, Check, Installed, Kind, Placed};
 use crate::state::status::{collect, Filter, State, StatusEntry, STATUS_SCHEMA};
-
-/// `path` made absolute, through the real directory holding it (so `/lib/...` and
-/// `/usr/lib/...` on a merged-/usr system compare equal); the last component is kept,
-/// so a link is named, not followed.
-fn normal(path: &Path) -> PathBuf {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
-            .map(|d| d.join(name))
-            .unwrap_or(path),
-        _ => path,
-    }
-}
 
 fn label(i: &Installed) -> String {
     format!("{}/{}, {}, {}", i.module, i.version, i.ka.kernel, i.ka.arch)
@@ -42,16 +30,16 @@ pub fn owner(ctx: &Context) -> Result<i32> {
             i.manifest
                 .iter()
                 .flat_map(|m| m.files.iter())
-                .map(move |p| (i, p, normal(&p.path)))
+                .map(move |p| (i, p, through_real_dir(&p.path)))
         })
         .collect();
     let trees = [
-        normal(&ctx.settings.install_tree),
-        normal(&ctx.settings.dkms_tree),
+        through_real_dir(&ctx.settings.install_tree),
+        through_real_dir(&ctx.settings.dkms_tree),
     ];
     let mut code = exit::SUCCESS;
     for asked in &ctx.req.paths {
-        let wanted = normal(asked);
+        let wanted = through_real_dir(asked);
         let owners: Vec<_> = records.iter().filter(|(_, _, p)| *p == wanted).collect();
         for (i, _, _) in &owners {
             ctx.report
@@ -224,9 +212,9 @@ fn stray_files(
         match &i.manifest {
             Some(m) => {
                 for p in m.files.iter().filter(|p| p.kind != Kind::Original) {
-                    claimed.insert(normal(&p.path));
+                    claimed.insert(through_real_dir(&p.path));
                     if let Some(d) = p.path.parent() {
-                        dirs.insert(normal(d));
+                        dirs.insert(through_real_dir(d));
                     }
                 }
             }
@@ -251,7 +239,7 @@ fn stray_files(
             if in_scope(&kernel) {
                 let d = e.path().join(dir.trim_start_matches('/'));
                 if d.is_dir() {
-                    dirs.insert(normal(&d));
+                    dirs.insert(through_real_dir(&d));
                 }
             }
         }

@@ -49,14 +49,17 @@ pub fn run(ctx: &Context, action: Action) -> Result<i32> {
         &jobserver,
         tokens,
         |job| match job.data {
-            Task::Build(i) => failed_as(ctx, super::steps::build_one(&worker, &m, &v, &kernels[i])),
+            Task::Build(i) => Outcome::of(
+                super::steps::build_one(&worker, &m, &v, &kernels[i]),
+                ctx.report,
+            ),
             Task::Package(i) => match package(ctx, &m, &v, &kernels[i], &out_dir, deb) {
                 Ok(Some(path)) => {
                     made.lock().expect("made packages")[i] = Some(path);
                     Outcome::Done
                 }
                 Ok(None) => Outcome::Skipped,
-                Err(e) => failed_as(ctx, Err(e)),
+                Err(e) => Outcome::of(Err(e), ctx.report),
             },
         },
         |_, _| {},
@@ -113,18 +116,6 @@ fn plan(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Vec<Job<Task
         tasks.push(package);
     }
     tasks
-}
-
-/// The outcome of a step, its error reported here (the run goes on with other kernels).
-fn failed_as(ctx: &Context, result: Result<()>) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Done,
-        Err(e) if e.exit_code() == exit::EXCLUDED => Outcome::Skipped,
-        Err(e) => {
-            ctx.report.error(&e.to_string());
-            Outcome::Failed(e.exit_code())
-        }
-    }
 }
 
 /// One kernel's package (None: BUILD_EXCLUSIVE left nothing built for it).

@@ -22,6 +22,21 @@ pub enum Outcome {
     DependencyFailed(Vec<String>),
 }
 
+impl Outcome {
+    /// How a step ended: BUILD_EXCLUSIVE's 77 is a skip, any other error is reported
+    /// here (the run goes on with the other jobs) and fails the job with its code.
+    pub fn of(result: crate::error::Result<()>, report: &crate::report::Reporter) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(e) if e.exit_code() == crate::exit::EXCLUDED => Outcome::Skipped,
+            Err(e) => {
+                report.error(&e.to_string());
+                Outcome::Failed(e.exit_code())
+            }
+        }
+    }
+}
+
 /// A unit of work: its name (for messages), the jobs it waits for, and its exclusive
 /// group: jobs of one group never run at the same time (the builds of one module version
 /// share `<dkms_tree>/<m>/<v>/build`).

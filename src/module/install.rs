@@ -490,15 +490,12 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
         job.report
             .line("This module version was INACTIVE for this kernel.");
     } else {
-        let mut present = Vec::new();
-        for entry in &job.conf.modules {
-            let dir = dest_dir(job.settings, m, entry)?;
-            for location in [dir.as_str(), entry.dest_location.as_str()] {
-                let d = lib.join(location.trim_start_matches('/'));
-                present.extend(module_files_in(&d, &entry.dest_name));
-            }
-        }
-        refuse_owned(job.settings, &present)?;
+        let present = files_at_destinations(job, &lib)?;
+        let all: Vec<PathBuf> = present
+            .iter()
+            .flat_map(|p| p.files.iter().cloned())
+            .collect();
+        refuse_owned(job.settings, &all)?;
         let mut tx = Transaction::begin(&tree.root)?;
         job.report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");
@@ -511,22 +508,13 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
                 .is_some_and(|p| p.check() == Check::Modified)
         };
         let result = (|| {
-            let mut seen = std::collections::BTreeSet::new();
-            for entry in &job.conf.modules {
-                let dir = dest_dir(job.settings, m, entry)?;
-                for location in [dir.as_str(), entry.dest_location.as_str()] {
-                    let d = lib.join(location.trim_start_matches('/'));
-                    for ext in ["", ".gz", ".xz", ".zst"] {
-                        let f = d.join(format!("{}.ko{ext}", entry.dest_name));
-                        if std::fs::symlink_metadata(&f).is_err() || !seen.insert(f.clone()) {
-                            continue;
-                        }
-                        if changed(&f) {
-                            job.report.warn(&format!("{} was changed after dkms installed it (its size or SHA-256 differs from {}): it is left in place. Delete it yourself if it should go.", f.display(), record_path.display()));
-                        } else {
-                            job.report.line(&format!("Deleting {}", f.display()));
-                            tx.remove(&f)?;
-                        }
+            for AtDestination { entry, dir, files } in &present {
+                for f in files {
+                    if changed(f) {
+                        job.report.warn(&format!("{} was changed after dkms installed it (its size or SHA-256 differs from {}): it is left in place. Delete it yourself if it should go.", f.display(), record_path.display()));
+                    } else {
+                        job.report.line(&format!("Deleting {}", f.display()));
+                        tx.remove(f)?;
                     }
                 }
                 restore_original(&mut tx, job, entry, &lib)?;
@@ -554,6 +542,37 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
         depmod(job.settings, &ka.kernel, job.report)?;
     }
     Ok(())
+}
+
+/// A module of the conf, its install directory, and the module files (any suffix) found
+/// where it may be installed.
+struct AtDestination<'c> {
+    entry: &'c ModuleEntry,
+    dir: String,
+    files: Vec<PathBuf>,
+}
+
+/// Each module of the conf at its destinations, each file listed once.
+fn files_at_destinations<'c>(
+    job: &'c InstallJob,
+    lib: &Path,
+) -> Result<Vec<AtDestination<'c>>, InstallError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut present = Vec::new();
+    for entry in &job.conf.modules {
+        let dir = dest_dir(job.settings, job.module, entry)?;
+        let mut files = Vec::new();
+        for location in [dir.as_str(), entry.dest_location.as_str()] {
+            let d = lib.join(location.trim_start_matches('/'));
+            files.extend(
+                module_files_in(&d, &entry.dest_name)
+                    .into_iter()
+                    .filter(|f| seen.insert(f.clone())),
+            );
+        }
+        present.push(AtDestination { entry, dir, files });
+    }
+    Ok(present)
 }
 
 /// Put an archived original back where its `.origin` says (only inside this kernel's

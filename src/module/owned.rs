@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::fsutil::through_real_dir;
+
 /// The package that owns each of `paths` that some package owns, as (path, package).
 pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
     if paths.is_empty() {
@@ -22,28 +24,20 @@ pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
     let mut found = Vec::new();
     // dpkg's database lists paths inside the root; pacman takes real paths and `--root`
     // (and may answer with the path resolved through a /lib -> usr/lib link).
-    let real: Vec<PathBuf> = paths.iter().map(|p| resolved(p)).collect();
     for (path, package) in dpkg_owners(sysroot, &asked)
         .into_iter()
         .chain(pacman_owners(sysroot, paths))
     {
         let at = asked.iter().position(|a| *a == path);
-        let at = at.or_else(|| real.iter().position(|r| *r == resolved(&path)));
+        let at = at.or_else(|| {
+            let real = through_real_dir(&path);
+            paths.iter().position(|p| through_real_dir(p) == real)
+        });
         if let Some(i) = at {
             found.push((paths[i].clone(), package));
         }
     }
     found
-}
-
-/// `path` through the real directory holding it.
-fn resolved(path: &Path) -> PathBuf {
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => {
-            std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |d| d.join(name))
-        }
-        _ => path.to_path_buf(),
-    }
 }
 
 /// `dpkg-query -S` prints `pkg[, pkg...]: /path` for each owned path (and diversion

@@ -451,24 +451,14 @@ fn a_second_dkms_waits_for_the_lock_and_names_its_real_holder() {
     // A stale pid in the file (the original's and our old lock files have one) is not
     // believed: the kernel says who holds the flock, here this test process.
     std::fs::write(root.dkms_tree().join(".lock"), "4242\n").unwrap();
-    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
-    let mut child = root.spawn_dkms(&["add", "l/1", "-k", K1]);
-    let (waiting, rest) = common::first_stderr_line(&mut child);
-    assert_eq!(
-        waiting,
-        format!(
-            "Waiting for the dkms lock held by process {} ({})...\n",
-            std::process::id(),
-            root.dkms_tree().join(".lock").display()
+    common::run_while_locked(&root, &["add", "l/1", "-k", K1], || {
+        assert_eq!(
+            root.dkms(&["status"]).stdout,
+            "",
+            "nothing added while waiting"
         )
-    );
-    assert_eq!(
-        root.dkms(&["status"]).stdout,
-        "",
-        "nothing added while waiting"
-    );
-    drop(held);
-    common::finish(child, waiting, rest).ok();
+    })
+    .ok();
     assert_eq!(root.dkms(&["status"]).stdout, "l/1: added\n");
 }
 

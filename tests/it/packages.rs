@@ -114,23 +114,16 @@ fn a_second_packaging_run_waits_for_the_lock() {
         .source("solo", "1.0", &common::simple_conf("solo", "1.0"))
         .write("usr/src/solo-1.0/Makefile", "obj-m := solo.o\n");
     root.dkms(&["add", "solo/1.0"]).ok();
-    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
-    let mut child = root.spawn_dkms(&["mkbmdeb", "solo/1.0", "-k", "6.1.0-0-broken"]);
-    let (waiting, rest) = common::first_stderr_line(&mut child);
-    assert_eq!(
-        waiting,
-        format!(
-            "Waiting for the dkms lock held by process {} ({})...\n",
-            std::process::id(),
-            root.dkms_tree().join(".lock").display()
-        )
+    let out = common::run_while_locked(
+        &root,
+        &["mkbmdeb", "solo/1.0", "-k", "6.1.0-0-broken"],
+        || {
+            assert!(
+                !root.dkms_tree().join("solo/1.0/deb").exists(),
+                "nothing done while waiting"
+            )
+        },
     );
-    assert!(
-        !root.dkms_tree().join("solo/1.0/deb").exists(),
-        "nothing done while waiting"
-    );
-    drop(held);
-    let out = common::finish(child, waiting, rest);
     assert_eq!(
         out.code,
         exit::BUILD_FAILED,

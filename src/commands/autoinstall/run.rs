@@ -123,14 +123,10 @@ fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
         "Autoinstall of module {module}/{version} for kernel {} ({})",
         ka.kernel, ka.arch
     ));
-    match super::super::steps::install_one(worker, module, version, ka) {
-        Ok(()) => Outcome::Done,
-        Err(e) if e.exit_code() == exit::EXCLUDED => Outcome::Skipped,
-        Err(e) => {
-            ctx.report.error(&e.to_string());
-            Outcome::Failed(e.exit_code())
-        }
-    }
+    Outcome::of(
+        super::super::steps::install_one(worker, module, version, ka),
+        ctx.report,
+    )
 }
 
 /// depmod for a kernel after a batch of installs or removals (each already committed):

@@ -512,3 +512,23 @@ pub fn finish(
         stderr,
     }
 }
+
+/// Run dkms with `args` while this test holds the dkms lock: it must first say it waits
+/// for this process; `while_waiting` checks that it did nothing yet; then the lock is
+/// released and its whole result returned.
+pub fn run_while_locked(root: &Root, args: &[&str], while_waiting: impl FnOnce()) -> Output {
+    let held = dkms::state::lock::acquire(&root.dkms_tree(), |_| {}).unwrap();
+    let mut child = root.spawn_dkms(args);
+    let (waiting, rest) = first_stderr_line(&mut child);
+    assert_eq!(
+        waiting,
+        format!(
+            "Waiting for the dkms lock held by process {} ({})...\n",
+            std::process::id(),
+            root.dkms_tree().join(".lock").display()
+        )
+    );
+    while_waiting();
+    drop(held);
+    finish(child, waiting, rest)
+}
