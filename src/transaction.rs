@@ -248,33 +248,34 @@ impl Transaction {
     /// Put `src`'s bytes (or a symlink to `src`) at `dest`, atomically. The step is
     /// journaled before its staged file exists, so a kill at any point is undone.
     pub fn place_file(&mut self, src: &Path, dest: &Path, symlink: bool) -> Result<(), TxError> {
-        let staged = self.stage(dest)?;
-        step("write staged", &staged);
-        let written = if symlink {
-            std::os::unix::fs::symlink(src, &staged)
-        } else {
-            std::fs::copy(src, &staged).and_then(|_| {
-                step("fsync staged", &staged);
-                std::fs::set_permissions(
-                    &staged,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
-                )?;
-                File::open(&staged)?.sync_all()
-            })
-        };
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&staged);
-            return Err(err("write", &staged)(e));
-        }
-        self.commit_staged(&staged, dest)
+        self.place_with(dest, |staged| {
+            if symlink {
+                return std::os::unix::fs::symlink(src, staged);
+            }
+            std::fs::copy(src, staged)?;
+            step("fsync staged", staged);
+            std::fs::set_permissions(staged, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            File::open(staged)?.sync_all()
+        })
     }
 
     /// Put `text` at `dest` (replacing what is there), atomically.
     pub fn place_text(&mut self, dest: &Path, text: &str) -> Result<(), TxError> {
+        self.place_with(dest, |staged| {
+            std::fs::write(staged, text)?;
+            File::open(staged)?.sync_all()
+        })
+    }
+
+    /// Stage `dest` (journaled first), let `write` make the staged file, rename it in.
+    fn place_with(
+        &mut self,
+        dest: &Path,
+        write: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<(), TxError> {
         let staged = self.stage(dest)?;
         step("write staged", &staged);
-        let written = std::fs::write(&staged, text).and_then(|_| File::open(&staged)?.sync_all());
-        if let Err(e) = written {
+        if let Err(e) = write(&staged) {
             let _ = std::fs::remove_file(&staged);
             return Err(err("write", &staged)(e));
         }

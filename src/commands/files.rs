@@ -113,12 +113,9 @@ pub fn verify(ctx: &Context) -> Result<i32> {
                 .collect()
         })
         .collect();
-    let bad = checks
-        .iter()
-        .flatten()
-        .filter(|(_, c)| *c != Check::Ok)
-        .count();
-    let code = if bad + stray.len() > 0 {
+    let count = |want: Check| checks.iter().flatten().filter(|(_, c)| *c == want).count();
+    let (missing, modified) = (count(Check::Missing), count(Check::Modified));
+    let code = if missing + modified + stray.len() > 0 {
         exit::VERIFY_FAILED
     } else {
         exit::SUCCESS
@@ -127,7 +124,24 @@ pub fn verify(ctx: &Context) -> Result<i32> {
         print_json(ctx, &installed, &checks, stray);
         return Ok(code);
     }
-    for (i, files) in installed.iter().zip(&checks) {
+    print_problems(ctx, &installed, &checks, &stray);
+    let total: usize = checks.iter().map(Vec::len).sum();
+    ctx.report.line(&format!(
+        "{total} file(s) of {} installed module version(s) checked: {missing} missing, {modified} modified, {} stray.",
+        installed.len(),
+        stray.len()
+    ));
+    Ok(code)
+}
+
+/// A line per install without a record, per missing or modified file, per stray file.
+fn print_problems(
+    ctx: &Context,
+    installed: &[Installed],
+    checks: &[Vec<(&Placed, Check)>],
+    stray: &[PathBuf],
+) {
+    for (i, files) in installed.iter().zip(checks) {
         if i.manifest.is_none() {
             ctx.report.line(&format!(
                 "{}: no record (installed by a dkms that keeps none): not checked",
@@ -144,18 +158,9 @@ pub fn verify(ctx: &Context) -> Result<i32> {
                 .line(&format!("{}: {word} {}", label(i), p.path.display()));
         }
     }
-    for s in &stray {
+    for s in stray {
         ctx.report.line(&format!("stray: {}", s.display()));
     }
-    let total: usize = checks.iter().map(Vec::len).sum();
-    ctx.report.line(&format!(
-        "{total} file(s) of {} installed module version(s) checked: {} missing, {} modified, {} stray.",
-        installed.len(),
-        checks.iter().flatten().filter(|(_, c)| *c == Check::Missing).count(),
-        checks.iter().flatten().filter(|(_, c)| *c == Check::Modified).count(),
-        stray.len()
-    ));
-    Ok(code)
 }
 
 fn print_json(

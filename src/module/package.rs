@@ -226,6 +226,21 @@ fn pacman_version(v: &str) -> String {
 }
 
 impl Content {
+    /// Every directory above an entry, sorted (parents before children).
+    fn dirs(&self) -> std::collections::BTreeSet<PathBuf> {
+        let entries = self
+            .files
+            .iter()
+            .map(|(p, _)| p)
+            .chain(self.texts.iter().map(|(p, _)| p))
+            .chain(self.links.iter().map(|(p, _)| p));
+        entries
+            .flat_map(|p| p.ancestors().skip(1))
+            .filter(|a| !a.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .collect()
+    }
+
     fn size(&self) -> u64 {
         let files: u64 = self
             .files
@@ -376,57 +391,56 @@ fn write_pacman_archive(
     let file = std::fs::File::create(path).map_err(io("create", path))?;
     let encoder = zstd::Encoder::new(file, 19).map_err(io("compress", path))?;
     let mut tar = tar::Builder::new(encoder);
-    let header = |kind: tar::EntryType, size: u64, mode: u32| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(mtime);
-        h
-    };
-    let err = io("write", path);
     let result = (|| -> std::io::Result<()> {
-        for (name, text) in [(".PKGINFO", pkginfo), (".INSTALL", scriptlet)] {
-            let mut h = header(tar::EntryType::Regular, text.len() as u64, 0o644);
-            tar.append_data(&mut h, name, text.as_bytes())?;
-        }
-        let mut dirs = std::collections::BTreeSet::new();
-        let all = content
-            .files
-            .iter()
-            .map(|(p, _)| p)
-            .chain(content.texts.iter().map(|(p, _)| p))
-            .chain(content.links.iter().map(|(p, _)| p));
-        for p in all {
-            dirs.extend(
-                p.ancestors()
-                    .skip(1)
-                    .filter(|a| !a.as_os_str().is_empty())
-                    .map(Path::to_path_buf),
-            );
-        }
-        for d in &dirs {
-            let mut h = header(tar::EntryType::Directory, 0, 0o755);
-            tar.append_data(&mut h, format!("{}/", d.display()), std::io::empty())?;
-        }
-        for (p, from) in &content.files {
-            let bytes = std::fs::read(from)?;
-            let mut h = header(tar::EntryType::Regular, bytes.len() as u64, 0o644);
-            tar.append_data(&mut h, p, bytes.as_slice())?;
-        }
-        for (p, text) in &content.texts {
-            let mut h = header(tar::EntryType::Regular, text.len() as u64, 0o644);
-            tar.append_data(&mut h, p, text.as_bytes())?;
-        }
-        for (p, target) in &content.links {
-            let mut h = header(tar::EntryType::Symlink, 0, 0o777);
-            tar.append_link(&mut h, p, target)?;
-        }
+        append_entries(&mut tar, pkginfo, scriptlet, content, mtime)?;
         tar.into_inner()?.finish()?.flush()
     })();
-    result.map_err(err)
+    result.map_err(io("write", path))
+}
+
+/// A header of an entry owned by root.
+fn tar_header(kind: tar::EntryType, size: u64, mode: u32, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h
+}
+
+/// The metadata files first, then every directory, file, text and link.
+fn append_entries<W: Write>(
+    tar: &mut tar::Builder<W>,
+    pkginfo: &str,
+    scriptlet: &str,
+    content: &Content,
+    mtime: u64,
+) -> std::io::Result<()> {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    for (name, text) in [(".PKGINFO", pkginfo), (".INSTALL", scriptlet)] {
+        let mut h = tar_header(Regular, text.len() as u64, 0o644, mtime);
+        tar.append_data(&mut h, name, text.as_bytes())?;
+    }
+    for d in content.dirs() {
+        let mut h = tar_header(Directory, 0, 0o755, mtime);
+        tar.append_data(&mut h, format!("{}/", d.display()), std::io::empty())?;
+    }
+    for (p, from) in &content.files {
+        let bytes = std::fs::read(from)?;
+        let mut h = tar_header(Regular, bytes.len() as u64, 0o644, mtime);
+        tar.append_data(&mut h, p, bytes.as_slice())?;
+    }
+    for (p, text) in &content.texts {
+        let mut h = tar_header(Regular, text.len() as u64, 0o644, mtime);
+        tar.append_data(&mut h, p, text.as_bytes())?;
+    }
+    for (p, target) in &content.links {
+        let mut h = tar_header(Symlink, 0, 0o777, mtime);
+        tar.append_link(&mut h, p, target)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
