@@ -96,7 +96,7 @@ done
 # A new kernel's headers arrive: the hook builds every module for it.
 apt-get install -y -qq --no-install-recommends "$extra_headers" > /tmp/e2e-headers.log 2>&1
 check "apt-get install $extra_headers" test $? -eq 0
-rt=$(ls -d /usr/src/linux-headers-*-rt-amd64 | sed 's|/usr/src/linux-headers-||' | sort -V | tail -n 1)
+rt=$(newest_headers '*-rt-amd64')
 for m in bbswitch "$kept"; do
     check "$m built and installed for the new kernel $rt by the hook" bash -c "dkms status $m -k $rt | grep -q ': installed'"
 done

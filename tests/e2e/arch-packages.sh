@@ -33,9 +33,9 @@ if [[ $(id -u) != 0 ]] || ! has_commands makepkg pacman; then
     echo "arch-packages.sh: needs root, makepkg and pacman (see .ci/install-deps)" >&2
     exit 2
 fi
-kernel=$(ls -d /usr/src/linux-headers-6.1.*-amd64 | grep -v -e cloud -e rt | sed 's|.*/linux-headers-||' | sort -V | tail -n 1)
-cloud=$(ls -d /usr/src/linux-headers-6.1.*-cloud-amd64 | sed 's|.*/linux-headers-||' | sort -V | tail -n 1)
-headers_only=$(ls -d /usr/src/linux-headers-6.12.*-amd64 | sed 's|.*/linux-headers-||' | sort -V | tail -n 1)
+kernel=$(newest_headers '6.1.*-amd64' -v cloud rt)
+cloud=$(newest_headers '6.1.*-cloud-amd64')
+headers_only=$(newest_headers '6.12.*-amd64')
 cloud_deb=$(ls /var/cache/dkms-rs-test/debs/linux-image-"$cloud"_*.deb 2>/dev/null | head -n 1)
 if [[ ! -d /lib/modules/$kernel/kernel || -z $cloud || -z $headers_only || -z $cloud_deb ]]; then
     echo "arch-packages.sh: needs the 6.1 image and headers, the cloud headers and image .deb, the 6.12 headers (see .ci/install-deps)" >&2

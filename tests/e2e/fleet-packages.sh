@@ -22,9 +22,9 @@ if [[ $(id -u) != 0 ]] || ! has_commands makepkg pacman repo-add apt-ftparchive;
     exit 2
 fi
 cargo build --release --quiet || exit 2
-kernel=$(ls -d /usr/src/linux-headers-6.1.*-amd64 | grep -v -e cloud -e rt | sed 's|.*/linux-headers-||' | sort -V | tail -n 1)
-other=$(ls -d /usr/src/linux-headers-6.12.*-amd64 | sed 's|.*/linux-headers-||' | sort -V | tail -n 1)
-cloud=$(ls -d /usr/src/linux-headers-6.1.*-cloud-amd64 | sed 's|.*/linux-headers-||' | sort -V | tail -n 1)
+kernel=$(newest_headers '6.1.*-amd64' -v cloud rt)
+other=$(newest_headers '6.12.*-amd64')
+cloud=$(newest_headers '6.1.*-cloud-amd64')
 cloud_deb=$(ls /var/cache/dkms-rs-test/debs/linux-image-"$cloud"_*.deb 2>/dev/null | head -n 1)
 if [[ ! -d /lib/modules/$kernel/kernel || -z $other || -z $cloud_deb ]]; then
     echo "fleet-packages.sh: needs the 6.1 image and headers, the 6.12 and cloud headers and the cloud image .deb (see .ci/install-deps)" >&2

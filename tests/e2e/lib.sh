@@ -7,6 +7,21 @@ has_commands() {
     for c in "$@"; do command -v "$c" >/dev/null || return 1; done
 }
 
+# The newest kernel whose headers match /usr/src/linux-headers-<glob>; "-v WORD..." leaves
+# out names containing a WORD.
+newest_headers() { # glob [-v word...]
+    local glob=$1
+    shift
+    local names
+    names=$(ls -d /usr/src/linux-headers-$glob 2>/dev/null | sed 's|.*/linux-headers-||')
+    if [[ ${1:-} == -v ]]; then
+        shift
+        local w
+        for w in "$@"; do names=$(grep -v -e "$w" <<< "$names"); done
+    fi
+    sort -V <<< "$names" | tail -n 1
+}
+
 passed=0
 failed=0
 check() { # description, command...
