@@ -1,17 +1,18 @@
 //! `dkms build`, `install` and `uninstall`, per kernel, with the original's skip
 //! messages, auto-add, and `--force` (rebuild / reinstall).
 
-use super::steps::{build_one, install_one, unbuild_one, uninstall_one};
+use super::steps::{build_one, install_one, unbuild_one, uninstall_one, Done};
 use super::{take_lock, Context};
 use crate::cli::Action;
 use crate::error::Result;
+use crate::exit;
 use crate::state::{KernelArch, Registration};
 
 pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let _lock = take_lock(ctx)?;
     let (m, v) = added_module(ctx, Action::Build, &kernels[0])?;
     let (m, v) = (m.as_str(), v.as_str());
-    for ka in kernels {
+    let results = each_kernel(ctx, kernels, |ka| {
         if !ctx
             .tree
             .built(m, v, Some(&ka.kernel), Some(&ka.arch))
@@ -22,22 +23,102 @@ pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
                     "Module {m}/{v} already built for kernel {} ({}), skip. You may override by specifying --force.",
                     ka.kernel, ka.arch
                 ));
-                continue;
+                return Ok(Done::Already);
             }
             unbuild_one(ctx, m, v, ka)?;
         }
         build_one(ctx, m, v, ka)?;
-    }
-    Ok(0)
+        Ok(Done::Now)
+    });
+    Ok(summarize(ctx, Action::Build, m, v, &results))
 }
 
 pub fn install(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
     let _lock = take_lock(ctx)?;
     let (m, v) = added_module(ctx, Action::Install, &kernels[0])?;
+    let results = each_kernel(ctx, kernels, |ka| install_one(ctx, &m, &v, ka));
+    Ok(summarize(ctx, Action::Install, &m, &v, &results))
+}
+
+/// How one kernel of a build or install ended.
+enum KernelResult {
+    Done(Done),
+    /// BUILD_EXCLUSIVE does not match this kernel (77).
+    Excluded,
+    Failed(i32),
+}
+
+/// Each kernel is its own attempt, as in the original's loop (each kernel runs in a
+/// subshell there): a failure is reported when it happens and the next kernel is tried.
+fn each_kernel<'k>(
+    ctx: &Context,
+    kernels: &'k [KernelArch],
+    mut attempt: impl FnMut(&KernelArch) -> Result<Done>,
+) -> Vec<(&'k KernelArch, KernelResult)> {
+    let mut results = Vec::new();
     for ka in kernels {
-        install_one(ctx, &m, &v, ka)?;
+        let result = match attempt(ka) {
+            Ok(done) => KernelResult::Done(done),
+            Err(e) => {
+                ctx.report.error(&e.to_string());
+                match e.exit_code() {
+                    exit::EXCLUDED => KernelResult::Excluded,
+                    code => KernelResult::Failed(code),
+                }
+            }
+        };
+        results.push((ka, result));
     }
-    Ok(0)
+    results
+}
+
+/// The exit code of several kernels is the last kernel's, as the original's loop leaves
+/// it; with more than one kernel a summary says what happened on each.
+fn summarize(
+    ctx: &Context,
+    action: Action,
+    m: &str,
+    v: &str,
+    results: &[(&KernelArch, KernelResult)],
+) -> i32 {
+    let code = |r: &KernelResult| match r {
+        KernelResult::Done(_) => exit::SUCCESS,
+        KernelResult::Excluded => exit::EXCLUDED,
+        KernelResult::Failed(code) => *code,
+    };
+    let last = results.last().map_or(exit::SUCCESS, |(_, r)| code(r));
+    if results.len() < 2 {
+        return last;
+    }
+    let done = if action == Action::Build {
+        "built"
+    } else {
+        "installed"
+    };
+    ctx.report
+        .line(&format!("\n{} of {m}/{v}, per kernel:", action.name()));
+    for (ka, result) in results {
+        let what = match result {
+            KernelResult::Done(Done::Now) => done.to_string(),
+            KernelResult::Done(Done::Already) => format!("already {done}, skipped"),
+            KernelResult::Excluded => format!(
+                "skipped: BUILD_EXCLUSIVE does not match ({})",
+                exit::EXCLUDED
+            ),
+            KernelResult::Failed(c) => format!("failed ({c})"),
+        };
+        ctx.report
+            .line(&format!("  {} ({}): {what}", ka.kernel, ka.arch));
+    }
+    let failed = results
+        .iter()
+        .any(|(_, r)| matches!(r, KernelResult::Failed(_)));
+    if failed && last == exit::SUCCESS {
+        ctx.report.line(
+            "The exit status is the last kernel's (0), as the original's: check the lines above.",
+        );
+    }
+    last
 }
 
 /// The caller holds the lock.

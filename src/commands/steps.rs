@@ -9,15 +9,22 @@ use crate::module::install::{self, InstallJob};
 use crate::module::kbuild::BuildJob;
 use crate::state::{module_file, KernelArch};
 
+/// Whether a step did its work now or found it done already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Done {
+    Now,
+    Already,
+}
+
 /// Install on one kernel: skip if installed (unless --force), build first if needed.
-pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
+pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<Done> {
     if ctx.tree.is_installed(m, v, ka) {
         if !ctx.req.force {
             ctx.report.line(&format!(
                 "Module {m}/{v} already installed on kernel {} ({}), skip. You may override by specifying --force.",
                 ka.kernel, ka.arch
             ));
-            return Ok(());
+            return Ok(Done::Already);
         }
         uninstall_one(ctx, m, v, ka)?;
         ctx.report.line("");
@@ -37,7 +44,8 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
     job.run()?;
     ctx.mark_changed(&ka.kernel);
     super::post::modprobe_on_install(ctx, &ka.kernel);
-    rebuild_dependants(ctx, m, v, ka)
+    rebuild_dependants(ctx, m, v, ka)?;
+    Ok(Done::Now)
 }
 
 /// BUILD_DEPENDS_REBUILD (3.2+): modules that depend on `dep`, ask to be rebuilt when it

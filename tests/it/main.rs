@@ -12,6 +12,7 @@ mod docs;
 mod fuzz;
 mod hooks;
 mod kernel_proof;
+mod kernels;
 mod kill;
 mod modinfo;
 mod ownership;

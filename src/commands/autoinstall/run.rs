@@ -124,7 +124,7 @@ fn run_install(ctx: &Context, worker: &Context, install: &Install) -> Outcome {
         ka.kernel, ka.arch
     ));
     Outcome::of(
-        super::super::steps::install_one(worker, module, version, ka),
+        super::super::steps::install_one(worker, module, version, ka).map(|_| ()),
         ctx.report,
     )
 }
