@@ -12,6 +12,7 @@ use super::Context;
 use crate::error::{ActionError, Result};
 use crate::exit;
 use crate::fsutil::through_real_dir;
+use crate::state::kept::Kept;
 use crate::state::manifest::{self, Check, Installed, Kind, Placed};
 use crate::state::status::{collect, Filter, State, StatusEntry, STATUS_SCHEMA};
 
@@ -23,7 +24,7 @@ pub fn owner(ctx: &Context) -> Result<i32> {
     if ctx.req.paths.is_empty() {
         return Err(ActionError::NoPaths.into());
     }
-    let installed = manifest::installed(&ctx.tree, None, None);
+    let installed = manifest::installed(&ctx.tree, ctx.settings, None, None);
     let records: Vec<(&Installed, &Placed, PathBuf)> = installed
         .iter()
         .flat_map(|i| {
@@ -88,21 +89,34 @@ struct VerifyDocument<'a> {
     schema: &'static str,
     entries: Vec<VerifyEntry<'a>>,
     stray: Vec<PathBuf>,
+    /// Files an uninstall set aside because they had changed since their install.
+    kept: Vec<Kept>,
 }
 
 pub fn verify(ctx: &Context) -> Result<i32> {
     let req = ctx.req;
     let module = req.module.as_deref();
     let in_scope = |k: &str| req.kernels.is_empty() || req.kernels.iter().any(|w| w == k);
-    let installed: Vec<Installed> = manifest::installed(&ctx.tree, module, req.version.as_deref())
-        .into_iter()
-        .filter(|i| in_scope(&i.ka.kernel))
-        .collect();
+    let installed: Vec<Installed> =
+        manifest::installed(&ctx.tree, ctx.settings, module, req.version.as_deref())
+            .into_iter()
+            .filter(|i| in_scope(&i.ka.kernel))
+            .collect();
     let stray = if module.is_none() {
         stray_files(ctx, &installed, &in_scope)
     } else {
         Vec::new()
     };
+    let kept: Vec<Kept> = ctx
+        .tree
+        .kept(ctx.settings)
+        .into_iter()
+        .filter(|k| {
+            module.is_none_or(|m| m == k.module)
+                && req.version.as_deref().is_none_or(|v| v == k.version)
+                && in_scope(&k.kernel)
+        })
+        .collect();
     let checks: Vec<Vec<(&Placed, Check)>> = installed
         .iter()
         .map(|i| {
@@ -121,10 +135,22 @@ pub fn verify(ctx: &Context) -> Result<i32> {
         exit::SUCCESS
     };
     if req.json {
-        print_json(ctx, &installed, &checks, stray);
+        print_json(ctx, &installed, &checks, stray, kept);
         return Ok(code);
     }
     print_problems(ctx, &installed, &checks, &stray);
+    for k in &kept {
+        ctx.report.line(&format!(
+            "kept: {} (was {}, {}/{}, {}, {}; changed after its install, set aside by the uninstall of {})",
+            k.kept.display(),
+            k.from.display(),
+            k.module,
+            k.version,
+            k.kernel,
+            k.arch,
+            k.time
+        ));
+    }
     let total: usize = checks.iter().map(Vec::len).sum();
     ctx.report.line(&format!(
         "{total} file(s) of {} installed module version(s) checked: {missing} missing, {modified} modified, {} stray.",
@@ -168,6 +194,7 @@ fn print_json(
     installed: &[Installed],
     checks: &[Vec<(&Placed, Check)>],
     stray: Vec<PathBuf>,
+    kept: Vec<Kept>,
 ) {
     let mut entries = Vec::new();
     for (i, files) in installed.iter().zip(checks) {
@@ -198,6 +225,7 @@ fn print_json(
         schema: STATUS_SCHEMA,
         entries,
         stray,
+        kept,
     };
     ctx.report
         .line(&serde_json::to_string_pretty(&doc).expect("verify serializes"));

@@ -17,6 +17,7 @@ use crate::conf::{ModuleConf, ModuleEntry};
 use crate::framework::Settings;
 use crate::module::modinfo::Order;
 use crate::report::Reporter;
+use crate::state::kept::Kept;
 use crate::state::manifest::{Check, Kind, Manifest, Placed};
 use crate::state::{module_file, KernelArch, StateTree};
 use crate::transaction::{Transaction, TxError};
@@ -123,7 +124,7 @@ impl InstallJob<'_> {
             return Err(InstallError::Aborted);
         }
         let record = self.tree.manifest_path(self.module, self.version, self.ka);
-        tx.place_text(&record, &Manifest::new(placed).to_json())?;
+        tx.place_text(&record, &Manifest::new(placed).to_json(self.settings))?;
         let link = self.tree.kernel_link(self.module, self.ka);
         let target = Path::new(self.version)
             .join(&self.ka.kernel)
@@ -500,21 +501,22 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
         job.report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");
         let record_path = tree.manifest_path(m, v, ka);
-        let record = tree.manifest(m, v, ka);
+        let record = tree.manifest(job.settings, m, v, ka);
         let changed = |f: &Path| {
             record
                 .as_ref()
                 .and_then(|r| r.files.iter().find(|p| p.path == f))
-                .is_some_and(|p| p.check() == Check::Modified)
+                .filter(|p| p.check() == Check::Modified)
         };
         let result = (|| {
             for AtDestination { entry, dir, files } in &present {
                 for f in files {
-                    if changed(f) {
-                        job.report.warn(&format!("{} was changed after dkms installed it (its size or SHA-256 differs from {}): it is left in place. Delete it yourself if it should go.", f.display(), record_path.display()));
-                    } else {
-                        job.report.line(&format!("Deleting {}", f.display()));
-                        tx.remove(f)?;
+                    match changed(f) {
+                        Some(placed) => keep_changed(&mut tx, job, &lib, f, placed)?,
+                        None => {
+                            job.report.line(&format!("Deleting {}", f.display()));
+                            tx.remove(f)?;
+                        }
                     }
                 }
                 restore_original(&mut tx, job, entry, &lib)?;
@@ -541,6 +543,47 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
     if active && !job.no_depmod {
         depmod(job.settings, &ka.kernel, job.report)?;
     }
+    Ok(())
+}
+
+/// Set aside a module file changed since its install (re-signed by its user, say) into
+/// the dkms tree's `.kept/`, with a record, instead of deleting it or leaving it to
+/// block the next install.
+fn keep_changed(
+    tx: &mut Transaction,
+    job: &InstallJob,
+    lib: &Path,
+    file: &Path,
+    placed: &Placed,
+) -> Result<(), InstallError> {
+    let (m, v, ka) = (job.module, job.version, job.ka);
+    let kept = job.tree.kept_path(m, v, ka, lib, file);
+    let sha256 = crate::state::manifest::digest(file)
+        .map(|(_, sum)| sum)
+        .unwrap_or_default();
+    let record = Kept {
+        schema: crate::state::kept::SCHEMA.into(),
+        kept: kept.clone(),
+        from: file.to_path_buf(),
+        module: m.into(),
+        version: v.into(),
+        kernel: ka.kernel.clone(),
+        arch: ka.arch.clone(),
+        time: crate::report::now_utc(),
+        installed_sha256: placed.sha256.clone(),
+        sha256,
+    };
+    job.report.warn(&format!(
+        "{} was changed after dkms installed it (its size or SHA-256 differs from the install record): it is moved to {} so that nothing of yours is lost and the module can be installed again. 'dkms verify' lists the files kept this way; delete them when you no longer need them.",
+        file.display(),
+        kept.display()
+    ));
+    tx.create_dirs(kept.parent().expect("a kept file's directory"))?;
+    tx.move_file(file, &kept)?;
+    tx.write_new(
+        &crate::state::kept::record_path(&kept),
+        &record.to_json(job.settings),
+    )?;
     Ok(())
 }
 

@@ -131,7 +131,7 @@ impl PackageJob<'_> {
         content.texts.push((state.join(".dkms.conf"), conf));
         content.texts.push((
             state.join(".installed-files.json"),
-            Manifest::new(placed).to_json(),
+            Manifest::new(placed).to_json(self.settings),
         ));
         content.links.push((
             Path::new("var/lib/dkms")

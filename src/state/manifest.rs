@@ -11,6 +11,12 @@
 //! A dot-file, so the original's globs never see it; a module installed by the original
 //! simply has no record. A record counts only while its version is installed for that
 //! kernel (the original may have uninstalled it behind our back).
+//!
+//! Paths are written as the root itself sees them (`/lib/modules/...`, without
+//! `DKMS_SYSROOT`), so a root built in one place and copied or mounted elsewhere (an
+//! image build) still verifies its own files; in memory they are paths on this machine.
+//! Records of the first schema held this machine's paths, the sysroot included: they are
+//! read by finding, in each path, the part below the install or dkms tree.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,9 +24,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{KernelArch, StateTree};
+use crate::framework::Settings;
 
-/// The record's schema name, bumped only when a field changes meaning.
-pub const SCHEMA: &str = "dkms-files/1";
+/// The record's schema name, bumped only when a field changes meaning (2: paths as the
+/// root sees them).
+pub const SCHEMA: &str = "dkms-files/2";
+/// The first schema: paths on the machine that wrote the record, sysroot included.
+const SCHEMA_HOST_PATHS: &str = "dkms-files/1";
 const FILE_NAME: &str = ".installed-files.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,9 +140,60 @@ impl Manifest {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("manifest serializes") + "\n"
+    /// The record as written: every path as the root of `settings` sees it.
+    pub fn to_json(&self, settings: &Settings) -> String {
+        let mut written = self.clone();
+        for p in &mut written.files {
+            p.path = in_root(&settings.sysroot, &p.path);
+            p.target = p.target.as_deref().map(|t| in_root(&settings.sysroot, t));
+        }
+        serde_json::to_string_pretty(&written).expect("manifest serializes") + "\n"
     }
+
+    /// A record as read from `text`, its paths made paths on this machine.
+    pub fn parse(text: &str, settings: &Settings) -> Option<Manifest> {
+        let mut m = serde_json::from_str::<Manifest>(text).ok()?;
+        let host_paths = match m.schema.as_str() {
+            SCHEMA => false,
+            SCHEMA_HOST_PATHS => true,
+            _ => return None,
+        };
+        for p in &mut m.files {
+            p.path = on_host(settings, &p.path, host_paths);
+            p.target = p
+                .target
+                .as_deref()
+                .map(|t| on_host(settings, t, host_paths));
+        }
+        m.schema = SCHEMA.into();
+        Some(m)
+    }
+}
+
+/// `path` (on this machine) as the root at `sysroot` sees it.
+pub fn in_root(sysroot: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix(sysroot) {
+        Ok(inside) => Path::new("/").join(inside),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// A recorded path on this machine. `host_paths`: the record holds the paths of the
+/// machine that wrote it, whose sysroot may have been another directory: the longest
+/// tail of the path that lies in this root's install or dkms tree is taken.
+fn on_host(settings: &Settings, recorded: &Path, host_paths: bool) -> PathBuf {
+    let root = &settings.sysroot;
+    if !host_paths {
+        return root.join(recorded.strip_prefix("/").unwrap_or(recorded));
+    }
+    if recorded.starts_with(root) {
+        return recorded.to_path_buf();
+    }
+    let parts: Vec<_> = recorded.components().skip(1).collect();
+    (0..parts.len())
+        .map(|i| root.join(parts[i..].iter().collect::<PathBuf>()))
+        .find(|p| p.starts_with(&settings.install_tree) || p.starts_with(&settings.dkms_tree))
+        .unwrap_or_else(|| recorded.to_path_buf())
 }
 
 impl StateTree {
@@ -141,12 +202,16 @@ impl StateTree {
         self.build_dir(module, version, ka).join(FILE_NAME)
     }
 
-    /// The record of `<m>/<v>` on `ka`, if it has one that reads.
-    pub fn manifest(&self, module: &str, version: &str, ka: &KernelArch) -> Option<Manifest> {
+    /// The record of `<m>/<v>` on `ka`, if it has one that reads, in this machine's paths.
+    pub fn manifest(
+        &self,
+        settings: &Settings,
+        module: &str,
+        version: &str,
+        ka: &KernelArch,
+    ) -> Option<Manifest> {
         let text = std::fs::read_to_string(self.manifest_path(module, version, ka)).ok()?;
-        serde_json::from_str::<Manifest>(&text)
-            .ok()
-            .filter(|m| m.schema == SCHEMA)
+        Manifest::parse(&text, settings)
     }
 }
 
@@ -161,12 +226,17 @@ pub struct Installed {
 }
 
 /// Every installed (module, version, kernel, arch), in status order, with its record.
-pub fn installed(tree: &StateTree, module: Option<&str>, version: Option<&str>) -> Vec<Installed> {
+pub fn installed(
+    tree: &StateTree,
+    settings: &Settings,
+    module: Option<&str>,
+    version: Option<&str>,
+) -> Vec<Installed> {
     let mut out = Vec::new();
     for (m, v) in tree.module_versions(module, version) {
         for ka in tree.built(&m, &v, None, None) {
             if tree.is_installed(&m, &v, &ka) {
-                let manifest = tree.manifest(&m, &v, &ka);
+                let manifest = tree.manifest(settings, &m, &v, &ka);
                 out.push(Installed {
                     module: m.clone(),
                     version: v.clone(),

@@ -10,6 +10,7 @@
 
 pub mod garbage;
 pub mod identical;
+pub mod kept;
 pub mod lock;
 pub mod manifest;
 pub mod status;

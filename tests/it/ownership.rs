@@ -110,33 +110,78 @@ fn verify_reports_modified_missing_and_stray_files() {
 }
 
 #[test]
-fn uninstall_leaves_a_module_changed_since_its_install_and_says_so() {
+fn a_module_changed_since_its_install_is_kept_aside_and_never_blocks_a_reinstall() {
     let Some((root, k)) = installed() else { return };
     let module = root
         .install_tree()
         .join(&k)
         .join("updates/dkms/fx_patched.ko");
-    std::fs::write(&module, b"changed by hand").unwrap();
-    let out = root.dkms(&["uninstall", "patched/1.0", "-k", &k]);
-    out.ok();
+    let kept = |n: &str| {
+        root.dkms_tree().join(format!(
+            ".kept/patched/1.0/{k}/x86_64/updates/dkms/fx_patched.ko{n}"
+        ))
+    };
+    let warning = |n: &str| {
+        format!("Warning: $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko was changed after dkms installed it (its size or SHA-256 differs from the install record): it is moved to {} so that nothing of yours is lost and the module can be installed again. 'dkms verify' lists the files kept this way; delete them when you no longer need them.\n", kept(n).display())
+    };
+    // Re-signed by its user, then the same version removed and installed again, as a
+    // Debian package upgrade does (remove, then install).
+    std::fs::write(&module, b"re-signed by its user").unwrap();
+    let out = root.dkms(&["remove", "patched/1.0", "--all"]);
     assert_eq!(
-        out.stderr,
-        format!(
-            "Warning: {} was changed after dkms installed it (its size or SHA-256 differs from {}): it is left in place. Delete it yourself if it should go.\n",
-            module.display(),
-            root.dkms_tree()
-                .join(format!("patched/1.0/{k}/x86_64/.installed-files.json"))
-                .display()
+        (out.code, out.stderr.as_str()),
+        (
+            0,
+            warning("")
+                .replace("$ROOT", &root.path().display().to_string())
+                .as_str()
         )
     );
-    assert_eq!(std::fs::read(&module).unwrap(), b"changed by hand");
-    assert!(!root
-        .dkms_tree()
-        .join(format!("patched/1.0/{k}/x86_64/.installed-files.json"))
-        .exists());
+    assert_eq!(std::fs::read(kept("")).unwrap(), b"re-signed by its user");
+    root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
     assert_eq!(
         root.dkms(&["status"]).stdout,
-        format!("patched/1.0, {k}, x86_64: built\n")
+        format!("patched/1.0, {k}, x86_64: installed (Original modules exist)\n")
+    );
+    // The same thing twice keeps both, under names of their own.
+    std::fs::write(&module, b"re-signed again").unwrap();
+    let out = root.dkms(&["uninstall", "patched/1.0", "-k", &k]);
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.stderr,
+        warning(".1").replace("$ROOT", &root.path().display().to_string())
+    );
+    assert_eq!(std::fs::read(kept(".1")).unwrap(), b"re-signed again");
+    assert!(!module.exists());
+    let out = root.dkms(&["verify"]);
+    assert_eq!(out.code, exit::SUCCESS);
+    // The time of the uninstall varies; everything before it is checked whole.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    for (line, n) in lines.iter().zip(["", ".1"]) {
+        assert!(line.starts_with(&format!(
+            "kept: {} (was {}, patched/1.0, {k}, x86_64; changed after its install, set aside by the uninstall of ",
+            kept(n).display(),
+            module.display()
+        )), "{line}");
+    }
+    assert_eq!(
+        lines[2],
+        "0 file(s) of 0 installed module version(s) checked: 0 missing, 0 modified, 0 stray."
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&root.dkms(&["verify", "--json"]).stdout).unwrap();
+    assert_eq!(json["kept"][1]["kept"], kept(".1").display().to_string());
+    assert_eq!(json["kept"][1]["from"], module.display().to_string());
+    assert_eq!(json["kept"][1]["module"], "patched");
+    // The record on disk holds the path as the root sees it.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}.kept.json", kept(".1").display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["from"],
+        format!("/lib/modules/{k}/updates/dkms/fx_patched.ko")
     );
 }
 
@@ -253,5 +298,62 @@ fn uninstall_refuses_a_module_file_a_package_took_over() {
     assert_eq!(
         root.dkms(&["status"]).stdout,
         format!("patched/1.0, {k}, x86_64: installed (Differences between built and installed modules)\n")
+    );
+}
+
+#[test]
+fn a_root_copied_elsewhere_verifies_its_own_files() {
+    let Some((root, k)) = installed() else { return };
+    let record = root
+        .dkms_tree()
+        .join(format!("patched/1.0/{k}/x86_64/.installed-files.json"));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(written["schema"], "dkms-files/2");
+    assert_eq!(
+        written["files"][1]["path"],
+        format!("/lib/modules/{k}/updates/dkms/fx_patched.ko")
+    );
+    // An image build: the root is copied, and the place it was built in is gone.
+    let copy = Root::new();
+    common::copy_dir(&root.path().join("."), copy.path());
+    drop(root);
+    let module = format!("$ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko");
+    copy.dkms(&["verify"]).is(
+        &copy,
+        exit::SUCCESS,
+        "2 file(s) of 1 installed module version(s) checked: 0 missing, 0 modified, 0 stray.\n",
+        "",
+    );
+    copy.dkms(&[
+        "owner",
+        &module.replace("$ROOT", &copy.path().display().to_string()),
+    ])
+    .is(
+        &copy,
+        exit::SUCCESS,
+        &format!("patched/1.0, {k}, x86_64: {module}\n"),
+        "",
+    );
+}
+
+#[test]
+fn records_of_the_first_schema_with_another_roots_paths_are_read() {
+    let Some((root, k)) = installed() else { return };
+    let record = root
+        .dkms_tree()
+        .join(format!("patched/1.0/{k}/x86_64/.installed-files.json"));
+    // As the first schema wrote it in a root that was then at /srv/image.
+    let text = std::fs::read_to_string(&record)
+        .unwrap()
+        .replace("dkms-files/2", "dkms-files/1")
+        .replace("\"/lib/modules/", "\"/srv/image/lib/modules/")
+        .replace("\"/var/lib/dkms/", "\"/srv/image/var/lib/dkms/");
+    std::fs::write(&record, text).unwrap();
+    root.dkms(&["verify"]).is(
+        &root,
+        exit::SUCCESS,
+        "2 file(s) of 1 installed module version(s) checked: 0 missing, 0 modified, 0 stray.\n",
+        "",
     );
 }
