@@ -142,10 +142,12 @@ fn package(
     let job = PackageJob {
         settings: ctx.settings,
         tree: &ctx.tree,
+        report: ctx.report,
         module: m,
         version: v,
         ka,
         conf: &conf,
+        force: ctx.req.force,
     };
     Ok(Some(if deb {
         job.deb(out_dir)?

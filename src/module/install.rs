@@ -235,18 +235,35 @@ impl InstallJob<'_> {
         own_dest: &Path,
         replacing_ours: bool,
     ) -> bool {
+        let existing = find_modules(lib, &entry.dest_name);
+        self.newer_than(&existing, built, |found| {
+            !(replacing_ours && found == own_dest)
+        })
+    }
+
+    /// Whether `built` may go in beside `existing` (the same-named modules the kernel's
+    /// tree has): OBSOLETE_BY, then the version comparison against the one found, unless
+    /// forced. `kernels_own` tells the kernel's own module from another version of ours.
+    /// Install and packaging (`mkbmdeb`, `mkbmpkg`) decide by this one rule.
+    pub(crate) fn newer_than(
+        &self,
+        existing: &[PathBuf],
+        built: &Path,
+        kernels_own: impl Fn(&Path) -> bool,
+    ) -> bool {
         if let Some(obsolete) = &self.conf.obsolete_by {
             if !self.force && crate::kernel::ver(&self.ka.kernel) >= crate::kernel::ver(obsolete) {
                 self.report.stderr(&format!("Module has been obsoleted due to being included in kernel {obsolete}. We will avoid installing for future kernels above {obsolete}.\nYou may override by specifying --force."));
                 return false;
             }
         }
-        let existing = find_modules(lib, &entry.dest_name);
         if existing.is_empty() || self.force || self.force_version_override {
             return true;
         }
         if existing.len() > 1 {
-            self.report.warn(&format!("Cannot do version sanity checking because multiple {}.ko modules were found in kernel {}.", entry.dest_name, self.ka.kernel));
+            let name = built.file_name().unwrap_or_default().to_string_lossy();
+            let name = name.split(".ko").next().unwrap_or_default();
+            self.report.warn(&format!("Cannot do version sanity checking because multiple {name}.ko modules were found in kernel {}.", self.ka.kernel));
             return true;
         }
         let installed = &existing[0];
@@ -258,7 +275,7 @@ impl InstallJob<'_> {
         };
         let name = built.file_name().unwrap_or_default().to_string_lossy();
         let (our_version, our_source) = ours.verinfo();
-        let kernels_own = !(replacing_ours && installed == own_dest);
+        let kernels_own = kernels_own(installed);
         match crate::module::modinfo::compare(&theirs, &ours) {
             Order::InstalledNewer => {
                 self.report.error(&format!("Module version {our_version} for {name} is not newer than what is already found in kernel {} ({}).\nYou may override by specifying --force.", self.ka.kernel, theirs.verinfo().0));

@@ -21,9 +21,10 @@ use std::process::Command;
 
 use thiserror::Error;
 
-use crate::conf::ModuleConf;
+use crate::conf::{ModuleConf, ModuleEntry};
 use crate::framework::Settings;
-use crate::module::install::{dest_dir, InstallError};
+use crate::module::install::{dest_dir, find_modules, InstallError, InstallJob};
+use crate::report::Reporter;
 use crate::state::manifest::{Kind, Manifest, Placed};
 use crate::state::{module_file, KernelArch, StateTree};
 
@@ -44,6 +45,8 @@ pub enum PackageError {
     DpkgDeb { path: PathBuf, output: String },
     #[error("No pacman package owns {0}, so a package of modules for it could not depend on its kernel.\nInstall the kernel with pacman, or make a .deb (dkms mkbmdeb).")]
     NoKernelPackage(PathBuf),
+    #[error("No module of {module} would be installed on kernel {kernel} (see above), so no package was made for it.\nYou may override by specifying --force.")]
+    NothingToPackage { module: String, kernel: String },
 }
 
 impl PackageError {
@@ -51,6 +54,7 @@ impl PackageError {
         match self {
             PackageError::Install(e) => e.exit_code(),
             PackageError::BuiltMissing(_) => crate::exit::BUILT_MODULE_MISSING,
+            PackageError::NothingToPackage { .. } => crate::exit::INSTALL_FAILED,
             _ => crate::exit::TARBALL_FAILED,
         }
     }
@@ -69,10 +73,13 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Packa
 pub struct PackageJob<'a> {
     pub settings: &'a Settings,
     pub tree: &'a StateTree,
+    pub report: &'a Reporter,
     pub module: &'a str,
     pub version: &'a str,
     pub ka: &'a KernelArch,
     pub conf: &'a ModuleConf,
+    /// Package modules an install would refuse (not newer than the kernel's own).
+    pub force: bool,
 }
 
 /// What goes into a package, at paths relative to the root of the host.
@@ -114,6 +121,9 @@ impl PackageJob<'_> {
             })?;
             let name = built.file_name().expect("module file name");
             let dir = dest_dir(self.settings, m, entry)?;
+            if !self.installable(entry, &dir, &built) {
+                continue;
+            }
             let dest = Path::new(modules)
                 .join(&ka.kernel)
                 .join(dir.trim_start_matches('/'))
@@ -125,6 +135,12 @@ impl PackageJob<'_> {
             content
                 .files
                 .push((state.join("module").join(name), built.clone()));
+        }
+        if placed.is_empty() && !self.conf.modules.is_empty() {
+            return Err(PackageError::NothingToPackage {
+                module: format!("{m}/{v}"),
+                kernel: ka.kernel.clone(),
+            });
         }
         let conf_file = self.tree.conf_file(m, v);
         let conf = std::fs::read_to_string(&conf_file).map_err(io("read", &conf_file))?;
@@ -140,6 +156,45 @@ impl PackageJob<'_> {
             Path::new(v).join(&ka.kernel).join(&ka.arch),
         ));
         Ok(content)
+    }
+
+    /// Whether an install on this machine would place `built` (in `dir`): the install's
+    /// own version rule, against the kernel's modules here. A version of this module that
+    /// dkms installed is not the kernel's: the kernel's own is then the one archived in
+    /// `original_module/`.
+    fn installable(&self, entry: &ModuleEntry, dir: &str, built: &Path) -> bool {
+        let (m, ka) = (self.module, self.ka);
+        let lib = self.settings.install_tree.join(&ka.kernel);
+        let mut existing = find_modules(&lib, &entry.dest_name);
+        if std::fs::symlink_metadata(self.tree.kernel_link(m, ka)).is_ok() {
+            let own_dest = lib.join(dir.trim_start_matches('/'));
+            existing.retain(|p| p.parent() != Some(own_dest.as_path()));
+            existing.extend(module_file(
+                &self.tree.original_module_dir(m, ka),
+                &entry.dest_name,
+            ));
+        }
+        let judge = InstallJob {
+            settings: self.settings,
+            tree: self.tree,
+            report: self.report,
+            module: m,
+            version: self.version,
+            ka,
+            conf: self.conf,
+            force: self.force,
+            force_version_override: false,
+            no_depmod: true,
+        };
+        let ok = judge.newer_than(&existing, built, |_| true);
+        if !ok {
+            self.report.line(&format!(
+                "{} is not packaged for kernel {}.",
+                built.file_name().unwrap_or_default().to_string_lossy(),
+                ka.kernel
+            ));
+        }
+        ok
     }
 
     /// The install and removal steps both package formats run, as shell functions.

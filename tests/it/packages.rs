@@ -130,3 +130,51 @@ fn a_second_packaging_run_waits_for_the_lock() {
         "it went on once the lock was free"
     );
 }
+
+#[test]
+fn mkbmdeb_never_packages_a_module_that_install_refuses() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::KernelImage]) {
+        return;
+    }
+    // The kernel's real hdaps.ko (Debian 6.1, no version) in the scratch kernel tree:
+    // install keeps it, so the package must not shadow it either.
+    let root = Root::new();
+    let k = common::headers("6.1");
+    root.real_kernel(&k).fixture("hdaps-1.0");
+    let rel = "kernel/drivers/platform/x86/hdaps.ko";
+    let in_tree = root.install_tree().join(&k).join(rel);
+    std::fs::create_dir_all(in_tree.parent().unwrap()).unwrap();
+    std::fs::copy(format!("/lib/modules/{k}/{rel}"), &in_tree).unwrap();
+    root.dkms(&["build", "hdaps/1.0", "-k", &k]).ok();
+    root.dkms(&["mkbmdeb", "hdaps/1.0", "-k", &k]).is(
+        &root,
+        exit::INSTALL_FAILED,
+        &format!("hdaps.ko is not packaged for kernel {k}.\n"),
+        &format!("Module version (none) for hdaps.ko is not newer than the kernel's own $ROOT/lib/modules/{k}/{rel}; it stays in place.\nYou may override by specifying --force.\n\nError! No module of hdaps/1.0 would be installed on kernel {k} (see above), so no package was made for it.\nYou may override by specifying --force.\n"),
+    );
+    assert!(!root
+        .dkms_tree()
+        .join("hdaps/1.0/deb")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
+    // Forced, as install can be; and with ours installed (the kernel's own archived),
+    // the archived original still decides.
+    root.dkms(&["mkbmdeb", "hdaps/1.0", "-k", &k, "--force"])
+        .ok();
+    root.dkms(&["install", "hdaps/1.0", "-k", &k, "--force"])
+        .ok();
+    assert!(!in_tree.exists());
+    let out = root.dkms(&["mkbmdeb", "hdaps/1.0", "-k", &k]);
+    assert_eq!(out.code, exit::INSTALL_FAILED, "{out:?}");
+    assert!(
+        out.stderr.starts_with(&format!(
+            "Module version (none) for hdaps.ko is not newer than the kernel's own {}",
+            root.dkms_tree()
+                .join(format!("hdaps/original_module/{k}/x86_64/hdaps.ko"))
+                .display()
+        )),
+        "{}",
+        out.stderr
+    );
+}
