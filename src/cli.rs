@@ -198,6 +198,9 @@ pub struct Request {
     pub paths: Vec<PathBuf>,
     /// Our addition: machine-readable output (`status --json`).
     pub json: bool,
+    /// Our addition: the package revision of `mkbmdeb` / `mkbmpkg` (Debian revision,
+    /// pacman pkgrel; default 1), raised to ship a rebuild of the same module version.
+    pub revision: Option<u32>,
     /// Our addition: `autoinstall --all-kernels`, every kernel with headers at once.
     pub all_kernels: bool,
     /// Non-fatal remarks made while parsing (deprecated options, unknown words).
@@ -238,6 +241,8 @@ pub enum CliError {
     ArchWithAll,
     #[error("Invalid number of parallel jobs '{0}' given to -j.")]
     BadJobs(String),
+    #[error("Invalid package revision '{0}' given to --revision: a number from 1 up.")]
+    BadRevision(String),
 }
 
 impl CliError {
@@ -250,7 +255,7 @@ impl CliError {
             CliError::ArchCountMismatch => exit::ARCH_COUNT,
             CliError::KernelWithAll => exit::KERNEL_WITH_ALL,
             CliError::ArchWithAll => exit::ARCH_WITH_ALL,
-            CliError::BadJobs(_) => exit::FAILURE,
+            CliError::BadJobs(_) | CliError::BadRevision(_) => exit::FAILURE,
         }
     }
 
@@ -278,6 +283,7 @@ enum ValueOpt {
     KernelSourceDir,
     Directive,
     Jobs,
+    Revision,
 }
 
 #[derive(Clone, Copy)]
@@ -500,6 +506,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         None,
         "status: machine-readable output",
         Opt::Flag(|r| r.json = true),
+    ),
+    spec(
+        &["--revision"],
+        Prefix,
+        Some("n"),
+        "mkbmdeb, mkbmpkg: the package revision (default 1)",
+        Opt::Value(V::Revision),
     ),
     spec(
         &["--all-kernels"],
@@ -762,6 +775,13 @@ fn apply_value(req: &mut Request, opt: ValueOpt, value: OsString) -> Result<(), 
                 return Err(CliError::BadJobs(jobs));
             }
             req.jobs = Some(jobs);
+        }
+        ValueOpt::Revision => {
+            let revision = name(req, value);
+            match revision.parse::<u32>() {
+                Ok(n) if n > 0 => req.revision = Some(n),
+                _ => return Err(CliError::BadRevision(revision)),
+            }
         }
     }
     Ok(())

@@ -148,6 +148,7 @@ fn package(
         ka,
         conf: &conf,
         force: ctx.req.force,
+        revision: ctx.req.revision.unwrap_or(1),
     };
     Ok(Some(if deb {
         job.deb(out_dir)?

@@ -264,7 +264,7 @@ impl BuildJob<'_> {
             });
         }
         let source = self.version_dir().join("source");
-        if crate::state::visible_entries(&source).len() + hidden_count(&source) < 2 {
+        if !crate::state::holds_source(&source) {
             return Err(BuildError::NoSource(source));
         }
         check_headers(&self.ka.kernel, &self.kernel_source_dir)?;
@@ -590,16 +590,6 @@ impl BuildJob<'_> {
             }
         }
     }
-}
-
-fn hidden_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|es| {
-            es.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// How make is told its parallelism.

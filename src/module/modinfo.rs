@@ -31,6 +31,8 @@ pub struct ModInfo {
     pub srcversion: Option<String>,
     pub vermagic: Option<String>,
     pub name: Option<String>,
+    /// `MODULE_LICENSE`, for the packages made of built modules.
+    pub license: Option<String>,
 }
 
 pub fn read(path: &Path) -> Result<ModInfo, ModInfoError> {
@@ -63,6 +65,7 @@ pub fn parse(elf: &[u8]) -> Result<ModInfo, String> {
             "srcversion" => &mut info.srcversion,
             "vermagic" => &mut info.vermagic,
             "name" => &mut info.name,
+            "license" => &mut info.license,
             _ => continue,
         };
         // `modinfo` lists every entry and the original keeps the last one it reads.

@@ -376,6 +376,14 @@ impl StateTree {
     }
 }
 
+/// Whether a module version's `source` holds module source, by the original's test:
+/// two entries or more (as `ls` counts them, dot-files not). A binaries-only
+/// registration (`ldtarball --binaries-only`, a prebuilt module package) holds its
+/// dkms.conf alone, and cannot be built.
+pub fn holds_source(source: &Path) -> bool {
+    visible_entries(source).len() >= 2
+}
+
 /// Directory entries not starting with `.`, as names (unsorted callers sort).
 pub fn visible_entries(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -523,3 +523,30 @@ fn a_skipped_dependency_lets_its_dependants_run_and_decide() {
         "exclusive/1.0: added\npatched/1.0: added\n"
     );
 }
+
+#[test]
+fn a_module_with_prebuilt_binaries_only_is_skipped_on_a_new_kernel() {
+    // As a prebuilt module package or `ldtarball --binaries-only` registers it: the
+    // version's source holds its dkms.conf alone, and one kernel has the build. A new
+    // kernel, headers or not, cannot get it: skipped with a line, exit 0 (the original
+    // fails it with "does not appear to have module source", 8, and the run with 11).
+    let root = Root::new();
+    root.fake_kernel("6.1.0-1-amd64", "")
+        .built("solo", "1.0", "6.1.0-1-amd64", "x86_64", &["solo.ko"])
+        .installed("solo", "1.0", "6.1.0-1-amd64", "x86_64")
+        .write(
+            "var/lib/dkms/solo/1.0/source/dkms.conf",
+            &common::simple_conf("solo", "1.0"),
+        );
+    std::fs::create_dir_all(root.install_tree().join("6.12.1-1-amd64")).unwrap();
+    root.dkms(&["autoinstall", "-k", "6.12.1-1-amd64"]).is(
+        &root,
+        dkms::exit::SUCCESS,
+        "solo/1.0 has prebuilt modules only (no source on this machine): it cannot be built for kernel 6.12.1-1-amd64 (x86_64), skipped.\nAutoinstall on 6.12.1-1-amd64 was skipped for module(s) solo.\n",
+        "",
+    );
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        "solo/1.0, 6.1.0-1-amd64, x86_64: installed\n"
+    );
+}

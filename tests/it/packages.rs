@@ -28,9 +28,9 @@ fn mkbmdeb_builds_what_is_missing_and_packages_the_kernel() {
     root.dkms(&["add", "patched/1.0"]).ok();
     let out = root.dkms(&["mkbmdeb", "patched/1.0", "-k", &k]);
     out.ok();
-    let deb = root
-        .dkms_tree()
-        .join(format!("patched/1.0/deb/patched-modules-{k}_1.0_amd64.deb"));
+    let deb = root.dkms_tree().join(format!(
+        "patched/1.0/deb/patched-modules-{k}_1.0-1_amd64.deb"
+    ));
     assert_eq!(out.stdout.lines().last(), Some(deb.to_str().unwrap()));
     assert_eq!(
         root.dkms(&["status"]).stdout,
@@ -47,6 +47,7 @@ fn mkbmdeb_builds_what_is_missing_and_packages_the_kernel() {
         listing,
         [
             format!("./lib/modules/{k}/updates/dkms/fx_patched.ko"),
+            format!("./usr/share/doc/patched-modules-{k}/copyright"),
             format!("./var/lib/dkms/patched/1.0/{k}/x86_64/.dkms.conf"),
             format!("./var/lib/dkms/patched/1.0/{k}/x86_64/.installed-files.json"),
             format!("./var/lib/dkms/patched/1.0/{k}/x86_64/module/fx_patched.ko"),
@@ -54,12 +55,21 @@ fn mkbmdeb_builds_what_is_missing_and_packages_the_kernel() {
         ]
     );
     let control = Command::new("dpkg-deb")
-        .args(["-f", deb, "Package", "Version", "Architecture", "Depends"])
+        .args([
+            "-f",
+            deb,
+            "Package",
+            "Version",
+            "Architecture",
+            "Depends",
+            "Conflicts",
+            "Provides",
+        ])
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&control.stdout),
-        format!("Package: patched-modules-{k}\nVersion: 1.0\nArchitecture: amd64\nDepends: linux-image-{k}\n")
+        format!("Package: patched-modules-{k}\nVersion: 1.0-1\nArchitecture: amd64\nDepends: linux-image-{k}\nConflicts: patched-dkms\nProvides: patched-modules\n")
     );
     // The module in the package is the built one: signed, as an install would place it.
     let unpacked = tempfile::tempdir().unwrap();
@@ -83,6 +93,50 @@ fn mkbmdeb_builds_what_is_missing_and_packages_the_kernel() {
         dkms::module::sign::signer_of(&std::fs::read(&packaged).unwrap()).is_some(),
         "the packaged module is signed"
     );
+    // md5sums covers every file, as dpkg --verify reads it.
+    let control_dir = tempfile::tempdir().unwrap();
+    let e = Command::new("dpkg-deb")
+        .args(["-e", deb])
+        .arg(control_dir.path())
+        .status()
+        .unwrap();
+    assert!(e.success());
+    let sums = std::fs::read_to_string(control_dir.path().join("md5sums")).unwrap();
+    assert_eq!(sums.lines().count(), 5, "{sums}");
+    let check = Command::new("md5sum")
+        .args(["--check", "--quiet", "--strict"])
+        .arg(control_dir.path().join("md5sums"))
+        .current_dir(unpacked.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    // The packaged dkms.conf never asks the host to build it for another kernel.
+    let conf = std::fs::read_to_string(
+        unpacked
+            .path()
+            .join(format!("var/lib/dkms/patched/1.0/{k}/x86_64/.dkms.conf")),
+    )
+    .unwrap();
+    assert!(conf.ends_with("AUTOINSTALL=\"\"\n"), "{conf}");
+    // A rebuild of the same version ships under a higher revision.
+    let out = root.dkms(&["mkbmdeb", "patched/1.0", "-k", &k, "--revision", "2"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.lines().last().unwrap(),
+        root.dkms_tree()
+            .join(format!(
+                "patched/1.0/deb/patched-modules-{k}_1.0-2_amd64.deb"
+            ))
+            .display()
+            .to_string()
+    );
+    root.dkms(&["mkbmdeb", "patched/1.0", "-k", &k, "--revision=0"])
+        .is(
+            &root,
+            exit::FAILURE,
+            "",
+            "\nError! Invalid package revision '0' given to --revision: a number from 1 up.\n",
+        );
 }
 
 #[test]

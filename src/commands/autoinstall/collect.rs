@@ -78,6 +78,21 @@ fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
     if !conf.autoinstall {
         return;
     }
+    let unbuilt = ctx
+        .tree
+        .built(m, v, Some(&ka.kernel), Some(&ka.arch))
+        .is_empty();
+    if unbuilt && !crate::state::holds_source(&ctx.tree.version_dir(m, v).join("source")) {
+        ctx.report.line(&format!(
+            "{m}/{v} has prebuilt modules only (no source on this machine): it cannot be built for kernel {} ({}), skipped.",
+            ka.kernel, ka.arch
+        ));
+        plan.early
+            .entry(ka.kernel.clone())
+            .or_default()
+            .push((format!("{m}/{v}"), Outcome::Skipped));
+        return;
+    }
     // Builds of one version share `<v>/build` unless they can build privately.
     let private = kbuild::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build"));
     let group = if private {
