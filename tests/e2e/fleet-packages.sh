@@ -12,6 +12,11 @@
 #   pacman-host the same, with pacman's own database, where the kernel comes from a pacman
 #              package (Debian's cloud kernel repackaged by tests/e2e/arch/linux-cloud).
 # Commands run chrooted into their host; our dkms is the release binary, copied in.
+# Each package's whole lifecycle on its host: install, upgrade, downgrade, reinstall,
+# removal and purge each leave exactly what a fresh install of the package that stays
+# leaves (its state under /var/lib/dkms listed after a `dkms status`); the module's
+# `-dkms` source package and the prebuilt one replace each other through the package
+# manager, in both orders, on the build host (Debian's real acpi-call-dkms).
 # Prints 'N passed, N failed'.
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
@@ -37,6 +42,13 @@ mkdir -p "$work/pkgs" && chown nobody "$work/pkgs"
 mkdir -p "$work/image" && dpkg-deb -x "$cloud_deb" "$work/image"
 makepkg_as_nobody tests/e2e/arch/linux-cloud KERNEL="$cloud" IMAGE_ROOT="$work/image"
 check "makepkg built linux-cloud and linux-cloud-headers" test "$(ls "$work"/pkgs/linux-cloud-*.pkg.tar.zst | wc -l)" -eq 2
+makepkg_as_nobody tests/e2e/arch/dkms-hello
+check "makepkg built dkms-hello (the module's source package)" test -f "$work"/pkgs/dkms-hello-1.0-1-any.pkg.tar.zst
+acpi_dkms=$(ls /var/cache/dkms-rs-test/debs/acpi-call-dkms_*.deb 2>/dev/null | head -n 1)
+if [[ -z $acpi_dkms ]]; then
+    echo "fleet-packages.sh: needs Debian's acpi-call-dkms .deb (see .ci/install-deps)" >&2
+    exit 2
+fi
 
 in_namespace() {
     set -u -o pipefail
@@ -49,9 +61,11 @@ in_namespace() {
         find "$r/var/lib/dkms" -mindepth 1 -maxdepth 1 ! -name 'mok.*' -exec rm -rf {} +
         for d in "$r"/usr/src/*/; do [[ -f $d/dkms.conf ]] && rm -rf "$d"; done
     done
+    # The build host's package scripts (Debian's common.postinst) run our dkms too.
+    ln -sf /usr/local/sbin/dkms "$build/usr/sbin/dkms"
     strip_host "$apt_host"
     strip_host "$pacman_host"
-    build_side && apt_side && pacman_side
+    build_side && apt_side && pacman_side && source_package_side
     echo "$passed passed, $failed failed" > "$work/result"
     if [[ $failed != 0 ]]; then
         for log in "$work"/*.log; do echo "--- ${log##*/}"; cat "$log"; done
@@ -100,8 +114,8 @@ build_side() {
     check "dkms mkbmdeb for $kernel and $other (building both first)" test $? -eq 0
     debs=$(tail -n 2 "$work/mkbmdeb.log")
     check "it printed the two packages' paths last" test "$debs" = \
-        "/var/lib/dkms/hello/1.0/deb/hello-modules-${kernel}_1.0_amd64.deb
-/var/lib/dkms/hello/1.0/deb/hello-modules-${other}_1.0_amd64.deb"
+        "/var/lib/dkms/hello/1.0/deb/hello-modules-${kernel}_1.0-1_amd64.deb
+/var/lib/dkms/hello/1.0/deb/hello-modules-${other}_1.0-1_amd64.deb"
     dkms_on "$build" mkbmpkg hello/1.0 -k "$kernel" > "$work/mkbmpkg-dpkg-kernel.log" 2>&1
     check "dkms mkbmpkg for a kernel no pacman package owns fails (6)" test $? -eq 6
     check "and says why" grep -q "^Error! No pacman package owns /lib/modules/$kernel/kernel" "$work/mkbmpkg-dpkg-kernel.log"
@@ -117,12 +131,81 @@ build_side() {
     pkg=$(tail -n 1 "$work/mkbmpkg.log")
     check "it printed the package's path last" test "$pkg" = "/var/lib/dkms/hello/1.0/pkg/hello-modules-$cloud-1.0-1-x86_64.pkg.tar.zst"
     signer=$(openssl x509 -inform DER -in "$build/var/lib/dkms/mok.pub" -noout -subject -nameopt multiline | sed -n 's/^ *commonName *= //p')
+    local v
+    for v in 2.0 1.0_rc1; do
+        hello_source "$v"
+        dkms_on "$build" mkbmdeb "hello/$v" -k "$kernel" > "$work/mkbmdeb-$v.log" 2>&1
+        check "dkms mkbmdeb hello/$v for $kernel" test $? -eq 0
+        dkms_on "$build" mkbmpkg "hello/$v" -k "$cloud" > "$work/mkbmpkg-$v.log" 2>&1
+        check "dkms mkbmpkg hello/$v for $cloud" test $? -eq 0
+    done
+    check "dpkg sorts the 1.0_rc1 package before 1.0's" dpkg --compare-versions \
+        "$(dpkg-deb -f "$build"/var/lib/dkms/hello/1.0_rc1/deb/*.deb Version)" lt "$(dpkg-deb -f "$build"/var/lib/dkms/hello/1.0/deb/hello-modules-"$kernel"_*.deb Version)"
+    check "pacman sorts the 1.0_rc1 package before 1.0's" test "$(vercmp \
+        "$(pkg_version "$build"/var/lib/dkms/hello/1.0_rc1/pkg/*.pkg.tar.zst)" "$(pkg_version "$build"/var/lib/dkms/hello/1.0/pkg/*.pkg.tar.zst)")" = -1
+}
+
+# hello's sources at version $1 added on the build host.
+hello_source() {
+    local v=$1 src=$build/usr/src/hello-$1
+    mkdir -p "$src"
+    cp tests/e2e/arch/dkms-hello/{hello.c,Makefile,dkms.conf} "$src/"
+    sed -i "s/@PKGVER@/$v/" "$src/dkms.conf"
+    echo "$v" > "$src/VERSION"
+    dkms_on "$build" add "hello/$v" > "$work/add-$v.log" 2>&1
+}
+
+pkg_version() { # a .pkg.tar.zst: its pkgver-pkgrel
+    bsdtar -xOf "$1" .PKGINFO | sed -n 's/^pkgver = //p'
+}
+
+# What a host holds of hello, after a `dkms status` (which writes its caches): every
+# path under the module's dkms directory and the kernel's updates/, with its type.
+hello_state() { # root, kernel modules dir
+    dkms_on "$1" status > /dev/null 2>&1
+    (cd "$1" && find var/lib/dkms/hello "$2" -printf '%y %p %l\n' 2>/dev/null | sort)
+}
+
+# The lifecycle of a host's package: $install_cmd VERSION installs (or upgrades or
+# downgrades to) that version's package, $remove_cmd removes it.
+lifecycle() { # root, modules dir, kernel, name of the log
+    local r=$1 mods=$2 k=$3 log=$4 fresh1 fresh2
+    $install_cmd 2.0 > "$work/$log-fresh2.log" 2>&1
+    check "$log: fresh install of 2.0" test $? -eq 0
+    fresh2=$(hello_state "$r" "$mods")
+    $remove_cmd > "$work/$log-remove2.log" 2>&1
+    check "$log: removal of 2.0 leaves nothing of hello" test ! -e "$r/var/lib/dkms/hello"
+    $install_cmd 1.0 > "$work/$log-fresh1.log" 2>&1
+    check "$log: fresh install of 1.0" test $? -eq 0
+    fresh1=$(hello_state "$r" "$mods")
+    $install_cmd 2.0 > "$work/$log-upgrade.log" 2>&1
+    check "$log: upgrade 1.0 -> 2.0" test $? -eq 0
+    check "$log: the upgrade leaves what a fresh install of 2.0 leaves" test "$(hello_state "$r" "$mods")" = "$fresh2"
+    check "$log: dkms status after the upgrade" test "$(dkms_on "$r" status)" = "hello/2.0, $k, x86_64: installed"
+    $install_cmd 1.0 > "$work/$log-downgrade.log" 2>&1
+    check "$log: downgrade 2.0 -> 1.0" test $? -eq 0
+    check "$log: the downgrade leaves what a fresh install of 1.0 leaves" test "$(hello_state "$r" "$mods")" = "$fresh1"
+    $install_cmd 1.0 reinstall > "$work/$log-reinstall.log" 2>&1
+    check "$log: reinstall of 1.0" test $? -eq 0
+    check "$log: the reinstall leaves what a fresh install of 1.0 leaves" test "$(hello_state "$r" "$mods")" = "$fresh1"
+    mkdir -p "$r/${mods%/*/updates}/6.99.0-1-amd64"
+    dkms_on "$r" autoinstall -k 6.99.0-1-amd64 > "$work/$log-autoinstall.log" 2>&1
+    check "$log: autoinstall for a new kernel skips the prebuilt module (0)" test $? -eq 0
+    check "$log: saying why" grep -q "^hello/1.0 has prebuilt modules only" "$work/$log-autoinstall.log"
+    rmdir "$r/${mods%/*/updates}/6.99.0-1-amd64"
+    dkms_on "$r" verify > "$work/$log-verify.log" 2>&1
+    check "$log: dkms verify" test $? -eq 0
+    $remove_cmd > "$work/$log-purge.log" 2>&1
+    check "$log: removal" test $? -eq 0
+    check "$log: no dkms state left" test ! -e "$r/var/lib/dkms/hello"
+    check "$log: no module file left" test -z "$(find "$r/$mods" -name 'hello.ko*' 2>/dev/null)"
+    check "$log: dkms status shows nothing" test -z "$(dkms_on "$r" status)"
 }
 
 apt_side() {
     local repo=$apt_host/srv/fleet f
     mkdir -p "$repo"
-    cp "$build"/var/lib/dkms/hello/1.0/deb/*.deb "$repo/"
+    cp "$build"/var/lib/dkms/hello/*/deb/*.deb "$repo/"
     (cd "$repo" && apt-ftparchive packages . > Packages && apt-ftparchive release . > Release)
     rm -f "$apt_host"/etc/apt/sources.list "$apt_host"/etc/apt/sources.list.d/*
     echo "deb [trusted=yes] file:/srv/fleet ./" > "$apt_host/etc/apt/sources.list.d/fleet.list"
@@ -133,7 +216,7 @@ apt_side() {
     chroot "$apt_host" apt-get install -y "hello-modules-$other" > "$work/apt-other.log" 2>&1
     check "apt-get install of the package for $other, a kernel this host lacks, is refused" test $? -ne 0
     check "by its dependency on linux-image-$other" grep -q "Depends: linux-image-$other" "$work/apt-other.log"
-    chroot "$apt_host" apt-get install -y -qq "hello-modules-$kernel" > "$work/apt-install.log" 2>&1
+    chroot "$apt_host" apt-get install -y -qq "hello-modules-$kernel=1.0-1" > "$work/apt-install.log" 2>&1
     check "apt-get install hello-modules-$kernel" test $? -eq 0
     f=/lib/modules/$kernel/updates/dkms/hello.ko
     check "the module is installed, signed by the build host's key ($signer)" \
@@ -154,12 +237,23 @@ apt_side() {
     check "no dkms state left" test ! -e "$apt_host/var/lib/dkms/hello"
     check "depmod forgot it" bash -c "! grep -q hello.ko '$apt_host/lib/modules/$kernel/modules.dep'"
     check "dkms status shows nothing" test -z "$(dkms_on "$apt_host" status)"
+    install_cmd=apt_install remove_cmd=apt_purge lifecycle "$apt_host" "lib/modules/$kernel/updates" "$kernel" apt
+}
+
+apt_install() { # version [reinstall]
+    local again=()
+    [[ ${2:-} == reinstall ]] && again=(--reinstall)
+    chroot "$apt_host" apt-get install -y --allow-downgrades "${again[@]}" "hello-modules-$kernel=$1-1"
+}
+
+apt_purge() {
+    chroot "$apt_host" apt-get remove --purge -y "hello-modules-$kernel"
 }
 
 pacman_side() {
     local repo=$pacman_host/srv/fleet f
     mkdir -p "$repo" "$pacman_host/var/lib/pacman" "$pacman_host/pkgs"
-    cp "$build"/var/lib/dkms/hello/1.0/pkg/*.pkg.tar.zst "$repo/"
+    cp "$build"/var/lib/dkms/hello/{1.0,2.0}/pkg/*.pkg.tar.zst "$repo/"
     repo-add -q "$repo/fleet.db.tar.gz" "$repo"/*.pkg.tar.zst > "$work/repo-add.log" 2>&1
     check "repo-add made the pacman repository" test $? -eq 0
     printf '[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n\n[fleet]\nServer = file:///srv/fleet\n' \
@@ -172,11 +266,18 @@ pacman_side() {
     cp "$work"/pkgs/linux-cloud-[0-9]*.pkg.tar.zst "$pacman_host/pkgs/"
     pacman --sysroot "$pacman_host" --noconfirm -U $(cd "$pacman_host" && ls pkgs/linux-cloud-[0-9]*.pkg.tar.zst | sed 's|^|/|') > "$work/pacman-kernel.log" 2>&1
     check "pacman -U linux-cloud (the kernel, without headers)" test $? -eq 0
-    pacman --sysroot "$pacman_host" --noconfirm -S "hello-modules-$cloud" > "$work/pacman-install.log" 2>&1
+    pacman --sysroot "$pacman_host" --noconfirm -U "/srv/fleet/hello-modules-$cloud-1.0-1-x86_64.pkg.tar.zst" > "$work/pacman-install.log" 2>&1
     check "pacman -S hello-modules-$cloud" test $? -eq 0
     f=/usr/lib/modules/$cloud/updates/dkms/hello.ko
     check "the module is installed, signed by the build host's key ($signer)" \
         test "$(modinfo -F signer "$pacman_host$f" 2>/dev/null)" = "$signer"
+    pacman --sysroot "$pacman_host" -Qkk "hello-modules-$cloud" > "$work/pacman-qkk.log" 2>&1
+    check "pacman -Qkk finds every file as packaged (.MTREE)" test $? -eq 0
+    check "pacman -Qi shows the conflict with the source packages" bash -c \
+        "pacman --sysroot '$pacman_host' -Qi 'hello-modules-$cloud' | grep -q '^Conflicts With *: hello-dkms  dkms-hello'"
+    cp "$work"/pkgs/dkms-hello-1.0-1-any.pkg.tar.zst "$pacman_host/pkgs/"
+    pacman --sysroot "$pacman_host" --noconfirm -Udd /pkgs/dkms-hello-1.0-1-any.pkg.tar.zst > "$work/pacman-conflict.log" 2>&1
+    check "pacman will not put dkms-hello beside it (--noconfirm keeps the installed one)" grep -q "unresolvable package conflicts" "$work/pacman-conflict.log"
     check "pacman -Qo names its package" bash -c \
         "pacman --sysroot '$pacman_host' -Qo '$f' | grep -qx '$f is owned by hello-modules-$cloud 1.0-1'"
     check "depmod indexed it" grep -q "updates/dkms/hello.ko" "$pacman_host/usr/lib/modules/$cloud/modules.dep"
@@ -187,10 +288,48 @@ pacman_side() {
     check "pacman -R hello-modules-$cloud" test $? -eq 0
     check "no module file left" test ! -e "$pacman_host$f"
     check "no dkms state left" test ! -e "$pacman_host/var/lib/dkms/hello"
+    install_cmd=pacman_install remove_cmd=pacman_remove lifecycle "$pacman_host" "usr/lib/modules/$cloud/updates" "$cloud" pacman
 }
 
-export work kernel other cloud passed failed
-export -f in_namespace strip_host dkms_on build_side apt_side pacman_side check overlay_root
+pacman_install() { # version [reinstall]
+    pacman --sysroot "$pacman_host" --noconfirm -U "/srv/fleet/hello-modules-$cloud-$1-1-x86_64.pkg.tar.zst"
+}
+
+pacman_remove() {
+    pacman --sysroot "$pacman_host" --noconfirm -R "hello-modules-$cloud"
+}
+
+# On the build host, which has a compiler and headers: Debian's acpi-call-dkms and the
+# prebuilt package made from it replace each other through apt, in both orders.
+source_package_side() {
+    local f=/lib/modules/$kernel/updates/dkms/acpi_call.ko debs=$build/srv/debs prebuilt
+    mkdir -p "$debs"
+    cp "$acpi_dkms" "$debs/"
+    chroot "$build" apt-get install -y "/srv/debs/${acpi_dkms##*/}" > "$work/acpi-dkms.log" 2>&1
+    check "apt-get install acpi-call-dkms on the build host" test $? -eq 0
+    dkms_on "$build" install acpi-call/1.2.2 -k "$kernel" > "$work/acpi-install.log" 2>&1
+    dkms_on "$build" mkbmdeb acpi-call/1.2.2 -k "$kernel" > "$work/acpi-mkbmdeb.log" 2>&1
+    check "dkms mkbmdeb acpi-call/1.2.2" test $? -eq 0
+    prebuilt=$(tail -n 1 "$work/acpi-mkbmdeb.log")
+    cp "$build$prebuilt" "$debs/"
+    prebuilt=/srv/debs/${prebuilt##*/}
+    chroot "$build" apt-get install -y "$prebuilt" > "$work/acpi-prebuilt.log" 2>&1
+    check "apt-get install of the prebuilt package over acpi-call-dkms" test $? -eq 0
+    check "apt took acpi-call-dkms away (Conflicts)" bash -c "! chroot '$build' dpkg-query -W -f '\${db:Status-Status}' acpi-call-dkms 2>/dev/null | grep -qx installed"
+    check "the module is the prebuilt package's" test "$(chroot "$build" dpkg -S "$f" 2>&1)" = "acpi-call-modules-$kernel: $f"
+    check "dkms status shows it installed" test "$(dkms_on "$build" status acpi-call -k "$kernel")" = "acpi-call/1.2.2, $kernel, x86_64: installed"
+    chroot "$build" apt-get install -y "/srv/debs/${acpi_dkms##*/}" > "$work/acpi-dkms-again.log" 2>&1
+    check "apt-get install acpi-call-dkms over the prebuilt package" test $? -eq 0
+    check "acpi-call-dkms is configured" test "$(chroot "$build" dpkg-query -W -f '${db:Status-Status}' acpi-call-dkms)" = installed
+    check "apt took the prebuilt package away" bash -c "! chroot '$build' dpkg-query -W -f '\${db:Status-Status}' acpi-call-modules-$kernel 2>/dev/null | grep -qx installed"
+    check "the module is dkms's again (no package owns it)" bash -c "! chroot '$build' dpkg -S '$f' >/dev/null 2>&1"
+    check "dkms status shows it installed" test "$(dkms_on "$build" status acpi-call -k "$kernel")" = "acpi-call/1.2.2, $kernel, x86_64: installed"
+}
+
+export work kernel other cloud acpi_dkms passed failed
+export -f in_namespace strip_host dkms_on build_side apt_side pacman_side check overlay_root \
+    hello_source pkg_version hello_state lifecycle apt_install apt_purge pacman_install pacman_remove \
+    source_package_side
 unshare -m bash -c in_namespace
 rc=$?
 cat "$work/result" 2>/dev/null || echo "$passed passed, $failed failed (the namespace did not finish)"

@@ -61,7 +61,9 @@ pub(super) fn collect(ctx: &Context, kernels: &[KernelArch]) -> Result<Plan> {
 }
 
 /// A job for `m/v` on `ka` if its dkms.conf asks for AUTOINSTALL (a conf that cannot be
-/// read is a failure of that module, reported in the summary).
+/// read is a failure of that module, reported in the summary). A module with prebuilt
+/// binaries only (no source here) is skipped with a line whatever its AUTOINSTALL (a
+/// prebuilt package turns it off): the new kernel will lack it, and the user is told.
 fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
     let file = ctx.tree.conf_file(m, v);
     let conf = match super::super::read_strict(ctx, &file, m, v, ka) {
@@ -75,9 +77,6 @@ fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
             return;
         }
     };
-    if !conf.autoinstall {
-        return;
-    }
     let unbuilt = ctx
         .tree
         .built(m, v, Some(&ka.kernel), Some(&ka.arch))
@@ -91,6 +90,9 @@ fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
             .entry(ka.kernel.clone())
             .or_default()
             .push((format!("{m}/{v}"), Outcome::Skipped));
+        return;
+    }
+    if !conf.autoinstall {
         return;
     }
     // Builds of one version share `<v>/build` unless they can build privately.
