@@ -41,8 +41,12 @@ pub enum ActionError {
     EmptyKernelOrArch,
     #[error("{module}/{version}: Missing the module source directory or the symbolic link pointing to it.\nManual intervention is required!")]
     Broken { module: String, version: String },
-    #[error("Module name '{0}' is not a valid name: it must not be empty, contain '/' or start with '.'.")]
-    BadModuleName(String),
+    #[error("{what} '{name}' is not a valid name: it {flaw}. A name becomes a directory of the dkms and source trees; it must not be empty, contain '/' or white space, or start with '.'.")]
+    BadName {
+        what: &'static str,
+        name: String,
+        flaw: &'static str,
+    },
     #[error("Cannot copy {from} to {to}: {source}")]
     Copy {
         from: PathBuf,
@@ -106,7 +110,7 @@ impl ActionError {
         match self {
             ActionError::NotRoot
             | ActionError::MissingModuleArgs(_)
-            | ActionError::BadModuleName(_)
+            | ActionError::BadName { .. }
             | ActionError::ForceNeedsRoot
             | ActionError::Jobserver(_)
             | ActionError::Key(_) => exit::FAILURE,

@@ -127,9 +127,13 @@ pub struct Settings {
 impl Settings {
     /// Load settings for a request: defaults, environment, framework files, command line.
     pub fn load(req: &Request) -> Result<Settings, FrameworkError> {
-        let sysroot = std::env::var_os("DKMS_SYSROOT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/".into());
+        // Relative roots and trees are made absolute first: the `source` link of an added
+        // module is written with the source tree's path, and a relative one would dangle.
+        let sysroot = absolute(
+            &std::env::var_os("DKMS_SYSROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/".into()),
+        );
         let framework_file = req
             .framework_conf
             .clone()
@@ -146,6 +150,13 @@ impl Settings {
         }
         let mut settings = Settings::from_values(sysroot, &framework_file, &values);
         settings.apply_request(req);
+        for tree in [
+            &mut settings.dkms_tree,
+            &mut settings.source_tree,
+            &mut settings.install_tree,
+        ] {
+            *tree = absolute(tree);
+        }
         Ok(settings)
     }
 
@@ -328,6 +339,14 @@ fn parse_os_release(text: &str) -> BTreeMap<String, String> {
         out.insert(key.to_string(), value);
     }
     out
+}
+
+/// `path` from the current directory when it is relative (an empty path stays empty).
+fn absolute(path: &Path) -> PathBuf {
+    if path.as_os_str().is_empty() {
+        return PathBuf::new();
+    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn defaults(sysroot: &Path) -> BTreeMap<String, String> {

@@ -268,20 +268,31 @@ fn generate_mok(ctx: &Context) -> Result<i32> {
 fn module_args(ctx: &Context, action: Action) -> Result<(String, String)> {
     match (&ctx.req.module, &ctx.req.version) {
         (Some(m), Some(v)) if !m.is_empty() && !v.is_empty() => {
-            check_name(m)?;
-            check_name(v)?;
+            check_name("Module name", m)?;
+            check_name("Module version", v)?;
             Ok((m.clone(), v.clone()))
         }
         _ => Err(ActionError::MissingModuleArgs(action.name()).into()),
     }
 }
 
-/// Names become path components of the state and source trees.
-pub(crate) fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
-        return Err(ActionError::BadModuleName(name.to_string()).into());
+/// Names become path components of the state and source trees; `what` says which name
+/// ("Module name", "Module version", "Kernel", "Arch").
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
+    let flaw = if name.is_empty() {
+        Some("is empty")
+    } else {
+        crate::state::name_flaw(name)
+    };
+    match flaw {
+        Some(flaw) => Err(ActionError::BadName {
+            what,
+            name: name.to_string(),
+            flaw,
+        }
+        .into()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The module version must be added (3) and, unless `allow_broken`, not broken (4).
@@ -434,8 +445,8 @@ fn kernels_for(ctx: &Context, module: Option<(&str, &str)>) -> Result<Vec<Kernel
         return Err(ActionError::EmptyKernelOrArch.into());
     }
     for ka in &pairs {
-        check_name(&ka.kernel)?;
-        check_name(&ka.arch)?;
+        check_name("Kernel", &ka.kernel)?;
+        check_name("Arch", &ka.arch)?;
     }
     Ok(pairs)
 }

@@ -13,8 +13,8 @@ use crate::transaction::Scratch;
 
 /// Register `<source_tree>/<m>-<v>` (the caller holds the lock).
 pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
-    check_name(m)?;
-    check_name(v)?;
+    check_name("Module name", m)?;
+    check_name("Module version", v)?;
     if ctx.req.rpm_safe_upgrade {
         super::rpm_upgrade::leave_lock(&ctx.settings.tmp_location, m, v);
     }
@@ -75,8 +75,8 @@ pub(crate) fn add_source_tree(
     // the strict read rejects (duplicate names) fails after the copy, in the dkms tree.
     let conf = conf::load_checked(&creq)?;
     let (m, v) = (conf.package_name, conf.package_version);
-    check_name(&m)?;
-    check_name(&v)?;
+    check_name("Module name", &m)?;
+    check_name("Module version", &v)?;
     let target = ctx.settings.source_tree.join(format!("{m}-{v}"));
     if ctx.req.force && target.is_dir() {
         ctx.report.stderr("");

@@ -168,8 +168,8 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     let Some((loc, m, v)) = identify(ctx, unpacked.path(), &ka) else {
         return Err(ActionError::InvalidArchive(archive).into());
     };
-    super::check_name(&m)?;
-    super::check_name(&v)?;
+    super::check_name("Module name", &m)?;
+    super::check_name("Module version", &v)?;
     register_archive(ctx, &unpacked.path().join(loc), &m, &v, &ka)?;
     load_builds(ctx, &main_tree, &m, &v)?;
     Ok((m, v))

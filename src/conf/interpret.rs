@@ -171,6 +171,15 @@ fn package_problems(
             format!("add PACKAGE_VERSION=\"{}\"", or("<version>", req.version)),
         ));
     }
+    for (directive, value) in [("PACKAGE_NAME", name), ("PACKAGE_VERSION", version)] {
+        if let Some(what) = crate::state::name_flaw(value) {
+            out.push(problem(
+                directive,
+                format!("{directive} '{value}' {what}: it names directories (/usr/src/<name>-<version>, the dkms tree) and is passed to make, so it could never build."),
+                format!("set {directive}=\"{}\"", crate::state::name_fixed(value)),
+            ));
+        }
+    }
     out
 }
 

@@ -376,6 +376,37 @@ impl StateTree {
     }
 }
 
+/// Why `name` cannot be a module, version, kernel or arch name (each is a path component
+/// of the trees, and a word of make's command line), if it cannot.
+pub fn name_flaw(name: &str) -> Option<&'static str> {
+    if name.contains('/') {
+        Some("contains '/'")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("contains white space")
+    } else if name.starts_with('.') {
+        Some("starts with '.'")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else {
+        None
+    }
+}
+
+/// `name` with what [`name_flaw`] refuses replaced by `-` (a suggestion for the fix).
+pub fn name_fixed(name: &str) -> String {
+    let fixed: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c.is_whitespace() || c == '\0' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    fixed.trim_start_matches('.').to_string()
+}
+
 /// Whether a module version's `source` holds module source, by the original's test:
 /// two entries or more (as `ls` counts them, dot-files not). A binaries-only
 /// registration (`ldtarball --binaries-only`, a prebuilt module package) holds its

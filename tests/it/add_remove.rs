@@ -247,7 +247,7 @@ fn argument_errors_have_the_originals_exit_codes() {
             &["remove", "../x/1.0", "-k", K1],
             dkms::exit::FAILURE,
             "",
-            "Module name '..' is not a valid name: it must not be empty, contain '/' or start with '.'.",
+            "Module name '..' is not a valid name: it starts with '.'. A name becomes a directory of the dkms and source trees; it must not be empty, contain '/' or white space, or start with '.'.",
         ),
     ];
     for (args, code, stdout, error) in cases {
@@ -697,4 +697,57 @@ fn a_remove_killed_mid_delete_keeps_nothing_alive() {
     );
     assert!(!root.dkms_tree().join("m").exists());
     assert_eq!(root.dkms(&["status"]).stdout, "");
+}
+
+#[test]
+fn a_package_name_or_version_that_cannot_name_a_directory_is_refused_at_add() {
+    for (version, flaw, fixed) in [
+        ("1.0 beta", "contains white space", "1.0-beta"),
+        ("1.0/2", "contains '/'", "1.0-2"),
+    ] {
+        let root = Root::new();
+        root.fake_kernel(K1, "").write(
+            "srv/foo/dkms.conf",
+            &format!("PACKAGE_NAME=foo\nPACKAGE_VERSION=\"{version}\"\nBUILT_MODULE_NAME[0]=foo\nDEST_MODULE_LOCATION[0]=/updates/dkms\n"),
+        );
+        root.write("srv/foo/foo.c", "");
+        let before = root.snapshot();
+        root.dkms(&["add", &root.path().join("srv/foo").display().to_string(), "-k", K1]).is(
+            &root,
+            dkms::exit::BAD_CONF,
+            "",
+            &format!("\nError! Bad conf file.\nFile: $ROOT/srv/foo/dkms.conf does not represent a valid dkms.conf file.\n$ROOT/srv/foo/dkms.conf:2: PACKAGE_VERSION '{version}' {flaw}: it names directories (/usr/src/<name>-<version>, the dkms tree) and is passed to make, so it could never build.\n  fix: set PACKAGE_VERSION=\"{fixed}\"\n"),
+        );
+        assert_eq!(root.snapshot(), before, "{version}: nothing changed");
+    }
+}
+
+#[test]
+fn relative_roots_and_trees_are_taken_from_the_current_directory() {
+    let root = Root::new();
+    root.fake_kernel(K1, "")
+        .source("foo", "1.0", &simple_conf("foo", "1.0"));
+    let parent = root.path().parent().unwrap();
+    let name = root.path().file_name().unwrap();
+    let run = |args: &[&str]| {
+        common::Output::from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_dkms"))
+                .args(args)
+                .env("DKMS_SYSROOT", name)
+                .current_dir(parent)
+                .output()
+                .unwrap(),
+        )
+    };
+    run(&["add", "foo/1.0", "-k", K1]).is(
+        &root,
+        dkms::exit::SUCCESS,
+        "Creating symlink $ROOT/var/lib/dkms/foo/1.0/source -> $ROOT/usr/src/foo-1.0\n",
+        "",
+    );
+    assert_eq!(
+        std::fs::read_link(root.dkms_tree().join("foo/1.0/source")).unwrap(),
+        root.source_tree().join("foo-1.0")
+    );
+    run(&["status"]).is(&root, dkms::exit::SUCCESS, "foo/1.0: added\n", "");
 }
