@@ -50,7 +50,12 @@ pub fn owner(ctx: &Context) -> Result<i32> {
             continue;
         }
         code = exit::NOT_OWNED;
-        if trees.iter().any(|t| wanted.starts_with(t)) {
+        if asked.is_dir() {
+            ctx.report.stderr(&format!(
+                "dkms: {} is a directory: dkms owner answers for the files an install placed (modules, archived originals), not for directories",
+                asked.display()
+            ));
+        } else if trees.iter().any(|t| wanted.starts_with(t)) {
             ctx.report.stderr(&format!(
                 "dkms: no installed module placed {}",
                 asked.display()
@@ -96,6 +101,19 @@ struct VerifyDocument<'a> {
 pub fn verify(ctx: &Context) -> Result<i32> {
     let req = ctx.req;
     let module = req.module.as_deref();
+    if let Some(m) = module {
+        if ctx
+            .tree
+            .module_versions(Some(m), req.version.as_deref())
+            .is_empty()
+        {
+            return Err(match &req.version {
+                Some(v) => ActionError::NotAdded(m.into(), v.clone()),
+                None => ActionError::MatchNotAdded(m.into()),
+            }
+            .into());
+        }
+    }
     let in_scope = |k: &str| req.kernels.is_empty() || req.kernels.iter().any(|w| w == k);
     let installed: Vec<Installed> =
         manifest::installed(&ctx.tree, ctx.settings, module, req.version.as_deref())
@@ -232,13 +250,17 @@ fn print_json(
 }
 
 /// Module files in the directories dkms installs into (where the records put modules,
-/// and the distribution's own directory for them) that no installed module accounts
-/// for: not recorded, and not named like the built module of an install without a record.
+/// and the distribution's own directory for them) and below them, that no installed
+/// module accounts for: not recorded, and not named like the built module of an install
+/// without a record.
 fn stray_files(
     ctx: &Context,
     installed: &[Installed],
     in_scope: &dyn Fn(&str) -> bool,
 ) -> Vec<PathBuf> {
+    // (directory, whether its subdirectories are dkms's too): a recorded module's
+    // directory may be one of the kernel's own (`kernel/drivers/net`), so only the
+    // distribution's directory for dkms modules is searched below.
     let mut dirs = BTreeSet::new();
     let mut claimed = BTreeSet::new();
     for i in installed {
@@ -247,7 +269,7 @@ fn stray_files(
                 for p in m.files.iter().filter(|p| p.kind != Kind::Original) {
                     claimed.insert(through_real_dir(&p.path));
                     if let Some(d) = p.path.parent() {
-                        dirs.insert(through_real_dir(d));
+                        dirs.insert((through_real_dir(d), false));
                     }
                 }
             }
@@ -272,17 +294,28 @@ fn stray_files(
             if in_scope(&kernel) {
                 let d = e.path().join(dir.trim_start_matches('/'));
                 if d.is_dir() {
-                    dirs.insert(through_real_dir(&d));
+                    dirs.insert((through_real_dir(&d), true));
                 }
             }
         }
     }
     let mut out = Vec::new();
-    for d in dirs {
+    let mut stack: Vec<(PathBuf, bool)> = dirs.into_iter().collect();
+    let mut seen = BTreeSet::new();
+    while let Some((d, deep)) = stack.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let name = e.file_name();
-            let is_module = name.to_string_lossy().contains(".ko");
             let path = d.join(&name);
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if deep {
+                    stack.push((path, true));
+                }
+                continue;
+            }
+            let is_module = name.to_string_lossy().contains(".ko");
             if is_module && !claimed.contains(&path) && !claimed.contains(Path::new(&name)) {
                 out.push(path);
             }

@@ -357,3 +357,35 @@ fn records_of_the_first_schema_with_another_roots_paths_are_read() {
         "",
     );
 }
+
+#[test]
+fn verify_and_owner_answer_for_what_they_are_asked() {
+    let Some((root, k)) = installed() else { return };
+    let dir = root.install_tree().join(&k).join("updates/dkms");
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    std::fs::write(dir.join("nested/deeper.ko.zst"), b"nobody's").unwrap();
+    root.dkms(&["verify"]).is(
+        &root,
+        exit::VERIFY_FAILED,
+        &format!("stray: $ROOT/lib/modules/{k}/updates/dkms/nested/deeper.ko.zst\n2 file(s) of 1 installed module version(s) checked: 0 missing, 0 modified, 1 stray.\n"),
+        "",
+    );
+    root.dkms(&["verify", "nosuch"]).is(
+        &root,
+        exit::NOT_ADDED,
+        "",
+        "\nError! The module nosuch is not located in the DKMS tree.\n",
+    );
+    root.dkms(&["verify", "patched/9.9"]).is(
+        &root,
+        exit::NOT_ADDED,
+        "",
+        "\nError! The module/version combo: patched-9.9 is not located in the DKMS tree.\n",
+    );
+    root.dkms(&["owner", &dir.display().to_string()]).is(
+        &root,
+        exit::NOT_OWNED,
+        "",
+        &format!("dkms: $ROOT/lib/modules/{k}/updates/dkms is a directory: dkms owner answers for the files an install placed (modules, archived originals), not for directories\n"),
+    );
+}
