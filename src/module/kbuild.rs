@@ -83,6 +83,17 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Whether the error points at the build's make.log (the build got that far).
+    fn names_the_log(&self) -> bool {
+        matches!(
+            self,
+            BuildError::Make { .. }
+                | BuildError::PatchFailed { .. }
+                | BuildError::Script { .. }
+                | BuildError::BuiltModuleMissing { .. }
+        )
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::AlreadyBuilt { .. } => exit::ALREADY_BUILT,
@@ -198,6 +209,11 @@ impl BuildJob<'_> {
         };
         let result = self.run_here();
         let private = self.build_dir();
+        match &result {
+            Ok(()) => self.tree.forget_failure(self.module, self.version, self.ka),
+            Err(e) if e.names_the_log() => self.keep_log(&private.join("make.log")),
+            Err(_) => {}
+        }
         if self.private_build && result.is_err() && private.exists() {
             let shared = self.shared_build_dir();
             crate::crashpoint::step("keep the failed build", &shared);
@@ -205,6 +221,30 @@ impl BuildJob<'_> {
             let _ = std::fs::rename(&private, &shared);
         }
         result
+    }
+
+    /// Where the make.log of this kernel's failed build is kept: the original's
+    /// `<v>/build/make.log` holds only the last failure of any kernel.
+    fn failed_log(&self) -> PathBuf {
+        self.tree
+            .failed_dir(self.module, self.version, self.ka)
+            .join("make.log")
+    }
+
+    /// Keep the log of this kernel's failed build at [`Self::failed_log`].
+    fn keep_log(&self, log: &Path) {
+        let kept = self.failed_log();
+        let copied = kept
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::copy(log, &kept));
+        if let Err(e) = copied {
+            self.report.warn(&format!(
+                "Cannot keep {} as {}: {e}",
+                log.display(),
+                kept.display()
+            ));
+        }
     }
 
     fn run_here(&self) -> Result<(), BuildError> {
@@ -289,8 +329,13 @@ impl BuildJob<'_> {
             self.conf.make_command.clone()
         };
         let make = make_command(&conf_make, jobs, &self.ka.kernel, config);
+        // The lines of builds running at once interleave: each names its module.
+        let what = match self.jobserver {
+            Some(_) => format!("{}/{} module(s)", self.module, self.version),
+            None => "module(s)".to_string(),
+        };
         self.report.line(&format!(
-            "Building module(s) for kernel {} ({})...",
+            "Building {what} for kernel {} ({})...",
             self.ka.kernel, self.ka.arch
         ));
         if log.run("Building module(s)", &make, &self.build_dir(), &[])? != 0 {
@@ -298,7 +343,7 @@ impl BuildJob<'_> {
                 kernel: self.ka.kernel.clone(),
                 arch: self.ka.arch.clone(),
                 excerpt: error_excerpt(&log.path),
-                log: self.shared_build_dir().join("make.log"),
+                log: self.failed_log(),
             });
         }
         Ok(())
@@ -426,7 +471,7 @@ impl BuildJob<'_> {
             if log.run(&format!("Applying patch {p}"), &cmd, &self.build_dir(), &[])? != 0 {
                 return Err(BuildError::PatchFailed {
                     patch: p.clone(),
-                    log: self.shared_build_dir().join("make.log"),
+                    log: self.failed_log(),
                 });
             }
         }
@@ -464,7 +509,7 @@ impl BuildJob<'_> {
             return Err(BuildError::Script {
                 kind,
                 code,
-                log: self.shared_build_dir().join("make.log"),
+                log: self.failed_log(),
             });
         }
         Ok(())

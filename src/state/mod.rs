@@ -112,6 +112,30 @@ impl StateTree {
             .join(format!("kernel-{}-{}", ka.kernel, ka.arch))
     }
 
+    /// `<m>/<v>/.failed/<k>/<a>`: what is kept of a failed build for that kernel (its
+    /// make.log), until a build for it succeeds or the version is removed. A dot-name,
+    /// so the original's globs never take it for a kernel.
+    pub fn failed_dir(&self, module: &str, version: &str, ka: &KernelArch) -> PathBuf {
+        self.version_dir(module, version)
+            .join(".failed")
+            .join(&ka.kernel)
+            .join(&ka.arch)
+    }
+
+    /// A build for `ka` succeeded: what was kept of an earlier failure there goes.
+    pub fn forget_failure(&self, module: &str, version: &str, ka: &KernelArch) {
+        let dir = self.failed_dir(module, version, ka);
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        for parent in dir.ancestors().skip(1).take(2) {
+            if std::fs::remove_dir(parent).is_err() {
+                break;
+            }
+        }
+    }
+
     pub fn original_module_dir(&self, module: &str, ka: &KernelArch) -> PathBuf {
         self.root
             .join(module)

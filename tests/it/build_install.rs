@@ -176,13 +176,18 @@ fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
     let (root, k) = root_with(&["failing-1.0"]);
     let out = root.dkms(&["build", "failing/1.0", "-k", &k]);
     assert_eq!(out.code, dkms::exit::BUILD_FAILED, "{}", out.stderr);
+    // The original's place for the last failed build's log, and ours for this kernel's.
     let log = root.dkms_tree().join("failing/1.0/build/make.log");
+    let kept = root
+        .dkms_tree()
+        .join(format!("failing/1.0/.failed/{k}/x86_64/make.log"));
+    assert_eq!(std::fs::read(&kept).unwrap(), std::fs::read(&log).unwrap());
     assert!(out.stderr.contains(&format!(
         "Bad return status for module build on kernel: {k} (x86_64)"
     )));
     assert!(out
         .stderr
-        .contains(&format!("Consult {} for more information.", log.display())));
+        .contains(&format!("Consult {} for more information.", kept.display())));
     assert!(
         out.stderr.contains("undeclared_symbol_here"),
         "the first errors are shown: {}",
@@ -197,6 +202,14 @@ fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
         .join("x86_64")
         .exists());
     assert_eq!(root.dkms(&["status"]).stdout, "failing/1.0: added\n");
+    // Fixed, it builds: what was kept of the failure goes.
+    let source = root.source_tree().join("failing-1.0/fx_failing.c");
+    let fixed = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("return undeclared_symbol_here;", "return 0;");
+    std::fs::write(&source, fixed).unwrap();
+    root.dkms(&["build", "failing/1.0", "-k", &k]).ok();
+    assert!(!root.dkms_tree().join("failing/1.0/.failed").exists());
 }
 
 #[test]

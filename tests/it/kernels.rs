@@ -70,6 +70,17 @@ fn a_kernel_that_fails_to_compile_does_not_stop_the_next() {
         "\nError! Bad return status for module build on kernel: {new} (x86_64)\n"
     )));
     assert!(out.stderr.contains("too many arguments to function"));
+    // The failed kernel's log is kept for it, though the next kernel's build reused
+    // the build directory; the error names it.
+    let kept = root
+        .dkms_tree()
+        .join(format!("classdev/1.0/.failed/{new}/x86_64/make.log"));
+    assert!(std::fs::read_to_string(&kept)
+        .unwrap()
+        .contains("too many arguments to function"));
+    assert!(out
+        .stderr
+        .contains(&format!("Consult {} for more information.", kept.display())));
     assert_eq!(
         root.dkms(&["status"]).stdout,
         format!("classdev/1.0, {old}, x86_64: installed\n")

@@ -150,8 +150,8 @@ fn mkbmdeb_names_the_kernel_a_module_does_not_build_for() {
     root.dkms(&["mkbmdeb", "solo/1.0", "-k", "6.1.0-0-broken"]).is(
         &root,
         exit::BUILD_FAILED,
-        "The kernel is built without module signing facility, modules won't be signed\nBuilding module(s) for kernel 6.1.0-0-broken (x86_64)...\n",
-        "\nError! Bad return status for module build on kernel: 6.1.0-0-broken (x86_64)\nConsult $ROOT/var/lib/dkms/solo/1.0/build/make.log for more information.\n",
+        "The kernel is built without module signing facility, modules won't be signed\nBuilding solo/1.0 module(s) for kernel 6.1.0-0-broken (x86_64)...\n",
+        "\nError! Bad return status for module build on kernel: 6.1.0-0-broken (x86_64)\nConsult $ROOT/var/lib/dkms/solo/1.0/.failed/6.1.0-0-broken/x86_64/make.log for more information.\n",
     );
     assert!(!root
         .dkms_tree()
