@@ -337,12 +337,13 @@ pub(crate) fn read_strict(
     }
     let evaluated = conf::evaluate(&creq)?;
     // A syntax error is reported once, with its fix, among the conf's problems.
-    let syntax_error = evaluated
-        .syntax_error
-        .as_ref()
-        .map(|(_, _, text)| text.as_str());
     for message in &evaluated.messages {
-        if !syntax_error.is_some_and(|text| message.ends_with(text)) {
+        let bash_said = message
+            .split_once(": line ")
+            .and_then(|(_, r)| r.split_once(": "));
+        let syntax = evaluated.syntax_error.is_some()
+            && bash_said.is_some_and(|(_, said)| conf::eval::is_syntax_message(said));
+        if !syntax {
             ctx.report.stderr(message);
         }
     }

@@ -235,6 +235,15 @@ pub fn parse_records(bytes: &[u8]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Whether a message of bash (after `file: line N: `) reports a syntax error, or quotes
+/// the line of one (bash follows "near unexpected token" with the line in `...').
+pub fn is_syntax_message(message: &str) -> bool {
+    message.contains("syntax error")
+        || message.contains("unexpected EOF")
+        || message.contains("unexpected end of file")
+        || (message.starts_with('`') && message.ends_with('\''))
+}
+
 /// The first bash syntax error reported against one of `files`: `(file, line, message)`.
 pub fn first_syntax_error(stderr: &str, files: &[PathBuf]) -> Option<(PathBuf, u32, String)> {
     for line in stderr.lines() {
@@ -246,15 +255,47 @@ pub fn first_syntax_error(stderr: &str, files: &[PathBuf]) -> Option<(PathBuf, u
             let Some((num, message)) = rest.split_once(": ") else {
                 continue;
             };
-            let is_syntax = message.contains("syntax error")
-                || message.contains("unexpected EOF")
-                || message.contains("unexpected end of file");
+            let is_syntax = is_syntax_message(message);
             if let (true, Ok(n)) = (is_syntax, num.parse::<u32>()) {
+                if message.contains("unexpected end of file") {
+                    if let Some(open) = unclosed_opening(f, n) {
+                        return Some((f.clone(), open, format!("{message}: what line {open} opens (an if, case, loop, function or quote) is never closed")));
+                    }
+                }
                 return Some((f.clone(), n, message.to_string()));
             }
         }
     }
     None
+}
+
+/// Where the construct that bash found unclosed at the end of `file` begins: the line
+/// after the longest prefix of the file that bash reads without error (bash itself only
+/// says the file ended, `reported` being its last line). Runs `bash -n` on prefixes,
+/// on this error path only.
+fn unclosed_opening(file: &Path, reported: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let text = text.replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    let complete = |n: usize| -> bool {
+        let mut child = match std::process::Command::new("bash")
+            .arg("-n")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) => return true,
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ =
+                std::io::Write::write_all(&mut stdin, (lines[..n].join("\n") + "\n").as_bytes());
+        }
+        child.wait().is_ok_and(|s| s.success())
+    };
+    let last = lines.len().min(reported as usize);
+    (0..last).rev().find(|&n| complete(n)).map(|n| n as u32 + 1)
 }
 
 /// Lines of bash's stderr that are about the conf files themselves (for display).

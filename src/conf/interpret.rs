@@ -38,7 +38,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
     );
     let (make_command, make_is_default) = select_make(req, v);
     let script = |name: &str| text(v, name);
-    let conf = ModuleConf {
+    let mut conf = ModuleConf {
         file: req.file.clone(),
         package_name,
         package_version,
@@ -65,6 +65,12 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
             .into_iter()
             .collect(),
     };
+    if ev.syntax_error.is_some() {
+        // bash stopped at the error: whatever is missing after it follows from it, and
+        // reporting it would point at lines that are fine.
+        problems = shell_problems(ev);
+        conf.warnings.clear();
+    }
     (conf, problems)
 }
 
@@ -126,7 +132,11 @@ fn shell_problems(ev: &Evaluated) -> Vec<Problem> {
             file: file.clone(),
             line: Some(*line),
             message: format!("bash: {message}"),
-            fix: "correct the shell syntax on that line (the file is sourced by bash)".into(),
+            fix: if message.ends_with("is never closed") {
+                "close it (fi, esac, done, } or the matching quote) where it should end".into()
+            } else {
+                "correct the shell syntax on that line (the file is sourced by bash)".into()
+            },
             strict_only: false,
         });
     }

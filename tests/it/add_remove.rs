@@ -751,3 +751,29 @@ fn relative_roots_and_trees_are_taken_from_the_current_directory() {
     );
     run(&["status"]).is(&root, dkms::exit::SUCCESS, "foo/1.0: added\n", "");
 }
+
+#[test]
+fn a_bash_syntax_error_is_reported_alone_at_the_line_that_causes_it() {
+    let add = |conf: &str| {
+        let root = Root::new();
+        root.fake_kernel(K1, "").source("foo", "1.0", conf);
+        let out = root.dkms(&["add", "foo/1.0", "-k", K1]);
+        (root, out)
+    };
+    // An `if` never closed: bash reports the end of the file; the problem is line 4, and
+    // the directives after it (which bash never read) are not reported missing.
+    let (root, out) = add("PACKAGE_NAME=foo\nPACKAGE_VERSION=1.0\nBUILT_MODULE_NAME[0]=foo\nif [ 1 ]; then\nDEST_MODULE_LOCATION[0]=/updates/dkms\nAUTOINSTALL=yes\n");
+    out.is(
+        &root,
+        dkms::exit::BAD_CONF,
+        "",
+        "\nError! Bad conf file.\nFile: $ROOT/usr/src/foo-1.0/dkms.conf does not represent a valid dkms.conf file.\n$ROOT/usr/src/foo-1.0/dkms.conf:4: bash: syntax error: unexpected end of file: what line 4 opens (an if, case, loop, function or quote) is never closed\n  fix: close it (fi, esac, done, } or the matching quote) where it should end\n",
+    );
+    let (root, out) = add("PACKAGE_NAME=foo\nPACKAGE_VERSION=1.0\nif [ x ]; then\n  true\nfi fi\nBUILT_MODULE_NAME[0]=foo\nDEST_MODULE_LOCATION[0]=/updates/dkms\n");
+    out.is(
+        &root,
+        dkms::exit::BAD_CONF,
+        "",
+        "\nError! Bad conf file.\nFile: $ROOT/usr/src/foo-1.0/dkms.conf does not represent a valid dkms.conf file.\n$ROOT/usr/src/foo-1.0/dkms.conf:5: bash: syntax error near unexpected token `fi'\n  fix: correct the shell syntax on that line (the file is sourced by bash)\n",
+    );
+}
