@@ -50,27 +50,34 @@ pub fn run(ctx: &Context) -> Result<i32> {
     Ok(0)
 }
 
-/// Read the signatures of every module of `entries` (decompressing as needed).
+/// Read the signatures of every module of `entries`: each kernel's certificate is
+/// looked up once, each module read from its end (see [`sign::signer_of_file`]).
 pub fn add_signatures(settings: &Settings, entries: &mut [StatusEntry]) {
+    let mut certs: std::collections::BTreeMap<String, Option<sign::Certificate>> =
+        Default::default();
     for e in entries.iter_mut() {
         let Some(kernel) = e.kernel.clone() else {
             continue;
         };
-        let build = crate::kernel::build_dir(settings, None, &kernel);
-        let config = crate::kernel::KernelConfig::read(&crate::kernel::config_file(&build, None))
-            .unwrap_or_default();
-        let (_, cert) = sign::policy::key_paths(settings, &kernel, &config);
+        let cert = certs.entry(kernel.clone()).or_insert_with(|| {
+            let build = crate::kernel::build_dir(settings, None, &kernel);
+            let config =
+                crate::kernel::KernelConfig::read(&crate::kernel::config_file(&build, None))
+                    .unwrap_or_default();
+            let (_, path) = sign::policy::key_paths(settings, &kernel, &config);
+            sign::Certificate::read(&path)
+        });
         for m in &mut e.modules {
             let Some(file) = m.installed.clone().or_else(|| m.built.clone()) else {
                 continue;
             };
-            let Ok(bytes) = crate::module::compress::read_module(&file) else {
+            let Ok(signer) = sign::signer_of_file(&file) else {
                 continue;
             };
-            m.signature = Some(match sign::signer_of(&bytes) {
+            m.signature = Some(match signer {
                 Some(s) => Signature {
                     signed: true,
-                    key: s.is(&cert).then(|| cert.clone()),
+                    key: cert.as_ref().filter(|c| s.is_of(c)).map(|c| c.path.clone()),
                     signer: Some(s.issuer()),
                     serial: Some(s.serial_hex),
                 },

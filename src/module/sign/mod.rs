@@ -292,17 +292,38 @@ pub struct Signer {
     pub serial_hex: String,
 }
 
+/// A signing certificate (DER or PEM), as far as telling its signatures needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    pub path: PathBuf,
+    pub issuer_der: Vec<u8>,
+    pub serial_hex: String,
+}
+
+impl Certificate {
+    /// The certificate in `path`, if it reads as one.
+    pub fn read(path: &Path) -> Option<Certificate> {
+        let bytes = std::fs::read(path).ok()?;
+        let cert = X509::from_der(&bytes)
+            .or_else(|_| X509::from_pem(&bytes))
+            .ok()?;
+        Some(Certificate {
+            path: path.to_path_buf(),
+            issuer_der: cert.issuer_name().to_der().ok()?,
+            serial_hex: serial_hex(&cert),
+        })
+    }
+}
+
 impl Signer {
     /// Whether `key`'s certificate made this signature.
     pub fn is(&self, cert_path: &Path) -> bool {
-        let Ok(bytes) = std::fs::read(cert_path) else {
-            return false;
-        };
-        let Ok(cert) = X509::from_der(&bytes).or_else(|_| X509::from_pem(&bytes)) else {
-            return false;
-        };
-        cert.issuer_name().to_der().ok().as_deref() == Some(&self.issuer_der[..])
-            && serial_hex(&cert) == self.serial_hex
+        Certificate::read(cert_path).is_some_and(|c| self.is_of(&c))
+    }
+
+    /// Whether `cert` made this signature (its issuer and serial are the SignerInfo's).
+    pub fn is_of(&self, cert: &Certificate) -> bool {
+        cert.issuer_der == self.issuer_der && cert.serial_hex == self.serial_hex
     }
 
     /// The issuer as text (`CN=...`).
@@ -311,6 +332,38 @@ impl Signer {
             .map(|n| name_text(&n))
             .unwrap_or_default()
     }
+}
+
+/// The signer of the module in `path`. An uncompressed module is read from its end only
+/// (the signature is appended last), so a status of thousands of modules stays cheap; a
+/// compressed one is decompressed whole, as the kernel does.
+pub fn signer_of_file(path: &Path) -> std::io::Result<Option<Signer>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let compressed = crate::module::compress::Compression::of_file(path)
+        != crate::module::compress::Compression::None;
+    if compressed {
+        return Ok(signer_of(&crate::module::compress::read_module(path)?));
+    }
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let trailer = (MAGIC.len() + 12) as u64;
+    if len < trailer {
+        return Ok(None);
+    }
+    let mut tail = vec![0u8; trailer as usize];
+    file.seek(SeekFrom::Start(len - trailer))?;
+    file.read_exact(&mut tail)?;
+    if !tail.ends_with(MAGIC) || tail[2] != PKEY_ID_PKCS7 {
+        return Ok(None);
+    }
+    let sig_len = u64::from(u32::from_be_bytes(tail[8..12].try_into().expect("4 bytes")));
+    if sig_len > len - trailer {
+        return Ok(None);
+    }
+    let mut signed = vec![0u8; (sig_len + trailer) as usize];
+    file.seek(SeekFrom::Start(len - trailer - sig_len))?;
+    file.read_exact(&mut signed)?;
+    Ok(signer_of(&signed))
 }
 
 /// The signer of a module image, or `None` if it carries no (PKCS#7) signature.
