@@ -94,8 +94,9 @@ impl CommandLog {
         let start = Instant::now();
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
-            .arg(format!("{{ {command}\n}}"))
+            .arg(format!("{DIES_WITH_DKMS}{{ {command}\n}} & wait $!"))
             .current_dir(dir);
+        dies_with_this_process(&mut cmd);
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         for v in ["CC", "CXX", "CFLAGS", "CXXFLAGS", "LDFLAGS"] {
             cmd.env_remove(v);
@@ -133,5 +134,35 @@ impl CommandLog {
             self.file.write_all(&buf[..n])?;
             let _ = std::io::stdout().write_all(&buf[..n]);
         }
+    }
+}
+
+/// What a logged command runs first: on SIGTERM (sent when dkms dies, see
+/// [`dies_with_this_process`]) the shell takes its whole process group with it (a make
+/// passes SIGTERM on to its own children). The command runs in the background and the
+/// shell waits for it, because bash runs a trap only between commands.
+const DIES_WITH_DKMS: &str = "trap 'trap - TERM; kill -TERM 0' TERM\n";
+
+/// A dkms killed alone (OOM, `kill -9`) must not leave its builds running: they would go
+/// on writing into build directories that the next dkms's recovery deletes, and recreate
+/// them. The command gets its own process group, and SIGTERM when the thread that
+/// started it (which waits for it) dies.
+fn dies_with_this_process(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    cmd.process_group(0);
+    // SAFETY: the closure only makes two system calls (prctl, getppid), which are
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+            // Died between fork and prctl: the signal will never come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
+            }
+            Ok(())
+        });
     }
 }

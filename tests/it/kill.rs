@@ -267,3 +267,48 @@ fn an_interrupted_autoinstall_leaves_each_module_old_or_new_and_the_next_one_fin
         }
     }
 }
+
+/// Kills the dkms that started it, then goes on as an orphaned make would: after a
+/// while it writes into its build directory.
+const KILLER_THAT_LINGERS: &str = r#"#!/bin/sh
+echo $$ > "$DKMS_FIXTURE_PIDFILE"
+p=$$
+while [ "$p" -gt 1 ]; do
+    p=$(ps -o ppid= -p "$p" | tr -d ' ')
+    if [ "$(ps -o comm= -p "$p")" = dkms ]; then kill -9 "$p"; break; fi
+done
+sleep 3
+mkdir -p "$PWD/written-after-the-kill"
+"#;
+
+#[test]
+fn a_killed_dkms_takes_its_builds_with_it() {
+    if !common::host_ready(&[Needs::Headers("6.1")]) {
+        return;
+    }
+    let (root, k) = setup("MAKE[0]=\"./linger.sh\"\n");
+    write_exec(
+        &root.source_tree().join("patched-2.0/linger.sh"),
+        KILLER_THAT_LINGERS,
+    );
+    let pidfile = root.path().join("linger.pid");
+    let out = root.dkms_env(
+        &["install", "patched/2.0", "-k", &k],
+        &[("DKMS_FIXTURE_PIDFILE", pidfile.to_str().unwrap())],
+    );
+    assert_eq!(out.code, -1, "killed by SIGKILL");
+    // The recovery runs at once; the orphan, had it lived, would write 3 s later.
+    assert_clean(&root, &k);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the build outlived the dkms that started it"
+    );
+    let leftovers: Vec<String> = root
+        .snapshot()
+        .into_iter()
+        .filter(|e| e.contains("written-after-the-kill"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
