@@ -56,3 +56,37 @@ pub fn through_real_dir(path: &Path) -> PathBuf {
         _ => path,
     }
 }
+
+/// The path from directory `from` to `to`, both absolute and without `..`: what a
+/// relative symlink in `from` holds to point at `to`.
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (a, b): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relative_paths_climb_to_the_common_directory() {
+        use std::path::Path;
+        assert_eq!(
+            super::relative_path(
+                Path::new("/img/var/lib/dkms/m/1.0"),
+                Path::new("/img/usr/src/m-1.0")
+            ),
+            Path::new("../../../../../usr/src/m-1.0")
+        );
+        assert_eq!(
+            super::relative_path(Path::new("/a/b"), Path::new("/a/b/c")),
+            Path::new("c")
+        );
+    }
+}

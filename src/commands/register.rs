@@ -40,11 +40,33 @@ pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -
         link.display(),
         source.display()
     ));
-    ctx.tree.add(m, v, &source)?;
+    ctx.tree.add(m, v, &link_target(ctx, m, v, &source))?;
     if let Some(cmd) = &conf.post_add {
         script::run(ctx.settings, ctx.report, "post_add", cmd, m, &source);
     }
     Ok(())
+}
+
+/// What the `source` link of `m/v` holds: the source's absolute path, as the original
+/// writes it, except in a root given by `DKMS_SYSROOT`: there a path relative to the link,
+/// so the link still points at the source once the root is copied or booted elsewhere
+/// (an image build).
+fn link_target(ctx: &Context, m: &str, v: &str, source: &Path) -> PathBuf {
+    let sysroot = &ctx.settings.sysroot;
+    if sysroot.as_path() == Path::new("/") {
+        return source.to_path_buf();
+    }
+    let (Ok(tree), Ok(real_source), Ok(real_root)) = (
+        std::fs::canonicalize(&ctx.tree.root),
+        std::fs::canonicalize(source),
+        std::fs::canonicalize(sysroot),
+    ) else {
+        return source.to_path_buf();
+    };
+    if !real_source.starts_with(&real_root) || !tree.starts_with(&real_root) {
+        return source.to_path_buf();
+    }
+    crate::fsutil::relative_path(&tree.join(m).join(v), &real_source)
 }
 
 /// Copy a source directory to `<source_tree>/<PACKAGE_NAME>-<PACKAGE_VERSION>`.

@@ -325,6 +325,11 @@ fn a_root_copied_elsewhere_verifies_its_own_files() {
         "2 file(s) of 1 installed module version(s) checked: 0 missing, 0 modified, 0 stray.\n",
         "",
     );
+    // Its source link moved with it.
+    assert_eq!(
+        copy.dkms(&["status"]).stdout,
+        format!("patched/1.0, {k}, x86_64: installed (Original modules exist)\n")
+    );
     copy.dkms(&[
         "owner",
         &module.replace("$ROOT", &copy.path().display().to_string()),
