@@ -46,11 +46,12 @@ pub enum Action {
     Verify,
     Mkbmdeb,
     Mkbmpkg,
+    Preflight,
 }
 
 impl Action {
     /// Every action, in the order `--help` and the man page list them.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Add,
         Action::Build,
         Action::Install,
@@ -66,6 +67,7 @@ impl Action {
         Action::Ldtarball,
         Action::Mkbmdeb,
         Action::Mkbmpkg,
+        Action::Preflight,
         Action::GenerateMok,
         Action::KernelPreinst,
         Action::KernelPostinst,
@@ -104,6 +106,9 @@ impl Action {
             Action::Verify => {
                 "check installed module files against what was installed: missing, modified, stray"
             }
+            Action::Preflight => {
+                "build every AUTOINSTALL module for a kernel before it is installed (-k, --headers)"
+            }
         }
     }
 
@@ -129,6 +134,7 @@ impl Action {
             "verify" => Action::Verify,
             "mkbmdeb" => Action::Mkbmdeb,
             "mkbmpkg" => Action::Mkbmpkg,
+            "preflight" => Action::Preflight,
             _ => return None,
         })
     }
@@ -154,6 +160,7 @@ impl Action {
             Action::Verify => "verify",
             Action::Mkbmdeb => "mkbmdeb",
             Action::Mkbmpkg => "mkbmpkg",
+            Action::Preflight => "preflight",
         }
     }
 }
@@ -198,6 +205,15 @@ pub struct Request {
     pub paths: Vec<PathBuf>,
     /// Our addition: machine-readable output (`status --json`).
     pub json: bool,
+    /// Our addition: `preflight --headers`: headers trees or the .deb packages of them.
+    pub headers: Vec<PathBuf>,
+    /// Our addition: `preflight` run by a package manager's hook: framework.conf's
+    /// `preflight=` decides its exit status.
+    pub hook: bool,
+    /// Our addition: `status --failed` lists the remembered failed builds.
+    pub failed: bool,
+    /// Our addition: autoinstall builds again what failed before with the same inputs.
+    pub retry: bool,
     /// Our addition: the package revision of `mkbmdeb` / `mkbmpkg` (Debian revision,
     /// pacman pkgrel; default 1), raised to ship a rebuild of the same module version.
     pub revision: Option<u32>,
@@ -284,6 +300,7 @@ enum ValueOpt {
     Directive,
     Jobs,
     Revision,
+    Headers,
 }
 
 #[derive(Clone, Copy)]
@@ -506,6 +523,34 @@ pub const OPTIONS: &[OptionSpec] = &[
         None,
         "status: machine-readable output",
         Opt::Flag(|r| r.json = true),
+    ),
+    spec(
+        &["--headers"],
+        Prefix,
+        Some("dir|pkg.deb"),
+        "preflight: kernel headers (a directory, or .deb packages not installed yet)",
+        Opt::Value(V::Headers),
+    ),
+    spec(
+        &["--failed"],
+        Exact,
+        None,
+        "status: the builds that failed, and why",
+        Opt::Flag(|r| r.failed = true),
+    ),
+    spec(
+        &["--hook"],
+        Exact,
+        None,
+        "preflight: run by a package manager's hook (the preflight= setting decides)",
+        Opt::Flag(|r| r.hook = true),
+    ),
+    spec(
+        &["--retry"],
+        Exact,
+        None,
+        "autoinstall: build again what failed before with the same inputs",
+        Opt::Flag(|r| r.retry = true),
     ),
     spec(
         &["--revision"],
@@ -748,6 +793,7 @@ fn apply_value(req: &mut Request, opt: ValueOpt, value: OsString) -> Result<(), 
         ValueOpt::KernelConfig => req.kernel_config = path(value),
         ValueOpt::Archive => req.archive = path(value),
         ValueOpt::KernelSourceDir => req.kernel_source_dir = path(value),
+        ValueOpt::Headers => req.headers.push(PathBuf::from(value)),
         ValueOpt::Module => {
             let value = name(req, value);
             set_module_version(req, &value);

@@ -103,6 +103,22 @@ pub enum ActionError {
     MatchNotAdded(String),
     #[error("{0}")]
     Key(String),
+    #[error("Which kernel? Usage: dkms preflight -k <kernel> [-k <kernel>...] or dkms preflight --headers <dir or headers .deb>...")]
+    PreflightWhat,
+    #[error("{0} is not a kernel headers directory: it has no include/config/kernel.release.")]
+    NotHeaders(PathBuf),
+    #[error("No kernel headers in {0}: none of them holds a usr/src/linux-headers-<kernel>/include/config/kernel.release.\nGive the linux-headers-<kernel> package (with its -common and linux-kbuild packages, unless they are installed).")]
+    NoHeadersIn(String),
+    #[error("The headers in {dir} are for the {theirs} architecture; this is {ours}.\nModules built against them could not load here: give this machine's headers, or -a with their architecture.")]
+    HeadersArch {
+        dir: PathBuf,
+        theirs: String,
+        ours: String,
+    },
+    #[error("{path} cannot be unpacked: it is not a readable Debian package.\n{output}")]
+    BadPackage { path: PathBuf, output: String },
+    #[error("Modules installed for the running or newest kernel would be lost with this kernel (see above).")]
+    PreflightLoses,
 }
 
 impl ActionError {
@@ -138,6 +154,12 @@ impl ActionError {
             ActionError::MatchUsage => exit::MATCH_USAGE,
             ActionError::MatchSameKernel => exit::MATCH_SAME_KERNEL,
             ActionError::NoPaths => exit::NO_PATHS,
+            ActionError::PreflightWhat => exit::ONE_KERNEL,
+            ActionError::NotHeaders(_)
+            | ActionError::NoHeadersIn(_)
+            | ActionError::HeadersArch { .. } => exit::NO_HEADERS,
+            ActionError::BadPackage { .. } => exit::BAD_ARCHIVE,
+            ActionError::PreflightLoses => exit::PREFLIGHT_LOSES,
         }
     }
 }

@@ -95,6 +95,9 @@ pub const AUTOINSTALL_FAILED: i32 = 11;
 pub const MISSING_DEPENDENCY: i32 = 13;
 /// kernel_preinst or kernel_prerm could not remove every module.
 pub const KERNEL_REMOVAL_FAILED: i32 = 14;
+/// `preflight`: a module installed for the running or the newest kernel would not be
+/// there on the kernel checked (it fails to build, or has no source to build).
+pub const PREFLIGHT_LOSES: i32 = 20;
 /// An empty kernel version or architecture.
 pub const EMPTY_KERNEL_OR_ARCH: i32 = 16;
 /// The kernel's headers are not installed.

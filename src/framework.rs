@@ -38,6 +38,8 @@ pub const FRAMEWORK_VARIABLES: &[&str] = &[
     "sign_file",
     "mok_signing_key",
     "mok_certificate",
+    // Ours: what a package manager's preflight hook does when modules would be lost.
+    "preflight",
 ];
 
 /// Variables the original may inherit from the environment when no file sets them.
@@ -112,6 +114,9 @@ pub struct Settings {
     pub compress_xz_opts: String,
     pub compress_zstd_opts: String,
     pub post_transaction: String,
+    /// `preflight=warn` (default) or `refuse`: a package-manager hook's answer to a
+    /// kernel whose modules would be lost.
+    pub preflight: String,
     pub build_environment: String,
     pub try_sign_modules: String,
     pub sign_file: Option<String>,
@@ -188,6 +193,7 @@ impl Settings {
             compress_xz_opts: get("compress_xz_opts"),
             compress_zstd_opts: get("compress_zstd_opts"),
             post_transaction: get("post_transaction"),
+            preflight: get("preflight"),
             build_environment: get("build_environment"),
             try_sign_modules: opt("try_sign_modules").unwrap_or_else(|| "not_in_chroot".into()),
             sign_file: opt("sign_file"),

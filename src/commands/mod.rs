@@ -5,10 +5,12 @@ mod add;
 mod autoinstall;
 mod build;
 mod files;
+mod fresh;
 mod kernel_hooks;
 mod match_kernel;
 mod package;
 mod post;
+mod preflight;
 mod register;
 mod remove;
 mod rpm_upgrade;
@@ -48,8 +50,9 @@ pub struct Context<'a> {
     signers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, std::sync::Arc<SignerCell>>>>,
 }
 
-type ConfMemo =
-    std::sync::Arc<std::sync::Mutex<BTreeMap<(PathBuf, String, String, KernelArch), ModuleConf>>>;
+/// By (file, module, version, kernel/arch, the headers when not the kernel's own).
+type ConfKey = (PathBuf, String, String, KernelArch, Option<PathBuf>);
+type ConfMemo = std::sync::Arc<std::sync::Mutex<BTreeMap<ConfKey, ModuleConf>>>;
 
 /// The build directory and config of a kernel, as this request points at them.
 pub(crate) struct KernelDirs {
@@ -147,6 +150,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         Action::Owner => files::owner(&ctx),
         Action::Verify => files::verify(&ctx),
         Action::Mkbmdeb | Action::Mkbmpkg => package::run(&ctx, action),
+        Action::Preflight => preflight::run(&ctx),
     }
 }
 
@@ -317,18 +321,41 @@ pub(crate) fn read_strict(
     v: &str,
     ka: &KernelArch,
 ) -> Result<ModuleConf> {
+    read_strict_with(ctx, file, m, v, ka, None)
+}
+
+/// [`read_strict`] against the headers in `dirs` instead of the request's (a kernel not
+/// installed yet, for preflight).
+pub(crate) fn read_strict_with(
+    ctx: &Context,
+    file: &Path,
+    m: &str,
+    v: &str,
+    ka: &KernelArch,
+    dirs: Option<&KernelDirs>,
+) -> Result<ModuleConf> {
     // By the file itself: `add` reads it in the source tree, later steps through the
     // `source` link.
     let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let key = (real, m.to_string(), v.to_string(), ka.clone());
+    let key = (
+        real,
+        m.to_string(),
+        v.to_string(),
+        ka.clone(),
+        dirs.map(|d| d.build.clone()),
+    );
     if let Some(conf) = ctx.confs.lock().expect("conf memo").get(&key) {
         return Ok(conf.clone());
     }
-    let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
-        .with_kernel_overrides(
+    let (source_dir, config) = match dirs {
+        Some(d) => (Some(d.build.as_path()), Some(d.config.as_path())),
+        None => (
             ctx.req.kernel_source_dir.as_deref(),
             ctx.req.kernel_config.as_deref(),
-        )
+        ),
+    };
+    let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
+        .with_kernel_overrides(source_dir, config)
         .with_directives(&ctx.req.directives);
     for d in &ctx.req.directives {
         if let Some((name, value)) = d.split_once('=') {

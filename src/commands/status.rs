@@ -4,8 +4,11 @@ use super::Context;
 use crate::error::Result;
 use crate::framework::Settings;
 use crate::module::sign;
+use crate::state::failed::Failure;
 use crate::state::status::Signature;
-use crate::state::status::{collect, status_json, status_line, Filter, State, StatusEntry};
+use crate::state::status::{
+    collect, failure_line, status_json, status_line, Filter, State, StatusEntry,
+};
 
 pub fn run(ctx: &Context) -> Result<i32> {
     let req = ctx.req;
@@ -33,9 +36,21 @@ pub fn run(ctx: &Context) -> Result<i32> {
             entries.extend(collect(ctx.settings, &filter));
         }
     }
+    let failed: Vec<Failure> = ctx
+        .tree
+        .failures(req.module.as_deref(), req.version.as_deref())
+        .into_iter()
+        .filter(|f| req.kernels.is_empty() || req.kernels.contains(&f.kernel))
+        .collect();
     if req.json {
         add_signatures(ctx.settings, &mut entries);
-        ctx.report.line(&status_json(&entries));
+        ctx.report.line(&status_json(&entries, &failed));
+        return Ok(0);
+    }
+    if req.failed {
+        for f in &failed {
+            ctx.report.line(&failure_line(f));
+        }
         return Ok(0);
     }
     for e in &entries {
@@ -46,6 +61,13 @@ pub fn run(ctx: &Context) -> Result<i32> {
                 e.module, e.version
             ));
         }
+    }
+    // On a terminal only: scripts read these lines, with stderr or without.
+    if !failed.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ctx.report.stderr(&format!(
+            "dkms: {} failed build(s) remembered; dkms status --failed lists them.",
+            failed.len()
+        ));
     }
     Ok(0)
 }

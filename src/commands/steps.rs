@@ -17,7 +17,21 @@ pub(crate) enum Done {
 }
 
 /// Install on one kernel: skip if installed (unless --force), build first if needed.
+/// Autoinstall rebuilds a build whose fingerprint changed, and takes a preflight build
+/// that still matches instead of compiling ([`super::fresh`]).
 pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<Done> {
+    let by_fingerprint = super::fresh::by_fingerprint(ctx);
+    if by_fingerprint {
+        if let Some(changes) = super::fresh::stale(ctx, m, v, ka) {
+            ctx.report.line(&format!(
+                "Rebuilding {m}/{v} for kernel {} ({}): {} changed since it was built.",
+                ka.kernel,
+                ka.arch,
+                changes.join(", ")
+            ));
+            unbuild_one(ctx, m, v, ka)?;
+        }
+    }
     if ctx.tree.is_installed(m, v, ka) {
         if !ctx.req.force {
             ctx.report.line(&format!(
@@ -29,11 +43,12 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
         uninstall_one(ctx, m, v, ka)?;
         ctx.report.line("");
     }
-    if ctx
-        .tree
-        .built(m, v, Some(&ka.kernel), Some(&ka.arch))
-        .is_empty()
-    {
+    let unbuilt = |ctx: &Context| {
+        ctx.tree
+            .built(m, v, Some(&ka.kernel), Some(&ka.arch))
+            .is_empty()
+    };
+    if unbuilt(ctx) && !(by_fingerprint && super::fresh::take_preflight_build(ctx, m, v, ka)) {
         build_one(ctx, m, v, ka)?;
     }
     let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
@@ -120,6 +135,9 @@ pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Res
                 &ctx.tree.version_dir(m, v).join("build"),
             ),
         signer: &signer,
+        ahead: false,
+        // At every boot autoinstall would compile an unchanged failure again.
+        skip_known_failure: super::fresh::by_fingerprint(ctx) && !ctx.req.retry,
     };
     job.run()?;
     Ok(())

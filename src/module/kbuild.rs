@@ -17,7 +17,10 @@ use crate::exit;
 use crate::framework::Settings;
 use crate::kernel::KernelConfig;
 use crate::module::compress::Compression;
+use crate::module::diagnose::{diagnose, Diagnosis, Headers};
 use crate::report::Reporter;
+use crate::state::failed::Failure;
+use crate::state::fingerprint::Fingerprint;
 use crate::state::{KernelArch, StateTree};
 use crate::transaction::Scratch;
 
@@ -57,12 +60,14 @@ pub enum BuildError {
         code: i32,
         log: PathBuf,
     },
-    #[error("Bad return status for module build on kernel: {kernel} ({arch})\nConsult {log} for more information.{excerpt}")]
+    #[error("Bad return status for module build on kernel: {kernel} ({arch})\nConsult {log} for more information.{excerpt}{}", diagnosis.as_ref().map(|d| format!("\n{}", d.explained())).unwrap_or_default())]
     Make {
         kernel: String,
         arch: String,
         log: PathBuf,
         excerpt: String,
+        /// The module's first own error and the declarations it is about.
+        diagnosis: Option<Box<Diagnosis>>,
     },
     #[error("Build of {name}.ko failed for: {kernel} ({arch})\nMake sure the name of the generated module is correct and at the root of the\nbuild directory (BUILT_MODULE_NAME / BUILT_MODULE_LOCATION), or consult make.log in\n{build_dir} for more information.")]
     BuiltModuleMissing {
@@ -71,6 +76,8 @@ pub enum BuildError {
         arch: String,
         build_dir: PathBuf,
     },
+    #[error("{}/{} failed to build for kernel {} ({}) on {} (exit status {}), and nothing it depends on has changed since, so it is not built again.\nSee {}; to try anyway: dkms autoinstall --retry, or dkms build {}/{} -k {} --force.", .0.module, .0.version, .0.kernel, .0.arch, .0.time, .0.exit_code, .0.log.display(), .0.module, .0.version, .0.kernel)]
+    Unchanged(Box<Failure>),
     #[error("Cannot write the build log or run a build command: {0}")]
     Log(#[from] std::io::Error),
     #[error("{action} {path}: {source}")]
@@ -83,6 +90,14 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// What [`crate::module::diagnose`] could tell about a failed make.
+    pub fn diagnosis(&self) -> Option<&Diagnosis> {
+        match self {
+            BuildError::Make { diagnosis, .. } => diagnosis.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether the error points at the build's make.log (the build got that far).
     fn names_the_log(&self) -> bool {
         matches!(
@@ -98,6 +113,7 @@ impl BuildError {
         match self {
             BuildError::AlreadyBuilt { .. } => exit::ALREADY_BUILT,
             BuildError::Excluded { .. } => exit::EXCLUDED,
+            BuildError::Unchanged(failure) => failure.exit_code,
             BuildError::NoSource(_) => exit::NO_SOURCE,
             BuildError::NoHeaders { .. } => exit::NO_HEADERS,
             BuildError::MissingDependency { .. } => exit::MISSING_DEPENDENCY,
@@ -151,6 +167,13 @@ pub struct BuildJob<'a> {
     /// How this kernel's modules are signed, decided (and said) once per kernel and run
     /// by the first build that needs it, whatever runs beside it.
     pub signer: &'a SignerCell,
+    /// A build ahead of the kernel's installation (`dkms preflight`): the result goes to
+    /// `<v>/.preflight/<k>/<a>`, which nothing lists as built, until the kernel's
+    /// installation takes it (if its fingerprint still matches).
+    pub ahead: bool,
+    /// Do not build again what failed before with the same fingerprint (autoinstall at
+    /// every boot), unless asked to retry.
+    pub skip_known_failure: bool,
 }
 
 /// A kernel's signing decision, made at most once.
@@ -199,19 +222,48 @@ impl BuildJob<'_> {
         self.version_dir().join("build")
     }
 
+    /// Where the result goes: `<v>/<k>/<a>`, or `<v>/.preflight/<k>/<a>` ahead of the
+    /// kernel.
+    fn result_dir(&self) -> PathBuf {
+        if self.ahead {
+            self.tree.preflight_dir(self.module, self.version, self.ka)
+        } else {
+            self.tree.build_dir(self.module, self.version, self.ka)
+        }
+    }
+
+    /// What this build depends on, as things are now (None if the source is unreadable:
+    /// the build then fails on it with its own error).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        Fingerprint::compute(
+            &self.version_dir().join("source"),
+            &self.kernel_source_dir,
+            &self.kernel_config,
+            self.ka,
+        )
+        .ok()
+    }
+
     /// Run the build; a failed private build is moved to `<v>/build` (with its
-    /// make.log), where the original leaves a failed build.
+    /// make.log), where the original leaves a failed build. A failure is remembered
+    /// (`state::failed`), a success forgets it.
     pub fn run(&self) -> Result<(), BuildError> {
+        let fingerprint = self.fingerprint();
+        if self.skip_known_failure {
+            self.refuse_unchanged_failure(fingerprint.as_ref())?;
+        }
         // A private build directory never outlives the build, even a killed one.
         let _scratch = match self.private_build {
             true => Some(Scratch::new(&self.tree.root, &self.build_dir())?),
             false => None,
         };
-        let result = self.run_here();
+        let result = self.run_here(fingerprint.as_ref());
         let private = self.build_dir();
         match &result {
             Ok(()) => self.tree.forget_failure(self.module, self.version, self.ka),
-            Err(e) if e.names_the_log() => self.keep_log(&private.join("make.log")),
+            Err(e) if e.names_the_log() => {
+                self.remember_failure(e, &private.join("make.log"), fingerprint)
+            }
             Err(_) => {}
         }
         if self.private_build && result.is_err() && private.exists() {
@@ -223,12 +275,76 @@ impl BuildJob<'_> {
         result
     }
 
+    /// The failure recorded for this kernel, if its fingerprint is this build's.
+    fn refuse_unchanged_failure(&self, now: Option<&Fingerprint>) -> Result<(), BuildError> {
+        let Some(failure) = self.tree.failure(self.module, self.version, self.ka) else {
+            return Ok(());
+        };
+        if now.is_none() || failure.fingerprint.as_ref() != now {
+            return Ok(());
+        }
+        Err(BuildError::Unchanged(Box::new(failure)))
+    }
+
+    /// Keep the failed build's log and its record.
+    fn remember_failure(&self, error: &BuildError, log: &Path, fingerprint: Option<Fingerprint>) {
+        self.keep_log(log);
+        let kept = self.failed_log();
+        let failure = Failure {
+            schema: crate::state::failed::SCHEMA.into(),
+            module: self.module.into(),
+            version: self.version.into(),
+            kernel: self.ka.kernel.clone(),
+            arch: self.ka.arch.clone(),
+            time: crate::report::now_utc(),
+            exit_code: error.exit_code(),
+            first_error: error.diagnosis().and_then(|d| d.first_error.clone()),
+            errors: first_errors(&kept),
+            diagnosis: error.diagnosis().map(Diagnosis::explained),
+            log: kept,
+            fingerprint,
+        };
+        if let Err(e) = self.tree.record_failure(&failure) {
+            self.report.warn(&format!(
+                "Cannot record the failed build of {}/{} for kernel {}: {e}",
+                self.module, self.version, self.ka.kernel
+            ));
+        }
+    }
+
     /// Where the make.log of this kernel's failed build is kept: the original's
     /// `<v>/build/make.log` holds only the last failure of any kernel.
     fn failed_log(&self) -> PathBuf {
         self.tree
             .failed_dir(self.module, self.version, self.ka)
             .join("make.log")
+    }
+
+    /// The first error in the module's own source and, when it names a kernel symbol,
+    /// its declaration here and in the newest kernel where this version built.
+    fn diagnose(&self, log: &Path) -> Option<Diagnosis> {
+        let mut built: Vec<(String, PathBuf)> = self
+            .tree
+            .built(self.module, self.version, None, Some(&self.ka.arch))
+            .into_iter()
+            .filter(|ka| ka.kernel != self.ka.kernel)
+            .map(|ka| {
+                let dir = crate::kernel::build_dir(self.settings, None, &ka.kernel);
+                (ka.kernel, dir)
+            })
+            .filter(|(_, dir)| dir.join("include").is_dir())
+            .collect();
+        built.sort_by_key(|(k, _)| std::cmp::Reverse(crate::kernel::ver(k)));
+        let built_on: Vec<Headers> = built
+            .iter()
+            .map(|(kernel, dir)| Headers { kernel, dir })
+            .collect();
+        let failing = Headers {
+            kernel: &self.ka.kernel,
+            dir: &self.kernel_source_dir,
+        };
+        let d = diagnose(log, &self.build_dir(), &failing, &built_on);
+        d.first_error.is_some().then_some(d)
     }
 
     /// Keep the log of this kernel's failed build at [`Self::failed_log`].
@@ -247,8 +363,8 @@ impl BuildJob<'_> {
         }
     }
 
-    fn run_here(&self) -> Result<(), BuildError> {
-        let result_dir = self.tree.build_dir(self.module, self.version, self.ka);
+    fn run_here(&self, fingerprint: Option<&Fingerprint>) -> Result<(), BuildError> {
+        let result_dir = self.result_dir();
         let buildable = self.preconditions(&result_dir)?;
         let source = self.version_dir().join("source");
         let signer = self.signer.get_or_init(|| {
@@ -272,7 +388,13 @@ impl BuildJob<'_> {
         }
         self.make(&mut log, config.as_ref())?;
         self.check_built(&buildable)?;
-        self.commit(&mut log, config.as_ref(), &buildable, signer.as_ref())?;
+        self.commit(
+            &mut log,
+            config.as_ref(),
+            &buildable,
+            signer.as_ref(),
+            fingerprint,
+        )?;
         if let Some(script) = &self.conf.post_build {
             // The log now lives in the committed build; POST_BUILD appends to it.
             let mut log = Log::append(&result_dir.join("log/make.log"))?;
@@ -339,11 +461,13 @@ impl BuildJob<'_> {
             self.ka.kernel, self.ka.arch
         ));
         if log.run("Building module(s)", &make, &self.build_dir(), &[])? != 0 {
+            log.flush()?;
             return Err(BuildError::Make {
                 kernel: self.ka.kernel.clone(),
                 arch: self.ka.arch.clone(),
                 excerpt: error_excerpt(&log.path),
                 log: self.failed_log(),
+                diagnosis: self.diagnose(&log.path).map(Box::new),
             });
         }
         Ok(())
@@ -523,8 +647,10 @@ impl BuildJob<'_> {
         config: Option<&KernelConfig>,
         modules: &[&ModuleEntry],
         signer: Option<&crate::module::sign::policy::ModuleSigner>,
+        fingerprint: Option<&Fingerprint>,
     ) -> Result<(), BuildError> {
-        let kernel_dir = self.version_dir().join(&self.ka.kernel);
+        let final_dir = self.result_dir();
+        let kernel_dir = final_dir.parent().expect("<v>/<k>").to_path_buf();
         std::fs::create_dir_all(&kernel_dir).map_err(io("create", &kernel_dir))?;
         let staged = kernel_dir.join(format!(".tmp_{}_{}", self.ka.arch, std::process::id()));
         let _scratch = Scratch::new(&self.tree.root, &staged)?;
@@ -557,9 +683,12 @@ impl BuildJob<'_> {
             self.place_compressed(&built, &module_dir, &m.dest_name, compression)?;
         }
         self.record_dependency_versions(&staged)?;
+        if let Some(f) = fingerprint {
+            let path = staged.join(crate::state::fingerprint::FILE_NAME);
+            std::fs::write(&path, f.to_json()).map_err(io("write", &path))?;
+        }
         log.flush()?;
         std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io("copy", &log.path))?;
-        let final_dir = kernel_dir.join(&self.ka.arch);
         crate::crashpoint::step("rename build into place", &final_dir);
         std::fs::rename(&staged, &final_dir).map_err(io("rename the staged build to", &final_dir))
     }
@@ -692,17 +821,22 @@ fn compiler_env(config: Option<&KernelConfig>) -> Vec<(String, String)> {
 
 /// The first error lines of a make.log, for the console.
 fn error_excerpt(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("error") || l.contains("Error "))
-        .take(5)
-        .collect();
+    let lines = first_errors(log);
     if lines.is_empty() {
         String::new()
     } else {
         format!("\nFirst errors:\n  {}", lines.join("\n  "))
     }
+}
+
+/// The first error lines of a make.log (at most five).
+pub fn first_errors(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("error") || l.contains("Error "))
+        .take(5)
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! `layers` in `lib.rs` fails if it does).
 
 pub mod compress;
-pub mod fingerprint;
+pub mod diagnose;
 pub mod install;
 pub mod kbuild;
 pub mod modinfo;

@@ -8,6 +8,8 @@
 //! needed to know a module's state. Writes go through a staging name and a `rename`, so
 //! an interrupted `add` or `remove` leaves either the old or the new state.
 
+pub mod failed;
+pub mod fingerprint;
 pub mod garbage;
 pub mod identical;
 pub mod kept;
@@ -101,6 +103,16 @@ impl StateTree {
             .join(&ka.arch)
     }
 
+    /// `<m>/<v>/.preflight/<k>/<a>`: a build made ahead of the kernel's installation
+    /// (`dkms preflight`), which nothing lists as built; the kernel's installation takes
+    /// it if its fingerprint still matches.
+    pub fn preflight_dir(&self, module: &str, version: &str, ka: &KernelArch) -> PathBuf {
+        self.version_dir(module, version)
+            .join(".preflight")
+            .join(&ka.kernel)
+            .join(&ka.arch)
+    }
+
     /// `<m>/<v>/source/dkms.conf`.
     pub fn conf_file(&self, module: &str, version: &str) -> PathBuf {
         self.version_dir(module, version).join("source/dkms.conf")
@@ -110,30 +122,6 @@ impl StateTree {
         self.root
             .join(module)
             .join(format!("kernel-{}-{}", ka.kernel, ka.arch))
-    }
-
-    /// `<m>/<v>/.failed/<k>/<a>`: what is kept of a failed build for that kernel (its
-    /// make.log), until a build for it succeeds or the version is removed. A dot-name,
-    /// so the original's globs never take it for a kernel.
-    pub fn failed_dir(&self, module: &str, version: &str, ka: &KernelArch) -> PathBuf {
-        self.version_dir(module, version)
-            .join(".failed")
-            .join(&ka.kernel)
-            .join(&ka.arch)
-    }
-
-    /// A build for `ka` succeeded: what was kept of an earlier failure there goes.
-    pub fn forget_failure(&self, module: &str, version: &str, ka: &KernelArch) {
-        let dir = self.failed_dir(module, version, ka);
-        if std::fs::symlink_metadata(&dir).is_err() {
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        for parent in dir.ancestors().skip(1).take(2) {
-            if std::fs::remove_dir(parent).is_err() {
-                break;
-            }
-        }
     }
 
     pub fn original_module_dir(&self, module: &str, ka: &KernelArch) -> PathBuf {

@@ -267,15 +267,38 @@ pub fn status_line(e: &StatusEntry) -> String {
 struct StatusDocument<'a> {
     schema: &'static str,
     entries: &'a [StatusEntry],
+    /// Builds that failed and are remembered (`state::failed`), in status order.
+    failed: &'a [super::failed::Failure],
 }
 
 /// The `status --json` document.
-pub fn status_json(entries: &[StatusEntry]) -> String {
+pub fn status_json(entries: &[StatusEntry], failed: &[super::failed::Failure]) -> String {
     serde_json::to_string_pretty(&StatusDocument {
         schema: STATUS_SCHEMA,
         entries,
+        failed,
     })
     .expect("status serializes")
+}
+
+/// The line `status --failed` prints for a remembered failure.
+pub fn failure_line(f: &super::failed::Failure) -> String {
+    let what = f
+        .first_error
+        .as_deref()
+        .or(f.errors.first().map(String::as_str))
+        .map(|e| format!(": {}", e.trim()))
+        .unwrap_or_default();
+    format!(
+        "{}/{}, {}, {}: failed (exit {}) on {}{what} (log: {})",
+        f.module,
+        f.version,
+        f.kernel,
+        f.arch,
+        f.exit_code,
+        f.time,
+        f.log.display()
+    )
 }
 
 #[cfg(test)]

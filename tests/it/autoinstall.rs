@@ -345,7 +345,14 @@ fn two_autoinstalls_at_once_both_end_correctly() {
         let b = s.spawn(spawn);
         (a.join().unwrap(), b.join().unwrap())
     });
-    assert!(first.status.success() && second.status.success());
+    for o in [&first, &second] {
+        assert!(
+            o.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let waited = [&first, &second]
         .iter()
         .any(|o| String::from_utf8_lossy(&o.stderr).contains("Waiting for the dkms lock"));

@@ -179,7 +179,8 @@ fn json_schema_is_locked() {
           "problem": null,
           "modules": []
         }
-      ]
+      ],
+      "failed": []
     }
     "#);
 }

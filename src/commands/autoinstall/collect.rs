@@ -37,7 +37,10 @@ pub(super) fn collect(ctx: &Context, kernels: &[KernelArch]) -> Result<Plan> {
     for ka in by_depmod_cost(ctx, kernels) {
         let latest = plan.latest.clone();
         for (m, v) in &latest {
-            if !ctx.tree.is_installed(m, v, ka) {
+            // An install whose headers changed under the same release is redone.
+            if !ctx.tree.is_installed(m, v, ka)
+                || super::super::fresh::stale(ctx, m, v, ka).is_some()
+            {
                 add_job(ctx, &mut plan, m, v, ka);
             }
         }
@@ -113,7 +116,7 @@ fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
 }
 
 /// The latest added (not broken) version of every module.
-fn latest_versions(ctx: &Context) -> BTreeMap<String, String> {
+pub(crate) fn latest_versions(ctx: &Context) -> BTreeMap<String, String> {
     let mut latest: BTreeMap<String, String> = BTreeMap::new();
     for (m, v) in ctx.tree.module_versions(None, None) {
         if !matches!(

@@ -17,6 +17,7 @@ mod run;
 mod summary;
 
 pub use collect::kernels_with_headers;
+pub(crate) use collect::latest_versions;
 pub(crate) use run::batch_depmod;
 
 use super::schedule::Outcome;

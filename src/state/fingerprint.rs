@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::KernelArch;
+use super::KernelArch;
 
 pub const SCHEMA: &str = "dkms-fingerprint/1";
 pub const FILE_NAME: &str = ".fingerprint.json";
