@@ -17,6 +17,7 @@ mod kill;
 mod modinfo;
 mod ownership;
 mod packages;
+mod preflight;
 mod real_packages;
 mod sign;
 mod signing;
