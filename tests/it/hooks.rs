@@ -81,6 +81,8 @@ fn the_install_step_puts_every_hook_in_place() {
         "/usr/lib/dkms/common.postinst",
         "/usr/lib/kernel/install.d/40-dkms.install",
         "/usr/share/libalpm/scripts/dkms",
+        "/usr/share/libalpm/scripts/dkms-preflight",
+        "/usr/lib/dkms/apt-preflight",
     ] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(i.file(f)).unwrap().permissions(),

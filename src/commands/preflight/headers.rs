@@ -48,18 +48,15 @@ pub(crate) fn targets(ctx: &Context) -> Result<Targets> {
             from: "installed headers".into(),
         });
     }
-    let (debs, dirs): (Vec<&PathBuf>, Vec<&PathBuf>) = ctx
-        .req
-        .headers
-        .iter()
-        .partition(|p| p.extension().is_some_and(|e| e == "deb"));
+    let (packages, dirs): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        ctx.req.headers.iter().partition(|p| is_package(p));
     for dir in dirs {
         list.push(from_dir(dir, &arch, &dir.display().to_string())?);
     }
     let mut unpacked = None;
-    if !debs.is_empty() {
-        let tmp = unpack(ctx, &debs)?;
-        let names: Vec<String> = debs
+    if !packages.is_empty() {
+        let tmp = unpack(ctx, &packages)?;
+        let names: Vec<String> = packages
             .iter()
             .map(|d| {
                 d.file_name()
@@ -148,8 +145,15 @@ fn headers_arch(dir: &Path) -> Option<String> {
     })
 }
 
-/// Every `.deb` unpacked with `dpkg-deb -x` into one private directory.
-fn unpack(ctx: &Context, debs: &[&PathBuf]) -> Result<tempfile::TempDir> {
+/// A package file: a Debian `.deb` or a pacman `.pkg.tar.*`.
+fn is_package(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.ends_with(".deb") || name.contains(".pkg.tar")
+}
+
+/// Every package unpacked into one private directory: a `.deb` with `dpkg-deb -x` (the
+/// distribution's own tool), a pacman package as the compressed tar it is.
+fn unpack(ctx: &Context, packages: &[&PathBuf]) -> Result<tempfile::TempDir> {
     let parent = &ctx.settings.tmp_location;
     let tmp = tempfile::Builder::new()
         .prefix("dkms-preflight.")
@@ -159,11 +163,22 @@ fn unpack(ctx: &Context, debs: &[&PathBuf]) -> Result<tempfile::TempDir> {
             path: parent.clone(),
             source,
         })?;
-    for deb in debs {
+    for package in packages {
+        if package.to_string_lossy().contains(".pkg.tar") {
+            unpack_pacman(package, tmp.path())?;
+        } else {
+            unpack_deb(package, tmp.path())?;
+        }
+    }
+    Ok(tmp)
+}
+
+fn unpack_deb(deb: &Path, into: &Path) -> Result<()> {
+    {
         let out = std::process::Command::new("dpkg-deb")
             .arg("-x")
             .arg(deb)
-            .arg(tmp.path())
+            .arg(into)
             .output()
             .map_err(|source| ActionError::Unpack {
                 path: deb.to_path_buf(),
@@ -177,17 +192,59 @@ fn unpack(ctx: &Context, debs: &[&PathBuf]) -> Result<tempfile::TempDir> {
             .into());
         }
     }
-    Ok(tmp)
+    Ok(())
 }
 
-/// `usr/src/linux-headers-*` directories that are a kernel's build tree (they have
-/// `include/config/kernel.release`; the `-common` trees do not).
+/// A pacman package: a tar compressed by zstd (makepkg's default), xz or gzip; its
+/// metadata files (`.PKGINFO`...) are left out.
+fn unpack_pacman(package: &Path, into: &Path) -> Result<()> {
+    let bad = |e: std::io::Error| ActionError::BadPackage {
+        path: package.to_path_buf(),
+        output: e.to_string(),
+    };
+    let file = std::fs::File::open(package).map_err(bad)?;
+    let name = package.to_string_lossy();
+    let reader: Box<dyn std::io::Read> = if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(file).map_err(bad)?)
+    } else if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new(file))
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let top_level_dot = entry
+            .path()
+            .map_err(bad)?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .starts_with('.');
+        if !top_level_dot {
+            entry.unpack_in(into).map_err(bad)?;
+        }
+    }
+    Ok(())
+}
+
+/// The kernel build trees in an unpacked root: Debian's `usr/src/linux-headers-*` (those
+/// with `include/config/kernel.release`; the `-common` trees have none) and Arch's
+/// `usr/lib/modules/*/build`.
 fn headers_trees(root: &Path) -> Vec<PathBuf> {
     let src = root.join("usr/src");
-    let mut trees: Vec<PathBuf> = crate::state::visible_entries(&src)
+    let modules = root.join("usr/lib/modules");
+    let debian = crate::state::visible_entries(&src)
         .into_iter()
         .filter(|n| n.starts_with("linux-headers-"))
-        .map(|n| src.join(n))
+        .map(|n| src.join(n));
+    let arch = crate::state::visible_entries(&modules)
+        .into_iter()
+        .map(|k| modules.join(k).join("build"));
+    let mut trees: Vec<PathBuf> = debian
+        .chain(arch)
         .filter(|d| d.join("include/config/kernel.release").is_file())
         .collect();
     trees.sort();

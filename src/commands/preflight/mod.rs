@@ -72,7 +72,15 @@ struct Build {
 }
 
 pub fn run(ctx: &Context) -> Result<i32> {
-    let targets = headers::targets(ctx)?;
+    let targets = match headers::targets(ctx) {
+        Ok(t) => t,
+        // A hook never stops the package manager for its own trouble.
+        Err(e) if ctx.req.hook => {
+            ctx.report.warn(&format!("dkms preflight could not check this kernel: {e}"));
+            return Ok(exit::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    };
     ctx.tree.check_writable()?;
     let _lock = take_lock(ctx)?;
     let latest = super::autoinstall::latest_versions(ctx);
