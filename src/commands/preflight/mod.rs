@@ -76,7 +76,8 @@ pub fn run(ctx: &Context) -> Result<i32> {
         Ok(t) => t,
         // A hook never stops the package manager for its own trouble.
         Err(e) if ctx.req.hook => {
-            ctx.report.warn(&format!("dkms preflight could not check this kernel: {e}"));
+            ctx.report
+                .warn(&format!("dkms preflight could not check this kernel: {e}"));
             return Ok(exit::SUCCESS);
         }
         Err(e) => return Err(e),
@@ -325,40 +326,41 @@ fn verdict_of(ctx: &Context, m: &str, v: &str, ka: &KernelArch, e: BuildError) -
     }
 }
 
-/// Modules installed for the running kernel or the newest kernel (other than those
-/// checked) that would not be there on a checked kernel.
+/// Modules installed for the running kernel, or for the newest kernel that has dkms
+/// modules installed (other than those checked), that would not be there on a checked
+/// kernel: what the user relies on now.
 fn mark_lost(ctx: &Context, rows: &mut [Row]) {
     let checked: BTreeSet<&str> = rows.iter().map(|r| r.kernel.as_str()).collect();
-    let mut kernels: Vec<String> = crate::state::visible_entries(&ctx.settings.install_tree)
+    let arch = &ctx.settings.machine;
+    let on = |m: &str, v: &str, k: &str| {
+        ctx.tree.is_installed(
+            m,
+            v,
+            &KernelArch {
+                kernel: k.to_string(),
+                arch: arch.clone(),
+            },
+        )
+    };
+    let versions = ctx.tree.module_versions(None, None);
+    let mut with_modules: Vec<String> = crate::state::visible_entries(&ctx.settings.install_tree)
         .into_iter()
         .filter(|k| !checked.contains(k.as_str()))
+        .filter(|k| versions.iter().any(|(m, v)| on(m, v, k)))
         .collect();
-    kernels.sort_by_key(|k| crate::kernel::ver(k));
-    let mut reference: Vec<String> = kernels.last().cloned().into_iter().collect();
+    with_modules.sort_by_key(|k| crate::kernel::ver(k));
+    let mut reference: Vec<String> = with_modules.pop().into_iter().collect();
     reference.push(ctx.settings.current_kernel.clone());
-    let installed_on_reference = |m: &str| {
-        ctx.tree
-            .module_versions(Some(m), None)
-            .iter()
-            .any(|(m, v)| {
-                reference.iter().any(|k| {
-                    ctx.tree.is_installed(
-                        m,
-                        v,
-                        &KernelArch {
-                            kernel: k.clone(),
-                            arch: ctx.settings.machine.clone(),
-                        },
-                    )
-                })
-            })
-    };
     for r in rows.iter_mut() {
         let missing = matches!(
             r.verdict,
             Verdict::Fails { .. } | Verdict::MissingDependency { .. } | Verdict::NoSource
         );
-        r.lost = missing && installed_on_reference(&r.module);
+        r.lost = missing
+            && versions
+                .iter()
+                .filter(|(m, _)| m == &r.module)
+                .any(|(m, v)| reference.iter().any(|k| on(m, v, k)));
     }
 }
 
