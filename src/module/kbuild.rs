@@ -832,8 +832,15 @@ fn error_excerpt(log: &Path) -> String {
 /// The first error lines of a make.log (at most five).
 pub fn first_errors(log: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
+    // A compiler's diagnostic, or make's "*** ... Error N" (not a command line that
+    // merely passes -Werror=...).
     text.lines()
-        .filter(|l| l.contains("error") || l.contains("Error "))
+        .filter(|l| {
+            l.contains(": error:")
+                || l.contains(": fatal error:")
+                || l.contains("undefined!")
+                || (l.contains("*** ") && l.contains("Error "))
+        })
         .take(5)
         .map(str::to_string)
         .collect()
