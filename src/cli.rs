@@ -47,11 +47,12 @@ pub enum Action {
     Mkbmdeb,
     Mkbmpkg,
     Preflight,
+    Secureboot,
 }
 
 impl Action {
     /// Every action, in the order `--help` and the man page list them.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::Add,
         Action::Build,
         Action::Install,
@@ -68,6 +69,7 @@ impl Action {
         Action::Mkbmdeb,
         Action::Mkbmpkg,
         Action::Preflight,
+        Action::Secureboot,
         Action::GenerateMok,
         Action::KernelPreinst,
         Action::KernelPostinst,
@@ -109,6 +111,9 @@ impl Action {
             Action::Preflight => {
                 "build every AUTOINSTALL module for a kernel before it is installed (-k, --headers)"
             }
+            Action::Secureboot => {
+                "whether this machine loads modules signed with dkms's key; --enroll queues it"
+            }
         }
     }
 
@@ -135,6 +140,7 @@ impl Action {
             "mkbmdeb" => Action::Mkbmdeb,
             "mkbmpkg" => Action::Mkbmpkg,
             "preflight" => Action::Preflight,
+            "secureboot" => Action::Secureboot,
             _ => return None,
         })
     }
@@ -161,6 +167,7 @@ impl Action {
             Action::Mkbmdeb => "mkbmdeb",
             Action::Mkbmpkg => "mkbmpkg",
             Action::Preflight => "preflight",
+            Action::Secureboot => "secureboot",
         }
     }
 }
@@ -210,6 +217,10 @@ pub struct Request {
     /// Our addition: `preflight` run by a package manager's hook: framework.conf's
     /// `preflight=` decides its exit status.
     pub hook: bool,
+    /// Our addition: `secureboot --enroll` queues the signing key with mokutil.
+    pub enroll: bool,
+    /// Our addition: `secureboot --enroll --root-pw`: mokutil uses root's password.
+    pub root_pw: bool,
     /// Our addition: `status --failed` lists the remembered failed builds.
     pub failed: bool,
     /// Our addition: autoinstall builds again what failed before with the same inputs.
@@ -530,6 +541,20 @@ pub const OPTIONS: &[OptionSpec] = &[
         Some("dir|pkg.deb"),
         "preflight: kernel headers (a directory, or .deb packages not installed yet)",
         Opt::Value(V::Headers),
+    ),
+    spec(
+        &["--enroll"],
+        Exact,
+        None,
+        "secureboot: queue the signing key for enrollment at the next boot (mokutil)",
+        Opt::Flag(|r| r.enroll = true),
+    ),
+    spec(
+        &["--root-pw"],
+        Exact,
+        None,
+        "secureboot --enroll: MokManager asks for root's password instead of a new one",
+        Opt::Flag(|r| r.root_pw = true),
     ),
     spec(
         &["--failed"],

@@ -95,6 +95,9 @@ pub const AUTOINSTALL_FAILED: i32 = 11;
 pub const MISSING_DEPENDENCY: i32 = 13;
 /// kernel_preinst or kernel_prerm could not remove every module.
 pub const KERNEL_REMOVAL_FAILED: i32 = 14;
+/// `secureboot`: this machine does not load modules signed with dkms's key (not
+/// enrolled, only pending, or a kernel enforcing signatures without it).
+pub const KEY_NOT_TRUSTED: i32 = 1;
 /// `preflight`: a module installed for the running or the newest kernel would not be
 /// there on the kernel checked (it fails to build, or has no source to build).
 pub const PREFLIGHT_LOSES: i32 = 20;

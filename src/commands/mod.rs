@@ -15,6 +15,7 @@ mod register;
 mod remove;
 mod rpm_upgrade;
 mod schedule;
+mod secureboot;
 pub mod status;
 mod steps;
 mod tarball;
@@ -104,6 +105,19 @@ impl<'a> Context<'a> {
         cells.entry(kernel.to_string()).or_default().clone()
     }
 
+    /// The certificates of the signers this run used (each once).
+    pub(crate) fn signing_certificates(&self) -> Vec<PathBuf> {
+        let cells = self.signers.lock().expect("signers");
+        let mut certs: Vec<PathBuf> = cells
+            .values()
+            .filter_map(|c| c.get().and_then(|s| s.as_ref()))
+            .map(|s| s.cert_path().to_path_buf())
+            .collect();
+        certs.sort();
+        certs.dedup();
+        certs
+    }
+
     pub(crate) fn changed_kernels(&self) -> Vec<String> {
         let mut k = self.changed.lock().expect("changed list").clone();
         k.sort();
@@ -151,6 +165,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         Action::Verify => files::verify(&ctx),
         Action::Mkbmdeb | Action::Mkbmpkg => package::run(&ctx, action),
         Action::Preflight => preflight::run(&ctx),
+        Action::Secureboot => secureboot::run(&ctx),
     }
 }
 
@@ -203,6 +218,9 @@ fn run_addition(ctx: &Context, action: Action) -> Result<i32> {
         _ => {
             let code = build::install(ctx, &kernels)?;
             post::post_transaction(ctx);
+            for cert in ctx.signing_certificates() {
+                secureboot::warn_if_untrusted(ctx, &cert);
+            }
             Ok(code)
         }
     }

@@ -44,7 +44,8 @@ pub fn run(ctx: &Context) -> Result<i32> {
         .collect();
     if req.json {
         add_signatures(ctx.settings, &mut entries);
-        ctx.report.line(&status_json(&entries, &failed));
+        let trust = super::secureboot::per_certificate(ctx, &entries);
+        ctx.report.line(&status_json(&entries, &failed, &trust));
         return Ok(0);
     }
     if req.failed {

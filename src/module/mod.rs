@@ -15,3 +15,4 @@ pub mod owned;
 pub mod package;
 pub mod script;
 pub mod sign;
+pub mod trust;

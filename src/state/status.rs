@@ -269,14 +269,21 @@ struct StatusDocument<'a> {
     entries: &'a [StatusEntry],
     /// Builds that failed and are remembered (`state::failed`), in status order.
     failed: &'a [super::failed::Failure],
+    /// Per signing certificate of the kernels listed: whether this machine trusts it.
+    secure_boot: &'a [serde_json::Value],
 }
 
 /// The `status --json` document.
-pub fn status_json(entries: &[StatusEntry], failed: &[super::failed::Failure]) -> String {
+pub fn status_json(
+    entries: &[StatusEntry],
+    failed: &[super::failed::Failure],
+    secure_boot: &[serde_json::Value],
+) -> String {
     serde_json::to_string_pretty(&StatusDocument {
         schema: STATUS_SCHEMA,
         entries,
         failed,
+        secure_boot,
     })
     .expect("status serializes")
 }

@@ -156,3 +156,89 @@ fn a_secure_boot_kernel_loads_our_signed_modules_and_refuses_others() {
     );
     assert!(log.contains("Key was rejected by service"), "{log}");
 }
+
+/// Boot the signed kernel under OVMF Secure Boot with our certificate `mode`
+/// (not-enrolled, pending: queued by mokutil inside the guest, enrolled: in MokListRT),
+/// run our `dkms secureboot --json` inside it and try to load `module`: (state, insmod's
+/// status, the guest's /proc/keys).
+fn guest(k: &str, cert: &Path, module: &Path, mode: &str) -> (serde_json::Value, String, String) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qemu/secureboot-guest.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(["--kernel-image", &format!("/boot/vmlinuz-{k}")])
+        .args(["--dkms", env!("CARGO_BIN_EXE_dkms")])
+        .arg("--cert")
+        .arg(cert)
+        .arg("--module")
+        .arg(module)
+        .args(["--mode", mode])
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{mode}: {out:?}");
+    let read = |f: &str| std::fs::read_to_string(out_dir.path().join(f)).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&read("secureboot.json"))
+        .unwrap_or_else(|e| panic!("{mode}: {e}\n{}", read("serial.txt")));
+    (
+        doc["secure_boot"][0].clone(),
+        read("insmod.txt").trim().to_string(),
+        read("proc-keys.txt"),
+    )
+}
+
+#[test]
+fn a_secure_boot_machine_is_told_whether_it_trusts_our_key() {
+    if !common::host_ready(&[
+        Needs::Headers("6.1"),
+        Needs::KernelImage,
+        Needs::SecureBootProof,
+    ]) {
+        return;
+    }
+    let k = kernel();
+    let root = Root::new();
+    root.real_kernel(&k);
+    let module = install(&root, &k, "try_sign_modules=true\n", &[]);
+    let cert = root.dkms_tree().join("mok.pub");
+    let fields = |s: &serde_json::Value| {
+        (
+            s["state"].as_str().unwrap().to_string(),
+            s["secure_boot"].as_bool(),
+            s["enforced"].as_bool(),
+            s["trusted"].as_bool(),
+        )
+    };
+    // (a) Never enrolled: refused, and we say so.
+    let (s, insmod, _) = guest(&k, &cert, &module, "not-enrolled");
+    assert_eq!(
+        fields(&s),
+        ("not-enrolled".into(), Some(true), Some(true), Some(false))
+    );
+    assert_ne!(insmod, "0", "an unenrolled key's module must be refused");
+    // (b) Queued by mokutil --import in the guest (MokNew): pending, still refused.
+    let (s, insmod, _) = guest(&k, &cert, &module, "pending");
+    assert_eq!(
+        fields(&s),
+        ("pending".into(), Some(true), Some(true), Some(false))
+    );
+    assert_eq!(s["in_mok_new"], true);
+    assert_ne!(insmod, "0");
+    // (c) In MokListRT: the kernel holds it, enrolled, and the module loads.
+    let (s, insmod, keys) = guest(&k, &cert, &module, "enrolled");
+    assert_eq!(
+        fields(&s),
+        ("enrolled".into(), Some(true), Some(true), Some(true))
+    );
+    assert_eq!(
+        (s["in_mok_list"].as_bool(), s["in_kernel_keys"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(insmod, "0", "the enrolled key's module must load");
+    let key_id = s["certificate"]["key_id"].as_str().unwrap();
+    assert!(
+        keys.contains(&format!("DKMS module signing key: {key_id}: X509.rsa")),
+        "{keys}"
+    );
+}

@@ -277,3 +277,125 @@ fn generate_mok_creates_the_pair_once() {
         key
     );
 }
+
+/// A SoftHSM2 token (its own directory and config) holding `key` (PEM, PKCS#8) as
+/// object "mok", and an OpenSSL configuration that loads the pkcs11 provider with it:
+/// the environment sign-file needs to sign with `pkcs11:token=dkms;object=mok`.
+fn token_with(root: &Root, key: &Path) -> Vec<(String, String)> {
+    let dir = root.path().join("softhsm");
+    std::fs::create_dir_all(dir.join("tokens")).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let ossl = dir.join("openssl.cnf");
+    std::fs::write(
+        &ossl,
+        "openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_sect\n[provider_sect]\ndefault = default_sect\npkcs11 = pkcs11_sect\n[default_sect]\nactivate = 1\n[pkcs11_sect]\nmodule = /usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so\npkcs11-module-path = /usr/lib/softhsm/libsofthsm2.so\npkcs11-module-token-pin = 1234\nactivate = 1\n",
+    )
+    .unwrap();
+    let env = vec![
+        ("SOFTHSM2_CONF".to_string(), conf.display().to_string()),
+        ("OPENSSL_CONF".to_string(), ossl.display().to_string()),
+    ];
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("softhsm2-util")
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    run(&[
+        "--init-token",
+        "--free",
+        "--label",
+        "dkms",
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    ]);
+    run(&[
+        "--import",
+        key.to_str().unwrap(),
+        "--token",
+        "dkms",
+        "--label",
+        "mok",
+        "--id",
+        "01",
+        "--pin",
+        "1234",
+    ]);
+    env
+}
+
+#[test]
+fn a_key_in_a_pkcs11_token_signs_byte_for_byte_as_the_same_key_in_a_file() {
+    if !common::host_ready(&[Needs::Headers("6.1"), Needs::Pkcs11Token]) {
+        return;
+    }
+    let k = common::headers("6.1");
+    let sign_file = "/usr/lib/linux-kbuild-6.1/scripts/sign-file";
+    // Signed in-process with the key file.
+    let root = signing_root(&k, "");
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let built = root
+        .dkms_tree()
+        .join(format!("patched/1.0/{k}/x86_64/module/fx_patched.ko"));
+    let by_file = std::fs::read(&built).unwrap();
+    // The same key in a SoftHSM2 token, used through the kernel's sign-file.
+    let env = token_with(&root, &root.dkms_tree().join("mok.key"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    root.write(
+        "etc/dkms/framework.conf",
+        &format!(
+            "try_sign_modules=true\nmok_signing_key=\"pkcs11:token=dkms;object=mok;type=private\"\nmok_certificate={}\nsign_file={sign_file}\n",
+            root.dkms_tree().join("mok.pub").display()
+        ),
+    );
+    root.dkms(&["unbuild", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms_env(&["build", "patched/1.0", "-k", &k], &env);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "Sign command: {sign_file}\nSigning key: pkcs11:token=dkms;object=mok;type=private\n"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(&built).unwrap(),
+        by_file,
+        "byte for byte the same signed module"
+    );
+    // A URI that names no key: sign-file fails, the build goes on, the module stays
+    // unsigned, and the warning says why.
+    root.write(
+        "etc/dkms/framework.conf",
+        &format!(
+            "try_sign_modules=true\nmok_signing_key=\"pkcs11:token=dkms;object=nosuch;type=private\"\nmok_certificate={}\nsign_file={sign_file}\n",
+            root.dkms_tree().join("mok.pub").display()
+        ),
+    );
+    root.dkms(&["unbuild", "patched/1.0", "-k", &k]).ok();
+    let out = root.dkms_env(&["build", "patched/1.0", "-k", &k], &env);
+    out.ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "Warning: Failed to sign {}",
+            root.dkms_tree()
+                .join("patched/1.0/build/fx_patched.ko")
+                .display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(signer(&built).is_none());
+}

@@ -180,7 +180,8 @@ fn json_schema_is_locked() {
           "modules": []
         }
       ],
-      "failed": []
+      "failed": [],
+      "secure_boot": []
     }
     "#);
 }

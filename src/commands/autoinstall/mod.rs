@@ -53,6 +53,9 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
         .any(|o| matches!(o, Outcome::Failed(_)));
     let failed = summary::report(ctx, &plan.kernels, plan.early, &installs, &outcomes);
     super::post::post_transaction(ctx);
+    for cert in ctx.signing_certificates() {
+        super::secureboot::warn_if_untrusted(ctx, &cert);
+    }
     if failed || depmod_failed {
         return Err(ActionError::AutoinstallFailed.into());
     }

@@ -274,7 +274,7 @@ fn serial_hex(cert: &X509) -> String {
         .unwrap_or_default()
 }
 
-fn name_text(name: &openssl::x509::X509NameRef) -> String {
+pub fn name_text(name: &openssl::x509::X509NameRef) -> String {
     name.entries()
         .map(|e| {
             let field = e.object().nid().short_name().unwrap_or("?");

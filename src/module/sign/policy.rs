@@ -30,6 +30,14 @@ pub enum ModuleSigner {
 }
 
 impl ModuleSigner {
+    /// The certificate that verifies what this signer signs.
+    pub fn cert_path(&self) -> &Path {
+        match self {
+            ModuleSigner::InProcess { key, .. } => &key.cert_path,
+            ModuleSigner::External { cert, .. } => cert,
+        }
+    }
+
     /// Sign `module` (a stripped, uncompressed .ko) in place; a failure is a warning.
     pub fn sign(&self, module: &Path, report: &Reporter) {
         report.line(&format!("Signing module {}", module.display()));

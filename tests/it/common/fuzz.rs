@@ -448,7 +448,7 @@ pub fn state_case(
             for e in &entries {
                 let _ = dkms::state::status::status_line(e);
             }
-            let _ = dkms::state::status::status_json(&entries, &[]);
+            let _ = dkms::state::status::status_json(&entries, &[], &[]);
         },
     );
 }

@@ -436,8 +436,10 @@ pub enum Needs {
     KernelImage,
     /// The real `*-dkms` packages `.ci/install-deps` downloads.
     TestPackages,
-    /// qemu, OVMF and busybox for the Secure Boot proof.
+    /// qemu, OVMF, busybox, virt-fw-vars, sbattach and mokutil for the Secure Boot proofs.
     SecureBootProof,
+    /// SoftHSM2, the OpenSSL pkcs11 provider and Debian's 6.1 kbuild sign-file.
+    Pkcs11Token,
     /// The shells whose completions are tested.
     Zsh,
     Fish,
@@ -458,12 +460,20 @@ fn has(need: Needs) -> bool {
         Needs::TestPackages => {
             std::fs::read_dir("/var/cache/dkms-rs-test/debs").is_ok_and(|mut d| d.next().is_some())
         }
+        Needs::Pkcs11Token => {
+            exists("/usr/bin/softhsm2-util")
+                && exists("/usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so")
+                && exists("/usr/lib/linux-kbuild-6.1/scripts/sign-file")
+        }
         Needs::Zsh => exists("/usr/bin/zsh"),
         Needs::Fish => exists("/usr/bin/fish"),
         Needs::SecureBootProof => {
             exists("/usr/bin/qemu-system-x86_64")
                 && exists("/usr/share/OVMF")
                 && exists("/bin/busybox")
+                && exists("/usr/bin/virt-fw-vars")
+                && exists("/usr/bin/sbattach")
+                && exists("/usr/bin/mokutil")
         }
     }
 }
