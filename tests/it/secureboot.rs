@@ -267,3 +267,37 @@ fn enroll_queues_the_key_with_mokutil() {
         format!("--import {} --root-pw\n", cert.display())
     );
 }
+
+#[test]
+fn no_efivarfs_and_a_certificate_that_is_none() {
+    let root = Root::new();
+    root.dkms(&["generate_mok"]).ok();
+    // An EFI machine whose efivarfs is not mounted: said, and the kernel decides.
+    std::fs::create_dir_all(root.path().join("sys/firmware/efi")).unwrap();
+    root.write("sys/module/module/parameters/sig_enforce", "Y\n");
+    let out = root.dkms(&["secureboot"]);
+    assert_eq!(out.code, exit::KEY_NOT_TRUSTED);
+    assert_eq!(out.stderr, "Warning: cannot read the firmware's variables: efivarfs is not mounted (mount -t efivarfs efivarfs /sys/firmware/efi/efivars); the state is told from the kernel alone\n");
+    assert_eq!(state(&root).1["state"], "not-enrolled");
+    // A PEM certificate reads as well as DER; a file that is neither is an error.
+    let pem = root.path().join("mok.pem");
+    let der = root.dkms_tree().join("mok.pub");
+    let conv = Command::new("openssl")
+        .args(["x509", "-inform", "DER", "-outform", "PEM", "-in"])
+        .arg(&der)
+        .arg("-out")
+        .arg(&pem)
+        .status()
+        .unwrap();
+    assert!(conv.success());
+    let key_id = state(&root).1["certificate"]["key_id"].clone();
+    std::fs::copy(&pem, &der).unwrap();
+    assert_eq!(state(&root).1["certificate"]["key_id"], key_id);
+    std::fs::write(&der, "neither DER nor PEM").unwrap();
+    root.dkms(&["secureboot"]).is(
+        &root,
+        exit::FAILURE,
+        "",
+        "\nError! $ROOT/var/lib/dkms/mok.pub is neither a DER nor a PEM X.509 certificate.\n",
+    );
+}
