@@ -48,11 +48,13 @@ pub enum Action {
     Mkbmpkg,
     Preflight,
     Secureboot,
+    Scaffold,
+    Lint,
 }
 
 impl Action {
     /// Every action, in the order `--help` and the man page list them.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 23] = [
         Action::Add,
         Action::Build,
         Action::Install,
@@ -70,6 +72,8 @@ impl Action {
         Action::Mkbmpkg,
         Action::Preflight,
         Action::Secureboot,
+        Action::Scaffold,
+        Action::Lint,
         Action::GenerateMok,
         Action::KernelPreinst,
         Action::KernelPostinst,
@@ -114,6 +118,10 @@ impl Action {
             Action::Secureboot => {
                 "whether this machine loads modules signed with dkms's key; --enroll queues it"
             }
+            Action::Scaffold => {
+                "write a dkms.conf (--pkgbuild, --debian: packaging) from a module source's Kbuild"
+            }
+            Action::Lint => "find the mistakes that break modules in a dkms.conf",
         }
     }
 
@@ -141,6 +149,8 @@ impl Action {
             "mkbmpkg" => Action::Mkbmpkg,
             "preflight" => Action::Preflight,
             "secureboot" => Action::Secureboot,
+            "scaffold" => Action::Scaffold,
+            "lint" => Action::Lint,
             _ => return None,
         })
     }
@@ -168,6 +178,8 @@ impl Action {
             Action::Mkbmpkg => "mkbmpkg",
             Action::Preflight => "preflight",
             Action::Secureboot => "secureboot",
+            Action::Scaffold => "scaffold",
+            Action::Lint => "lint",
         }
     }
 }
@@ -217,6 +229,14 @@ pub struct Request {
     /// Our addition: `preflight` run by a package manager's hook: framework.conf's
     /// `preflight=` decides its exit status.
     pub hook: bool,
+    /// Our addition: `scaffold --pkgbuild`: an Arch `dkms-<name>` package too.
+    pub pkgbuild: bool,
+    /// Our addition: `scaffold --install-script`: the older `.install` with it.
+    pub install_script: bool,
+    /// Our addition: `scaffold --debian`: a `debian/` source package (dh-dkms).
+    pub debian: bool,
+    /// Our addition: `scaffold --dry-run`: print what would be written.
+    pub dry_run: bool,
     /// Our addition: `secureboot --enroll` queues the signing key with mokutil.
     pub enroll: bool,
     /// Our addition: `secureboot --enroll --root-pw`: mokutil uses root's password.
@@ -541,6 +561,34 @@ pub const OPTIONS: &[OptionSpec] = &[
         Some("dir|pkg.deb"),
         "preflight: kernel headers (a directory, or .deb packages not installed yet)",
         Opt::Value(V::Headers),
+    ),
+    spec(
+        &["--pkgbuild"],
+        Exact,
+        None,
+        "scaffold: also an Arch dkms-<name> PKGBUILD and its source tarball",
+        Opt::Flag(|r| r.pkgbuild = true),
+    ),
+    spec(
+        &["--install-script"],
+        Exact,
+        None,
+        "scaffold --pkgbuild: also the older .install script that runs dkms",
+        Opt::Flag(|r| r.install_script = true),
+    ),
+    spec(
+        &["--debian"],
+        Exact,
+        None,
+        "scaffold: also a debian/ source package built with dh-dkms",
+        Opt::Flag(|r| r.debian = true),
+    ),
+    spec(
+        &["--dry-run"],
+        Exact,
+        None,
+        "scaffold: print what would be written, write nothing",
+        Opt::Flag(|r| r.dry_run = true),
     ),
     spec(
         &["--enroll"],
@@ -874,7 +922,10 @@ fn classify_positional(req: &mut Request, word: &OsStr, fs: &dyn FsProbe) -> Res
         req.action = Some(action);
         return Ok(());
     }
-    if req.action == Some(Action::Owner) {
+    if matches!(
+        req.action,
+        Some(Action::Owner | Action::Scaffold | Action::Lint)
+    ) {
         req.paths.push(PathBuf::from(word));
         return Ok(());
     }

@@ -119,6 +119,12 @@ pub enum ActionError {
     BadPackage { path: PathBuf, output: String },
     #[error("Modules installed for the running or newest kernel would be lost with this kernel (see above).")]
     PreflightLoses,
+    #[error("Which source? Usage: dkms scaffold <module source directory> [--pkgbuild [--install-script]] [--debian] [--dry-run]")]
+    ScaffoldWhat,
+    #[error("{0}")]
+    Scaffold(String),
+    #[error("Which dkms.conf? Usage: dkms lint <dkms.conf or its directory> or dkms lint <module>/<version>")]
+    LintWhat,
 }
 
 impl ActionError {
@@ -160,6 +166,8 @@ impl ActionError {
             | ActionError::HeadersArch { .. } => exit::NO_HEADERS,
             ActionError::BadPackage { .. } => exit::BAD_ARCHIVE,
             ActionError::PreflightLoses => exit::PREFLIGHT_LOSES,
+            ActionError::ScaffoldWhat | ActionError::LintWhat => exit::FAILURE,
+            ActionError::Scaffold(_) => exit::SCAFFOLD_FAILED,
         }
     }
 }

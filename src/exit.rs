@@ -95,6 +95,11 @@ pub const AUTOINSTALL_FAILED: i32 = 11;
 pub const MISSING_DEPENDENCY: i32 = 13;
 /// kernel_preinst or kernel_prerm could not remove every module.
 pub const KERNEL_REMOVAL_FAILED: i32 = 14;
+/// `lint`: the dkms.conf has a mistake that breaks modules.
+pub const LINT_FINDINGS: i32 = 1;
+/// `scaffold`: the source says too little to write a dkms.conf (no Kbuild or Makefile,
+/// no module, no version, two modules of one name), or a file is there already.
+pub const SCAFFOLD_FAILED: i32 = 9;
 /// `secureboot`: this machine does not load modules signed with dkms's key (not
 /// enrolled, only pending, or a kernel enforcing signatures without it).
 pub const KEY_NOT_TRUSTED: i32 = 1;

@@ -17,6 +17,7 @@ pub mod fsutil;
 pub mod kernel;
 pub mod module;
 pub mod report;
+pub mod scaffold;
 pub mod stamp;
 pub mod state;
 pub mod transaction;

@@ -14,6 +14,7 @@ mod preflight;
 mod register;
 mod remove;
 mod rpm_upgrade;
+mod scaffold;
 mod schedule;
 mod secureboot;
 pub mod status;
@@ -166,6 +167,8 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         Action::Mkbmdeb | Action::Mkbmpkg => package::run(&ctx, action),
         Action::Preflight => preflight::run(&ctx),
         Action::Secureboot => secureboot::run(&ctx),
+        Action::Scaffold => scaffold::scaffold(&ctx),
+        Action::Lint => scaffold::lint(&ctx),
     }
 }
 

@@ -34,6 +34,11 @@ pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -
         .clone()
         .unwrap_or_else(|| source.join("dkms.conf"));
     let conf = read_strict(ctx, &conf_file, m, v, ka)?;
+    if let Ok(findings) = crate::conf::lint::lint(&conf_file) {
+        for f in findings {
+            ctx.report.warn(&f.to_string());
+        }
+    }
     let link = ctx.tree.version_dir(m, v).join("source");
     ctx.report.line(&format!(
         "Creating symlink {} -> {}",

@@ -260,9 +260,6 @@ fn select_make(req: &ConfRequest, v: &RawValues) -> (String, bool) {
             command = cmd.clone();
         }
     }
-    if !command.is_empty() {
-        return (command, false);
-    }
     let build = (req.settings.dkms_tree.join(req.module))
         .join(req.version)
         .join("build");
@@ -271,6 +268,12 @@ fn select_make(req: &ConfRequest, v: &RawValues) -> (String, bool) {
         req.kernel_source_dir.display(),
         build.display()
     );
+    if !command.is_empty() {
+        // A MAKE that spells out the default (as `dkms scaffold` writes it) is the
+        // default: its builds may run in private directories.
+        let is_default = command.split_whitespace().eq(default.split_whitespace());
+        return (command, is_default);
+    }
     (default, true)
 }
 

@@ -12,6 +12,7 @@ mod evaluate;
 mod exclusion;
 pub mod fast;
 mod interpret;
+pub mod lint;
 mod records;
 
 pub use evaluate::{evaluate, scope_for};
