@@ -13,10 +13,10 @@ pub fn dkms_conf(s: &Source, version: &str) -> String {
     let mut out = format!(
         "# dkms.conf made by `dkms scaffold` from the source's own Kbuild; check it, and keep\n\
          # it with the source. dkms runs MAKE with KERNELRELEASE=$kernelver against each\n\
-         # kernel's headers (${{kernel_source_dir}}); the kernel's compiler is its own.\n\
+         # kernel's headers (${{kernel_source_dir}}); the kernel's compiler is its own. (No\n\
+         # CLEAN: dkms cleans the build directory itself, and deprecates CLEAN.)\n\
          PACKAGE_NAME=\"{}\"\nPACKAGE_VERSION=\"{version}\"\n\
-         MAKE[0]=\"make -C ${{kernel_source_dir}} M={build}\"\n\
-         CLEAN=\"make -C ${{kernel_source_dir}} M={build} clean\"\n",
+         MAKE[0]=\"make -C ${{kernel_source_dir}} M={build}\"\n",
         s.name
     );
     for (i, m) in s.modules.iter().enumerate() {

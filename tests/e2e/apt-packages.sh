@@ -10,6 +10,9 @@
 #   4. a package whose module does not build on one kernel (dm-writeboost on 6.12) is
 #      installed for the others, and its configuration fails (common.postinst exits with
 #      the failed build's status), as with Debian's and upstream's dkms;
+#   5. a Debian source package made by `dkms scaffold --debian` from a module's bare
+#      sources builds with dpkg-buildpackage (dh-dkms) and installs and removes through
+#      apt-get;
 # and `apt-get install dkms` puts Debian's back at the end, keeping every module; the
 # machine is restored whatever happens.
 #
@@ -122,6 +125,31 @@ done
 apt-get remove --purge -y -qq "$failing_package" > /tmp/e2e-failing-remove.log 2>&1
 check "apt-get remove --purge $failing_package" test $? -eq 0
 check "no dm-writeboost state or module left" bash -c '! ls -d /var/lib/dkms/dm-writeboost /lib/modules/*/updates/dkms/dm-writeboost.ko* 2>/dev/null | grep -q .'
+
+# A source package scaffolded from bare sources: built by dpkg-buildpackage with dh-dkms,
+# installed and removed through apt.
+apt-get install -y -qq --no-install-recommends debhelper dh-dkms > /tmp/e2e-dh.log 2>&1
+scaffolded=$(mktemp -d /tmp/e2e-scaffold.XXXXXX)
+mkdir -p "$scaffolded/greet"
+cp tests/fixtures/modules/patched-1.0/fx_patched.c "$scaffolded/greet/greet.c"
+echo 'obj-m := greet.o' > "$scaffolded/greet/Kbuild"
+echo 1.0 > "$scaffolded/greet/VERSION"
+dkms scaffold "$scaffolded/greet" --debian > /tmp/e2e-scaffold.log 2>&1
+check "dkms scaffold --debian" test $? -eq 0
+(cd "$scaffolded/greet" && dpkg-buildpackage -us -uc -b) > /tmp/e2e-dpkg-buildpackage.log 2>&1
+check "dpkg-buildpackage built greet-dkms" test -f "$scaffolded/greet-dkms_1.0_all.deb"
+apt-get install -y -qq "$scaffolded/greet-dkms_1.0_all.deb" > /tmp/e2e-greet.log 2>&1
+check "apt-get install greet-dkms" test $? -eq 0
+for k in $kernels; do
+    case $k in
+        6.12.*) ;;
+        *) check "greet installed for $k" bash -c "dkms status greet -k $k | grep -q ': installed'" ;;
+    esac
+done
+apt-get remove --purge -y -qq greet-dkms > /tmp/e2e-greet-remove.log 2>&1
+check "apt-get remove --purge greet-dkms" test $? -eq 0
+check "no greet state, source or module left" bash -c '! ls -d /var/lib/dkms/greet /usr/src/greet-1.0 /lib/modules/*/updates/dkms/greet.ko* 2>/dev/null | grep -q .'
+rm -rf "$scaffolded"
 
 # Back to Debian's dkms through apt: what ours installed stays installed.
 status_ours=$(dkms status "$kept")

@@ -11,7 +11,9 @@
 #      tests/e2e/arch/linux-cloud/PKGBUILD): the module is built for it;
 #   4. pacman -U dkms-broken, whose dkms.conf bash cannot read: the hook names the file, the
 #      line and the fix, the transaction completes, the dkms tree holds nothing of it;
-#   5. pacman -R dkms-hello: no module file, no source and no state left.
+#   5. pacman -R dkms-hello: no module file, no source and no state left;
+#   6. a dkms-<name> package made by `dkms scaffold --pkgbuild` from a module's bare
+#      sources builds with makepkg and installs, upgrades and removes through pacman.
 #
 # Where it runs: a throwaway root, an overlay of this machine's own root (the toolchain and
 # Debian's kernel trees) with a tmpfs on top, mounted in a private mount namespace, so
@@ -63,6 +65,18 @@ makepkg_as_nobody tests/e2e/arch/linux-cloud KERNEL="$cloud" IMAGE_ROOT="$work/i
 cloud_pkgs=$(ls "$work"/pkgs/linux-cloud-*.pkg.tar.zst 2>/dev/null | tr '\n' ' ')
 check "makepkg built linux-cloud and linux-cloud-headers" test "$(wc -w <<< "$cloud_pkgs")" -eq 2
 cp "$ours" "$work/pkgs/"
+# A package scaffolded from bare sources (a Kbuild, a source file, a VERSION): 1.0, then
+# 1.1 from the same sources with VERSION raised.
+mkdir -p "$work/greet"
+cp tests/fixtures/modules/patched-1.0/fx_patched.c "$work/greet/greet.c"
+echo 'obj-m := greet.o' > "$work/greet/Kbuild"
+for v in 1.0 1.1; do
+    echo "$v" > "$work/greet/VERSION"
+    target/release/dkms scaffold "$work/greet" --pkgbuild --force > "$work/scaffold-$v.log" 2>&1
+    check "dkms scaffold --pkgbuild $v" test $? -eq 0
+    makepkg_as_nobody "$work/greet/dkms-greet"
+    check "makepkg built the scaffolded dkms-greet $v" test -f "$work/pkgs/dkms-greet-$v-1-any.pkg.tar.zst"
+done
 
 # Everything below runs in the private mount namespace (the function is exported to it).
 in_root() {
@@ -183,6 +197,19 @@ run_steps() {
     check "no state left" test ! -e "$root/var/lib/dkms/hello"
     check "no source left" test ! -e "$root/usr/src/hello-2.0"
     check "depmod forgot it" bash -c "! grep -q hello.ko '$root'/usr/lib/modules/*/modules.dep"
+
+    # 6. The scaffolded package: installed, upgraded, removed.
+    pac greet-1 -U /pkgs/dkms-greet-1.0-1-any.pkg.tar.zst
+    check "pacman -U the scaffolded dkms-greet 1.0" test $? -eq 0
+    check "dkms status: greet/1.0 installed for $kernel" test "$(dkms_in_root status greet -k "$kernel")" = "greet/1.0, $kernel, x86_64: installed"
+    check "its dkms.conf got the version from pkgver" grep -qx 'PACKAGE_VERSION="1.0"' "$root/usr/src/greet-1.0/dkms.conf"
+    pac greet-2 -U /pkgs/dkms-greet-1.1-1-any.pkg.tar.zst
+    check "pacman -U dkms-greet 1.1" test $? -eq 0
+    check "dkms status: only greet/1.1, installed" test "$(dkms_in_root status greet -k "$kernel")" = "greet/1.1, $kernel, x86_64: installed"
+    check "no state of greet 1.0 left" test ! -e "$root/var/lib/dkms/greet/1.0"
+    pac greet-remove -R dkms-greet
+    check "pacman -R dkms-greet" test $? -eq 0
+    check "nothing of greet left" bash -c "! ls -d '$root'/var/lib/dkms/greet '$root'/usr/src/greet-* 2>/dev/null | grep -q . && test -z \"\$(find '$root'/usr/lib/modules -name 'greet.ko*')\""
     echo "$passed passed, $failed failed" > "$work/result"
     for log in "$work"/*.log; do
         [[ $failed == 0 ]] || { echo "--- ${log##*/}"; cat "$log"; }

@@ -230,7 +230,7 @@ fn scaffold_writes_one_version_in_each_place() {
     let conf = read("dkms.conf");
     assert_eq!(
         conf.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n"),
-        "PACKAGE_NAME=\"hello\"\nPACKAGE_VERSION=\"2.1\"\nMAKE[0]=\"make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build\"\nCLEAN=\"make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build clean\"\nBUILT_MODULE_NAME[0]=\"hello\"\nDEST_MODULE_LOCATION[0]=\"/updates/dkms\"\nBUILT_MODULE_NAME[1]=\"hello_extra\"\nBUILT_MODULE_LOCATION[1]=\"extra/\"\nDEST_MODULE_LOCATION[1]=\"/updates/dkms\"\nBUILD_EXCLUSIVE_KERNEL_MIN=\"5.4.0\"\nAUTOINSTALL=\"yes\""
+        "PACKAGE_NAME=\"hello\"\nPACKAGE_VERSION=\"2.1\"\nMAKE[0]=\"make -C ${kernel_source_dir} M=${dkms_tree}/${PACKAGE_NAME}/${PACKAGE_VERSION}/build\"\nBUILT_MODULE_NAME[0]=\"hello\"\nDEST_MODULE_LOCATION[0]=\"/updates/dkms\"\nBUILT_MODULE_NAME[1]=\"hello_extra\"\nBUILT_MODULE_LOCATION[1]=\"extra/\"\nDEST_MODULE_LOCATION[1]=\"/updates/dkms\"\nBUILD_EXCLUSIVE_KERNEL_MIN=\"5.4.0\"\nAUTOINSTALL=\"yes\""
     );
     // The PKGBUILD carries the version; its dkms.conf a placeholder; so does Debian's.
     let pkgbuild = read("dkms-hello/PKGBUILD");
