@@ -297,6 +297,40 @@ impl Distribution {
         Distribution { running }
     }
 
+    /// The distribution's weak-modules tool, as the original picks it: RHEL's
+    /// `/usr/sbin/weak-modules --no-initramfs --add-modules` / `--remove-modules`, SUSE's
+    /// `weak-modules2 --add-kernel-modules <k>` / `--remove-kernel-modules <k>`; the
+    /// installed modules' paths go to its standard input.
+    pub fn weak_modules(&self, kernel: &str) -> Option<(&'static str, Vec<String>, Vec<String>)> {
+        let d = self.running.as_str();
+        if d.starts_with("rhel") {
+            let base = ["--no-initramfs"];
+            let with = |op: &str| {
+                base.iter()
+                    .map(|s| s.to_string())
+                    .chain([op.to_string()])
+                    .collect()
+            };
+            return Some((
+                "usr/sbin/weak-modules",
+                with("--add-modules"),
+                with("--remove-modules"),
+            ));
+        }
+        if ["sles", "suse", "opensuse"]
+            .iter()
+            .any(|p| d.starts_with(p))
+        {
+            let with = |op: &str| vec![op.to_string(), kernel.to_string()];
+            return Some((
+                "usr/lib/module-init-tools/weak-modules2",
+                with("--add-kernel-modules"),
+                with("--remove-kernel-modules"),
+            ));
+        }
+        None
+    }
+
     /// The distribution's install directory for modules (reference §4), or `None` when
     /// the module's own `DEST_MODULE_LOCATION` is used.
     pub fn module_dir_override(&self) -> Option<&'static str> {

@@ -110,8 +110,67 @@ impl InstallJob<'_> {
             return Err(e);
         }
         tx.commit()?;
+        self.weak_modules(true);
         self.script("post_install", &self.conf.post_install);
         Ok(())
+    }
+
+    /// RHEL's and SUSE's weak-modules, as the original runs it after an install (and
+    /// before an uninstall): the installed modules' paths on its standard input, where
+    /// the tool exists and neither the environment nor dkms.conf says NO_WEAK_MODULES. A
+    /// failure is reported; the install or uninstall stands.
+    pub(crate) fn weak_modules(&self, adding: bool) {
+        let opted_out = std::env::var("NO_WEAK_MODULES").is_ok_and(|v| !v.is_empty());
+        if opted_out || self.conf.no_weak_modules {
+            return;
+        }
+        let Ok(dist) = self.settings.distribution() else {
+            return;
+        };
+        let Some((tool, add, remove)) = dist.weak_modules(&self.ka.kernel) else {
+            return;
+        };
+        let tool = self.settings.sysroot.join(tool);
+        if !tool.is_file() {
+            return;
+        }
+        let lib = self.settings.install_tree.join(&self.ka.kernel);
+        let mut paths = Vec::new();
+        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
+            if let Ok(dir) = dest_dir(self.settings, self.module, entry) {
+                paths.extend(module_files_in(
+                    &lib.join(dir.trim_start_matches('/')),
+                    &entry.dest_name,
+                ));
+            }
+        }
+        self.report.line(if adding {
+            "Adding linked weak modules..."
+        } else {
+            "Removing linked weak modules..."
+        });
+        let input: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+        let run = || -> std::io::Result<std::process::ExitStatus> {
+            let mut child = Command::new(&tool)
+                .args(if adding { &add } else { &remove })
+                .stdin(std::process::Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                std::io::Write::write_all(&mut stdin, input.as_bytes())?;
+            }
+            child.wait()
+        };
+        match run() {
+            Ok(s) if s.success() => {}
+            Ok(s) => self.report.warn(&format!(
+                "{} exited with {s}; the modules are {} all the same.",
+                tool.display(),
+                if adding { "installed" } else { "uninstalled" }
+            )),
+            Err(e) => self
+                .report
+                .warn(&format!("Cannot run {}: {e}", tool.display())),
+        }
     }
 
     /// Everything the install changes, in `tx`: the modules (a conf that has some must
@@ -514,9 +573,10 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
             .flat_map(|p| p.files.iter().cloned())
             .collect();
         refuse_owned(job.settings, &all)?;
-        let mut tx = Transaction::begin(&tree.root)?;
         job.report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");
+        job.weak_modules(false);
+        let mut tx = Transaction::begin(&tree.root)?;
         let record_path = tree.manifest_path(m, v, ka);
         let record = tree.manifest(job.settings, m, v, ka);
         let changed = |f: &Path| {

@@ -19,6 +19,7 @@ mod ownership;
 mod packages;
 mod preflight;
 mod real_packages;
+mod rpm_family;
 mod scaffold;
 mod secureboot;
 mod sign;
