@@ -40,6 +40,8 @@ pub const FRAMEWORK_VARIABLES: &[&str] = &[
     "mok_certificate",
     // Ours: what a package manager's preflight hook does when modules would be lost.
     "preflight",
+    // Ours: dkms modules the initramfs must hold (as NEEDED_AT_BOOT in their dkms.conf).
+    "boot_modules",
 ];
 
 /// Variables the original may inherit from the environment when no file sets them.
@@ -117,6 +119,8 @@ pub struct Settings {
     /// `preflight=warn` (default) or `refuse`: a package-manager hook's answer to a
     /// kernel whose modules would be lost.
     pub preflight: String,
+    /// `boot_modules="zfs nvidia"`: dkms modules (by dkms name) the initramfs must hold.
+    pub boot_modules: Vec<String>,
     pub build_environment: String,
     pub try_sign_modules: String,
     pub sign_file: Option<String>,
@@ -194,6 +198,10 @@ impl Settings {
             compress_zstd_opts: get("compress_zstd_opts"),
             post_transaction: get("post_transaction"),
             preflight: get("preflight"),
+            boot_modules: get("boot_modules")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
             build_environment: get("build_environment"),
             try_sign_modules: opt("try_sign_modules").unwrap_or_else(|| "not_in_chroot".into()),
             sign_file: opt("sign_file"),

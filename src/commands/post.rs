@@ -25,6 +25,7 @@ pub fn modprobe_on_install(ctx: &Context, kernel: &str) {
 /// differs between kernels (framework.conf read lazily with `$kernelver`), or it refers
 /// to `kernelver` itself, evaluated when it runs.
 pub fn post_transaction(ctx: &Context) {
+    boot_image(ctx);
     let kernels = ctx.changed_kernels();
     if ctx.settings.post_transaction.trim().is_empty()
         && !framework_mentions(ctx, "post_transaction")
@@ -93,4 +94,123 @@ fn framework_mentions(ctx: &Context, name: &str) -> bool {
                 .any(|l| !l.trim_start().starts_with('#') && l.contains(name))
         })
     })
+}
+
+/// After a run that changed installed modules: for each changed kernel that has modules
+/// needed at boot (or had, before this run), regenerate its initramfs with the
+/// distribution's tool and say whether they are in it (`module::initramfs`). Never
+/// fails the run: the install or uninstall stands, and a problem is a warning.
+pub fn boot_image(ctx: &Context) {
+    use crate::module::initramfs::{self, Tool};
+    let every: Vec<(String, Vec<String>)> = ctx
+        .changed_kernels()
+        .into_iter()
+        .map(|k| {
+            let names = boot_modules(ctx, &k);
+            (k, names)
+        })
+        .collect();
+    for (kernel, names) in &every {
+        let before = initramfs::recorded(ctx.settings, kernel);
+        if names.is_empty() && before.is_empty() {
+            continue;
+        }
+        if let Err(e) = initramfs::record(ctx.settings, kernel, names) {
+            ctx.report.warn(&format!(
+                "Cannot record the modules needed at boot for {kernel}: {e}"
+            ));
+        }
+        let Some(tool) = Tool::of(ctx.settings) else {
+            ctx.report.warn(&format!("No initramfs tool (update-initramfs, dracut, mkinitcpio) is installed: {} will not be in an initramfs of {kernel}.", names.join(" ")));
+            continue;
+        };
+        let all: Vec<String> = every.iter().flat_map(|(_, n)| n.clone()).collect();
+        ctx.report.line(&format!(
+            "Updating the initramfs of {kernel} with {} (modules needed at boot: {})...",
+            tool.name(),
+            if names.is_empty() {
+                "none now".to_string()
+            } else {
+                names.join(" ")
+            }
+        ));
+        if let Err(e) = initramfs::regenerate(ctx.settings, tool, kernel, names, &all) {
+            ctx.report.warn(&format!("The initramfs of {kernel} was not updated: {e}\nThe modules are installed; run {} for {kernel} once the problem is fixed.", tool.name()));
+            continue;
+        }
+        check_image(ctx, tool, kernel, names);
+    }
+}
+
+/// Say which boot modules the regenerated image lacks.
+fn check_image(
+    ctx: &Context,
+    tool: crate::module::initramfs::Tool,
+    kernel: &str,
+    names: &[String],
+) {
+    use crate::module::initramfs;
+    if names.is_empty() {
+        return;
+    }
+    let Some(image) = initramfs::image(ctx.settings, kernel) else {
+        ctx.report.warn(&format!(
+            "No initramfs of {kernel} found in /boot to check."
+        ));
+        return;
+    };
+    match initramfs::missing_from(ctx.settings, tool, &image, names) {
+        Ok(missing) if missing.is_empty() => ctx.report.line(&format!(
+            "{} in {}.",
+            names.join(" "),
+            image.display()
+        )),
+        Ok(missing) => ctx.report.warn(&format!(
+            "{} not in {}, though needed at boot: {} left {} out. A machine that needs {} to find its root may not boot {kernel}.",
+            missing.join(" "),
+            image.display(),
+            tool.name(),
+            if missing.len() == 1 { "it" } else { "them" },
+            if missing.len() == 1 { "it" } else { "them" },
+        )),
+        Err(e) => ctx.report.warn(&format!("Cannot check {}: {e}", image.display())),
+    }
+}
+
+/// The kernel module names of every module version installed for `kernel` whose
+/// dkms.conf says NEEDED_AT_BOOT (or REMAKE_INITRD), or that framework.conf's
+/// `boot_modules` names.
+fn boot_modules(ctx: &Context, kernel: &str) -> Vec<String> {
+    let ka = crate::state::KernelArch {
+        kernel: kernel.to_string(),
+        arch: ctx.settings.machine.clone(),
+    };
+    let mut names = Vec::new();
+    for (m, v) in ctx.tree.module_versions(None, None) {
+        if !ctx.tree.is_installed(&m, &v, &ka) {
+            continue;
+        }
+        let req = crate::conf::ConfRequest::new(
+            ctx.settings,
+            ctx.conf_file(&m, &v),
+            &m,
+            &v,
+            kernel,
+            &ka.arch,
+        );
+        let Ok(conf) = crate::conf::load_lenient(&req) else {
+            continue;
+        };
+        if conf.needed_at_boot || ctx.settings.boot_modules.contains(&m) {
+            names.extend(
+                conf.modules
+                    .iter()
+                    .filter(|e| !e.exclusion.excluded())
+                    .map(|e| e.dest_name.clone()),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }

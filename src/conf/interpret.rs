@@ -36,6 +36,11 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
         flag("NO_WEAK_MODULES"),
         flag("BUILD_DEPENDS_REBUILD"),
     );
+    // REMAKE_INITRD (deprecated, its value never checked by the original) maps to it.
+    let remake_initrd = v
+        .scalar("REMAKE_INITRD")
+        .is_some_and(|r| r.eq_ignore_ascii_case("yes"));
+    let needed_at_boot = flag("NEEDED_AT_BOOT") || remake_initrd;
     let (make_command, make_is_default) = select_make(req, v);
     let script = |name: &str| text(v, name);
     let mut conf = ModuleConf {
@@ -58,6 +63,7 @@ pub fn interpret(req: &ConfRequest, ev: &Evaluated) -> (ModuleConf, Vec<Problem>
         build_depends: non_empty(v, "BUILD_DEPENDS"),
         build_depends_rebuild,
         no_weak_modules,
+        needed_at_boot,
         obsolete_by: script("OBSOLETE_BY"),
         deprecated: deprecations(req, v),
         warnings: (count == 0)

@@ -6,7 +6,7 @@
 //! machines — `uname -r` builds for the running kernel instead of the one being built
 //! for (a kernel upgrade builds the old one's modules), `AUTOINSTALL='Y'` is not "yes",
 //! a MAKE that sets CC breaks clang-built kernels (dkms passes LLVM=1 and the kernel's
-//! compiler only when MAKE leaves them alone), `REMAKE_INITRD` is ignored since dkms 3,
+//! compiler only when MAKE leaves them alone), `REMAKE_INITRD` is deprecated (dkms 3 ignores it),
 //! and `NO_WEAK_MODULES` takes only yes or no in newer dkms. (A MAKE that names no kernel
 //! is not one: dkms adds KERNELRELEASE=$kernelver to a command that starts with make.)
 
@@ -88,8 +88,8 @@ pub fn lint_text(file: &Path, text: &str) -> Vec<Finding> {
                 "NO_WEAK_MODULES=\"yes\"".into(),
             ),
             "REMAKE_INITRD" => add(
-                "REMAKE_INITRD is ignored since dkms 3.0".into(),
-                "remove it; to update initramfs images, set post_transaction in /etc/dkms/framework.conf".into(),
+                "REMAKE_INITRD is deprecated (dkms 3.0 ignores it; this dkms reads it as NEEDED_AT_BOOT)".into(),
+                "NEEDED_AT_BOOT=\"yes\" if the module must be in the initramfs, else remove it".into(),
             ),
             "MAKE" => make_findings(value, &mut add),
             _ => {}

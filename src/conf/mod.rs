@@ -137,6 +137,9 @@ pub struct ModuleConf {
     pub build_depends: Vec<String>,
     pub build_depends_rebuild: bool,
     pub no_weak_modules: bool,
+    /// NEEDED_AT_BOOT (or the deprecated REMAKE_INITRD): the modules must be in the
+    /// initramfs, which dkms regenerates and checks when they change.
+    pub needed_at_boot: bool,
     pub obsolete_by: Option<String>,
     /// Package-wide BUILD_EXCLUSIVE verdict for this kernel/arch.
     pub exclusion: Exclusion,

@@ -8,6 +8,7 @@
 
 pub mod compress;
 pub mod diagnose;
+pub mod initramfs;
 pub mod install;
 pub mod kbuild;
 pub mod modinfo;

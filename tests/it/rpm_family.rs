@@ -179,3 +179,92 @@ fn kernel_install_builds_before_the_initramfs_plugin_and_removes_on_remove() {
         out.stderr
     );
 }
+
+/// A root with the patched fixture marked NEEDED_AT_BOOT, built for a fake kernel, and
+/// stand-ins for update-initramfs (logs its arguments, writes an "image" listing the
+/// modules dkms asked for, or fails with $TOOL_EXIT) and lsinitramfs (prints the image,
+/// less $DROP).
+fn boot_root(marked: bool) -> (Root, std::path::PathBuf) {
+    let root = Root::new();
+    let k = "6.1.0-1-amd64";
+    let conf = common::simple_conf("m", "1.0")
+        + if marked {
+            "NEEDED_AT_BOOT=\"yes\"\n"
+        } else {
+            ""
+        };
+    root.fake_kernel(k, "")
+        .source("m", "1.0", &conf)
+        .added("m", "1.0")
+        .built("m", "1.0", k, "x86_64", &["m.ko"]);
+    let log = root.path().join("tool.log");
+    let r = root.path().display().to_string();
+    root.write(
+        "usr/sbin/update-initramfs",
+        &format!("#!/bin/sh\necho \"update-initramfs $*\" >> '{r}/tool.log'\n[ \"${{TOOL_EXIT:-0}}\" = 0 ] || exit $TOOL_EXIT\nsed 's|^|usr/lib/modules/{k}/updates/dkms/|; s|$|.ko|' '{r}/var/lib/dkms/.initramfs/{k}' > '{r}/boot/initrd.img-{k}' 2>/dev/null || : > '{r}/boot/initrd.img-{k}'\n"),
+    )
+    .write("usr/bin/lsinitramfs", "#!/bin/sh\ngrep -v \"${DROP:-^$}\" \"$1\" || true\n")
+    .write("boot/.keep", "");
+    for f in ["usr/sbin/update-initramfs", "usr/bin/lsinitramfs"] {
+        std::fs::set_permissions(
+            root.path().join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    (root, log)
+}
+
+#[test]
+fn a_module_needed_at_boot_goes_into_the_initramfs_and_is_checked_there() {
+    let k = "6.1.0-1-amd64";
+    let (root, log) = boot_root(true);
+    let image = root.path().join(format!("boot/initrd.img-{k}"));
+    root.dkms(&["install", "m/1.0", "-k", k]).is(
+        &root,
+        exit::SUCCESS,
+        &format!("Installing $ROOT/lib/modules/{k}/updates/dkms/m.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nUpdating the initramfs of {k} with update-initramfs (modules needed at boot: m)...\nm in {}.\n", image.display()),
+        "",
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.dkms_tree().join(format!(".initramfs/{k}"))).unwrap(),
+        "m\n"
+    );
+    // The tool leaves it out: said.
+    root.dkms(&["uninstall", "m/1.0", "-k", k]).ok();
+    let out = root.dkms_env(&["install", "m/1.0", "-k", k], &[("DROP", "m.ko")]);
+    assert_eq!(out.code, exit::SUCCESS);
+    assert_eq!(out.stderr, format!("Warning: m not in {}, though needed at boot: update-initramfs left it out. A machine that needs it to find its root may not boot {k}.\n", image.display()));
+    // The tool fails: said; the install stands.
+    root.dkms(&["uninstall", "m/1.0", "-k", k]).ok();
+    let out = root.dkms_env(&["install", "m/1.0", "-k", k], &[("TOOL_EXIT", "1")]);
+    assert_eq!(out.code, exit::SUCCESS);
+    assert_eq!(out.stderr, format!("Warning: The initramfs of {k} was not updated: update-initramfs exited with exit status: 1: \nThe modules are installed; run update-initramfs for {k} once the problem is fixed.\n"));
+    assert_eq!(
+        root.dkms(&["status"]).stdout,
+        format!("m/1.0, {k}, x86_64: installed\n")
+    );
+    // Uninstalled: the image is made again without it.
+    root.dkms(&["uninstall", "m/1.0", "-k", k]).ok();
+    assert!(!root.dkms_tree().join(format!(".initramfs/{k}")).exists());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        6,
+        "once for each install and uninstall"
+    );
+}
+
+#[test]
+fn other_modules_leave_the_initramfs_alone_and_framework_conf_can_mark_them() {
+    let k = "6.1.0-1-amd64";
+    let (root, log) = boot_root(false);
+    root.dkms(&["install", "m/1.0", "-k", k]).ok();
+    root.dkms(&["uninstall", "m/1.0", "-k", k]).ok();
+    assert!(!log.exists(), "not needed at boot: no initramfs update");
+    root.write("etc/dkms/framework.conf", "boot_modules=\"m\"\n");
+    root.dkms(&["install", "m/1.0", "-k", k]).ok();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("update-initramfs -u -k {k}\n")
+    );
+}

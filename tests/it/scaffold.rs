@@ -296,7 +296,7 @@ fn lint_is_quiet_on_shipped_confs_and_names_each_mistake() {
         "$ROOT/bad/dkms.conf:3: MAKE uses `uname -r`, the running kernel, where the kernel being built for is meant: a kernel upgrade would build against the old one\n  fix: use $kernelver (and ${kernel_source_dir} for its headers)\n\
          $ROOT/bad/dkms.conf:3: MAKE sets the compiler: a kernel built with clang (dkms passes LLVM=1 and the kernel's own compiler) would get modules it cannot load\n  fix: drop CC=/LLVM= from MAKE and let kbuild use the kernel's compiler\n\
          $ROOT/bad/dkms.conf:4: AUTOINSTALL='Y' is not yes: the module would never be built for new kernels\n  fix: AUTOINSTALL=\"yes\"\n\
-         $ROOT/bad/dkms.conf:5: REMAKE_INITRD is ignored since dkms 3.0\n  fix: remove it; to update initramfs images, set post_transaction in /etc/dkms/framework.conf\n\
+         $ROOT/bad/dkms.conf:5: REMAKE_INITRD is deprecated (dkms 3.0 ignores it; this dkms reads it as NEEDED_AT_BOOT)\n  fix: NEEDED_AT_BOOT=\"yes\" if the module must be in the initramfs, else remove it\n\
          $ROOT/bad/dkms.conf:6: NO_WEAK_MODULES=1: newer dkms takes only yes or no\n  fix: NO_WEAK_MODULES=\"yes\"\n",
         "",
     );
