@@ -46,6 +46,7 @@ pub enum Action {
     Verify,
     Mkbmdeb,
     Mkbmpkg,
+    Mkbmrpm,
     Preflight,
     Secureboot,
     Scaffold,
@@ -54,7 +55,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order `--help` and the man page list them.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::Add,
         Action::Build,
         Action::Install,
@@ -70,6 +71,7 @@ impl Action {
         Action::Ldtarball,
         Action::Mkbmdeb,
         Action::Mkbmpkg,
+        Action::Mkbmrpm,
         Action::Preflight,
         Action::Secureboot,
         Action::Scaffold,
@@ -109,6 +111,9 @@ impl Action {
             Action::Mkbmpkg => {
                 "package its built, signed modules for each -k kernel as a pacman package"
             }
+            Action::Mkbmrpm => {
+                "package its built, signed modules for each -k kernel as an RPM (kmod-<m>-<k>)"
+            }
             Action::Verify => {
                 "check installed module files against what was installed: missing, modified, stray"
             }
@@ -147,6 +152,7 @@ impl Action {
             "verify" => Action::Verify,
             "mkbmdeb" => Action::Mkbmdeb,
             "mkbmpkg" => Action::Mkbmpkg,
+            "mkbmrpm" => Action::Mkbmrpm,
             "preflight" => Action::Preflight,
             "secureboot" => Action::Secureboot,
             "scaffold" => Action::Scaffold,
@@ -176,6 +182,7 @@ impl Action {
             Action::Verify => "verify",
             Action::Mkbmdeb => "mkbmdeb",
             Action::Mkbmpkg => "mkbmpkg",
+            Action::Mkbmrpm => "mkbmrpm",
             Action::Preflight => "preflight",
             Action::Secureboot => "secureboot",
             Action::Scaffold => "scaffold",
@@ -245,8 +252,8 @@ pub struct Request {
     pub failed: bool,
     /// Our addition: autoinstall builds again what failed before with the same inputs.
     pub retry: bool,
-    /// Our addition: the package revision of `mkbmdeb` / `mkbmpkg` (Debian revision,
-    /// pacman pkgrel; default 1), raised to ship a rebuild of the same module version.
+    /// Our addition: the package revision of `mkbmdeb` / `mkbmpkg` / `mkbmrpm` (Debian
+    /// revision, pacman pkgrel, rpm release; default 1), raised to ship a rebuild of the same module version.
     pub revision: Option<u32>,
     /// Our addition: `autoinstall --all-kernels`, every kernel with headers at once.
     pub all_kernels: bool,
@@ -629,7 +636,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         &["--revision"],
         Prefix,
         Some("n"),
-        "mkbmdeb, mkbmpkg: the package revision (default 1)",
+        "mkbmdeb, mkbmpkg, mkbmrpm: the package revision (default 1)",
         Opt::Value(V::Revision),
     ),
     spec(

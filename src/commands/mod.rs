@@ -164,7 +164,7 @@ pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32>
         Action::GenerateMok => generate_mok(&ctx),
         Action::Owner => files::owner(&ctx),
         Action::Verify => files::verify(&ctx),
-        Action::Mkbmdeb | Action::Mkbmpkg => package::run(&ctx, action),
+        Action::Mkbmdeb | Action::Mkbmpkg | Action::Mkbmrpm => package::run(&ctx, action),
         Action::Preflight => preflight::run(&ctx),
         Action::Secureboot => secureboot::run(&ctx),
         Action::Scaffold => scaffold::scaffold(&ctx),

@@ -17,6 +17,25 @@ use crate::exit;
 use crate::module::package::PackageJob;
 use crate::state::KernelArch;
 
+/// The package format asked for.
+#[derive(Clone, Copy)]
+enum Format {
+    Deb,
+    Pacman,
+    Rpm,
+}
+
+impl Format {
+    /// Where the packages go, under `<dkms_tree>/<m>/<v>/` (the original's names).
+    fn dir(self) -> &'static str {
+        match self {
+            Format::Deb => "deb",
+            Format::Pacman => "pkg",
+            Format::Rpm => "rpm",
+        }
+    }
+}
+
 enum Task {
     Build(usize),
     Package(usize),
@@ -29,11 +48,12 @@ pub fn run(ctx: &Context, action: Action) -> Result<i32> {
     let kernels = super::kernels_for(ctx, Some((&m, &v)))?;
     let _lock = super::take_lock(ctx)?;
     super::ensure_added(ctx, &m, &v, false)?;
-    let deb = action == Action::Mkbmdeb;
-    let out_dir = ctx
-        .tree
-        .version_dir(&m, &v)
-        .join(if deb { "deb" } else { "pkg" });
+    let format = match action {
+        Action::Mkbmdeb => Format::Deb,
+        Action::Mkbmrpm => Format::Rpm,
+        _ => Format::Pacman,
+    };
+    let out_dir = ctx.tree.version_dir(&m, &v).join(format.dir());
     std::fs::create_dir_all(&out_dir).map_err(|source| ActionError::TarballIo {
         action: "create",
         path: out_dir.clone(),
@@ -53,7 +73,7 @@ pub fn run(ctx: &Context, action: Action) -> Result<i32> {
                 super::steps::build_one(&worker, &m, &v, &kernels[i]),
                 ctx.report,
             ),
-            Task::Package(i) => match package(ctx, &m, &v, &kernels[i], &out_dir, deb) {
+            Task::Package(i) => match package(ctx, &m, &v, &kernels[i], &out_dir, format) {
                 Ok(Some(path)) => {
                     made.lock().expect("made packages")[i] = Some(path);
                     Outcome::Done
@@ -125,7 +145,7 @@ fn package(
     v: &str,
     ka: &KernelArch,
     out_dir: &Path,
-    deb: bool,
+    format: Format,
 ) -> Result<Option<PathBuf>> {
     if ctx
         .tree
@@ -150,9 +170,9 @@ fn package(
         force: ctx.req.force,
         revision: ctx.req.revision.unwrap_or(1),
     };
-    Ok(Some(if deb {
-        job.deb(out_dir)?
-    } else {
-        job.pacman(out_dir)?
+    Ok(Some(match format {
+        Format::Deb => job.deb(out_dir)?,
+        Format::Pacman => job.pacman(out_dir)?,
+        Format::Rpm => job.rpm(out_dir)?,
     }))
 }

@@ -5,8 +5,8 @@
 //! of the same module must not take the package manager's files from under it: the
 //! package manager would then report, reinstall or delete the wrong file. So before it
 //! replaces or deletes module files, dkms asks the package managers of the root it works
-//! on (dpkg's and pacman's databases under the sysroot, when they exist), all the paths in
-//! one query, and refuses with the owning package's name.
+//! on (dpkg's, pacman's and rpm's databases under the sysroot, when they exist), and
+//! refuses with the owning package's name.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +27,7 @@ pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
     for (path, package) in dpkg_owners(sysroot, &asked)
         .into_iter()
         .chain(pacman_owners(sysroot, paths))
+        .chain(rpm_owners(sysroot, &asked))
     {
         let at = asked.iter().position(|a| *a == path);
         let at = at.or_else(|| {
@@ -109,5 +110,60 @@ pub fn pacman_package(sysroot: &Path, path: &Path) -> Option<(String, String)> {
     let (_, package, version) = pacman_query(sysroot, &[path.to_path_buf()])
         .into_iter()
         .next()?;
+    Some((package, version))
+}
+
+/// The root's rpm database directory, if it has one (rpm 4.16+ keeps `rpmdb.sqlite`;
+/// older, `Packages`). Named explicitly because rpm's compiled-in default differs by
+/// distribution (Debian's own rpm looks in `~/.rpmdb`, so it never meets dpkg's packages).
+fn rpm_dbpath(sysroot: &Path) -> Option<&'static str> {
+    [
+        ("/var/lib/rpm", "rpmdb.sqlite"),
+        ("/var/lib/rpm", "Packages"),
+        ("/usr/lib/sysimage/rpm", "rpmdb.sqlite"),
+        ("/usr/lib/sysimage/rpm", "Packages"),
+    ]
+    .into_iter()
+    .find(|(dir, db)| sysroot.join(&dir[1..]).join(db).is_file())
+    .map(|(dir, _)| dir)
+}
+
+/// (path, name, version-release) for each of `paths` (inside the root) an rpm package owns.
+fn rpm_query(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String, String)> {
+    let Some(dbpath) = rpm_dbpath(sysroot) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for path in paths {
+        let Ok(out) = Command::new("rpm")
+            .arg("--root")
+            .arg(sysroot)
+            .args(["--dbpath", dbpath])
+            .args(["-qf", "--queryformat", "%{NAME} %|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE}\\n"])
+            .arg(path)
+            .output()
+        else {
+            return Vec::new();
+        };
+        if !out.status.success() {
+            continue;
+        }
+        if let Some((name, version)) = String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.split_once(' ')) {
+            found.push((path.clone(), name.to_string(), version.to_string()));
+        }
+    }
+    found
+}
+
+fn rpm_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    rpm_query(sysroot, paths)
+        .into_iter()
+        .map(|(path, package, _)| (path, package))
+        .collect()
+}
+
+/// The rpm package owning `path` (inside the root) and its [epoch:]version-release.
+pub fn rpm_package(sysroot: &Path, path: &Path) -> Option<(String, String)> {
+    let (_, package, version) = rpm_query(sysroot, &[path.to_path_buf()]).into_iter().next()?;
     Some((package, version))
 }

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Prebuilt module packages for a fleet, end to end: a build host compiles once with
-# `dkms mkbmdeb` / `dkms mkbmpkg`; fleet hosts with no compiler and no kernel headers
-# install the packages from a real repository (apt-ftparchive for apt, repo-add for
-# pacman) with `apt-get install` / `pacman -S`, and remove them again.
+# `dkms mkbmdeb` / `dkms mkbmpkg` / `dkms mkbmrpm`; fleet hosts with no compiler and no
+# kernel headers install the packages from a real repository (apt-ftparchive for apt,
+# repo-add for pacman, createrepo_c for dnf) with `apt-get install` / `pacman -S` /
+# `dnf install`, and remove them again.
 #
 # Where it runs: every host is a throwaway root, an overlay of this machine's root with a
 # tmpfs on top, in one private mount namespace (nothing reaches the machine):
@@ -22,8 +23,8 @@ set -u -o pipefail
 cd "$(dirname "$0")/../.."
 . tests/e2e/lib.sh
 
-if [[ $(id -u) != 0 ]] || ! has_commands makepkg pacman repo-add apt-ftparchive; then
-    echo "fleet-packages.sh: needs root, makepkg, pacman and apt-ftparchive (see .ci/install-deps)" >&2
+if [[ $(id -u) != 0 ]] || ! has_commands makepkg pacman repo-add apt-ftparchive rpmbuild createrepo_c dnf; then
+    echo "fleet-packages.sh: needs root, makepkg, pacman, apt-ftparchive, rpmbuild, createrepo_c and dnf (see .ci/install-deps)" >&2
     exit 2
 fi
 cargo build --release --quiet || exit 2
@@ -44,6 +45,14 @@ makepkg_as_nobody tests/e2e/arch/linux-cloud KERNEL="$cloud" IMAGE_ROOT="$work/i
 check "makepkg built linux-cloud and linux-cloud-headers" test "$(ls "$work"/pkgs/linux-cloud-*.pkg.tar.zst | wc -l)" -eq 2
 makepkg_as_nobody tests/e2e/arch/dkms-hello
 check "makepkg built dkms-hello (the module's source package)" test -f "$work"/pkgs/dkms-hello-1.0-1-any.pkg.tar.zst
+cloud_version=$(dpkg-deb -f "$cloud_deb" Version)
+rpmbuild -bb --define "_topdir $work/rpmbuild" --define "image $work/image" \
+    --define "kver ${cloud_version%-*}" --define "krel ${cloud_version##*-}" \
+    tests/e2e/rpm/kernel-core.spec > "$work/kernel-core-rpmbuild.log" 2>&1
+kernel_rpm=$(ls "$work"/rpmbuild/RPMS/x86_64/kernel-core-*.rpm 2>/dev/null)
+check "rpmbuild made kernel-core (the cloud kernel as an RPM)" test -f "$kernel_rpm"
+# Debian's rpm keeps its database in ~/.rpmdb; an RPM distribution's is /var/lib/rpm.
+mkdir -p "$work/rpm-home" && echo '%_dbpath /var/lib/rpm' > "$work/rpm-home/.rpmmacros"
 acpi_dkms=$(ls /var/cache/dkms-rs-test/debs/acpi-call-dkms_*.deb 2>/dev/null | head -n 1)
 if [[ -z $acpi_dkms ]]; then
     echo "fleet-packages.sh: needs Debian's acpi-call-dkms .deb (see .ci/install-deps)" >&2
@@ -56,7 +65,8 @@ in_namespace() {
     build=$(overlay_root build)
     apt_host=$(overlay_root apt-host)
     pacman_host=$(overlay_root pacman-host)
-    for r in "$build" "$apt_host" "$pacman_host"; do
+    rpm_host=$(overlay_root rpm-host)
+    for r in "$build" "$apt_host" "$pacman_host" "$rpm_host"; do
         install -m 755 target/release/dkms "$r/usr/local/sbin/dkms"
         find "$r/var/lib/dkms" -mindepth 1 -maxdepth 1 ! -name 'mok.*' -exec rm -rf {} +
         for d in "$r"/usr/src/*/; do [[ -f $d/dkms.conf ]] && rm -rf "$d"; done
@@ -65,7 +75,8 @@ in_namespace() {
     ln -sf /usr/local/sbin/dkms "$build/usr/sbin/dkms"
     strip_host "$apt_host"
     strip_host "$pacman_host"
-    build_side && apt_side && pacman_side && source_package_side
+    strip_host "$rpm_host"
+    build_side && apt_side && pacman_side && rpm_side && source_package_side
     echo "$passed passed, $failed failed" > "$work/result"
     if [[ $failed != 0 ]]; then
         for log in "$work"/*.log; do echo "--- ${log##*/}"; cat "$log"; done
@@ -299,6 +310,87 @@ pacman_remove() {
     pacman --sysroot "$pacman_host" --noconfirm -R "hello-modules-$cloud"
 }
 
+rpm_on() { # root, rpm arguments...
+    local r=$1
+    shift
+    HOME=$work/rpm-home rpm --root "$r" "$@"
+}
+
+dnf_on() { # root, dnf arguments... (the root's repository is /srv/fleet)
+    local r=$1
+    shift
+    HOME=$work/rpm-home dnf -y --installroot="$r" --setopt=reposdir=/dev/null --releasever=1 \
+        --repofrompath="fleet,file://$r/srv/fleet" --setopt=fleet.gpgcheck=0 "$@"
+}
+
+# RPM: the build host gets the cloud kernel from kernel-core's rpm too (its files are the
+# ones pacman put there), makes kmod-hello packages, and the rpm host installs them with
+# dnf from a createrepo_c repository, pulling in the kernel package they require.
+rpm_side() {
+    local repo=$rpm_host/srv/fleet f v
+    mkdir -p "$repo"
+    dkms_on "$build" mkbmrpm hello/1.0 -k "$cloud" > "$work/mkbmrpm-norpm.log" 2>&1
+    check "dkms mkbmrpm for a kernel no rpm package owns fails (6)" test $? -eq 6
+    check "and says why" grep -q "^Error! No rpm package owns /lib/modules/$cloud/modules.builtin" "$work/mkbmrpm-norpm.log"
+    rpm_on "$build" --initdb && rpm_on "$build" -i --replacefiles "$kernel_rpm" > "$work/build-rpm.log" 2>&1
+    check "rpm -i kernel-core on the build host" test $? -eq 0
+    for v in 1.0 2.0 1.0_rc1; do
+        dkms_on "$build" mkbmrpm "hello/$v" -k "$cloud" > "$work/mkbmrpm-$v.log" 2>&1
+        check "dkms mkbmrpm hello/$v for $cloud" test $? -eq 0
+    done
+    check "it printed the package's path last" test "$(tail -n 1 "$work/mkbmrpm-1.0.log")" = \
+        "/var/lib/dkms/hello/1.0/rpm/kmod-hello-$cloud-1.0-1.x86_64.rpm"
+    check "rpm sorts the 1.0_rc1 package (1.0~rc1) before 1.0's" test "$(rpm --eval '%{lua: print(rpm.vercmp("1.0~rc1", "1.0"))}')" = -1
+    check "rpm names that version 1.0~rc1" test "$(rpm -qp --queryformat '%{VERSION}' "$build"/var/lib/dkms/hello/1.0_rc1/rpm/*.rpm 2>/dev/null)" = "1.0~rc1"
+    cp "$build"/var/lib/dkms/hello/{1.0,2.0}/rpm/*.rpm "$repo/"
+    createrepo_c -q "$repo" > "$work/createrepo.log" 2>&1
+    check "createrepo_c made the repository (modules only)" test $? -eq 0
+    rpm_on "$rpm_host" --initdb
+    check "the rpm host has no compiler, make or headers" chroot "$rpm_host" sh -c \
+        '! command -v gcc && ! command -v cc && ! command -v make && ! ls -d /usr/src/linux-headers-* /lib/modules/*/build >/dev/null 2>&1'
+    dnf_on "$rpm_host" install "kmod-hello-$cloud-1.0" > "$work/dnf-nokernel.log" 2>&1
+    check "dnf install while no repository has its kernel is refused" test $? -ne 0
+    check "by its requirement of kernel-core" grep -q "nothing provides kernel-core = " "$work/dnf-nokernel.log"
+    cp "$kernel_rpm" "$repo/" && createrepo_c -q --update "$repo" > "$work/createrepo.log" 2>&1
+    dnf_on "$rpm_host" install "kmod-hello-$cloud-1.0" > "$work/dnf-install.log" 2>&1
+    check "dnf install kmod-hello-$cloud (pulling in kernel-core)" test $? -eq 0
+    check "kernel-core came with it" test "$(rpm_on "$rpm_host" -q --queryformat "%{NAME}-%{VERSION}-%{RELEASE}" kernel-core)" = "kernel-core-${cloud_version/-/-}"
+    f=/lib/modules/$cloud/updates/dkms/hello.ko
+    check "the module is installed, signed by the build host's key ($signer)" \
+        test "$(modinfo -F signer "$rpm_host$f" 2>/dev/null)" = "$signer"
+    check "rpm -qf names its package" test "$(rpm_on "$rpm_host" -qf "$f")" = "kmod-hello-$cloud-1.0-1.x86_64"
+    rpm_on "$rpm_host" -V "kmod-hello-$cloud" > "$work/rpm-verify.log" 2>&1
+    check "rpm -V finds every file as packaged" test $? -eq 0
+    check "depmod indexed it (%posttrans)" grep -q "updates/dkms/hello.ko" "$rpm_host/lib/modules/$cloud/modules.dep"
+    check "dkms status on the host shows it installed" test "$(dkms_on "$rpm_host" status)" = "hello/1.0, $cloud, x86_64: installed"
+    check "dkms owner names it" test "$(dkms_on "$rpm_host" owner "$f")" = "hello/1.0, $cloud, x86_64: $f"
+    dkms_on "$rpm_host" uninstall hello/1.0 -k "$cloud" > "$work/rpm-uninstall.log" 2>&1
+    check "dkms uninstall refuses the package's file (6)" test $? -eq 6
+    check "naming the package" grep -q "^Error! $f belongs to the package kmod-hello-$cloud" "$work/rpm-uninstall.log"
+    dnf_on "$rpm_host" remove "kmod-hello-$cloud" > "$work/dnf-remove.log" 2>&1
+    check "dnf remove kmod-hello-$cloud" test $? -eq 0
+    check "no module file left" test ! -e "$rpm_host$f"
+    check "no dkms state left" test ! -e "$rpm_host/var/lib/dkms/hello"
+    check "depmod forgot it" bash -c "! grep -q hello.ko '$rpm_host/lib/modules/$cloud/modules.dep'"
+    check "kernel-core stays" test "$(rpm_on "$rpm_host" -q --queryformat "%{NAME}" kernel-core)" = kernel-core
+    install_cmd=dnf_install remove_cmd=dnf_remove lifecycle "$rpm_host" "lib/modules/$cloud/updates" "$cloud" rpm
+}
+
+dnf_install() { # version [reinstall]
+    if [[ ${2:-} == reinstall ]]; then
+        dnf_on "$rpm_host" reinstall "kmod-hello-$cloud-$1-1"
+    elif rpm_on "$rpm_host" -q "kmod-hello-$cloud" > /dev/null && \
+        [[ $(rpm --eval "%{lua: print(rpm.vercmp('$1', '$(rpm_on "$rpm_host" -q --queryformat '%{VERSION}' "kmod-hello-$cloud")'))}") == -1 ]]; then
+        dnf_on "$rpm_host" downgrade "kmod-hello-$cloud-$1-1"
+    else
+        dnf_on "$rpm_host" install "kmod-hello-$cloud-$1-1"
+    fi
+}
+
+dnf_remove() {
+    dnf_on "$rpm_host" remove "kmod-hello-$cloud"
+}
+
 # On the build host, which has a compiler and headers: Debian's acpi-call-dkms and the
 # prebuilt package made from it replace each other through apt, in both orders.
 source_package_side() {
@@ -326,10 +418,10 @@ source_package_side() {
     check "dkms status shows it installed" test "$(dkms_on "$build" status acpi-call -k "$kernel")" = "acpi-call/1.2.2, $kernel, x86_64: installed"
 }
 
-export work kernel other cloud acpi_dkms passed failed
+export work kernel other cloud cloud_version acpi_dkms kernel_rpm passed failed
 export -f in_namespace strip_host dkms_on build_side apt_side pacman_side check overlay_root \
     hello_source pkg_version hello_state lifecycle apt_install apt_purge pacman_install pacman_remove \
-    source_package_side
+    rpm_on dnf_on rpm_side dnf_install dnf_remove source_package_side
 unshare -m bash -c in_namespace
 rc=$?
 cat "$work/result" 2>/dev/null || echo "$passed passed, $failed failed (the namespace did not finish)"

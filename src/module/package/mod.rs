@@ -18,6 +18,7 @@
 mod deb;
 mod names;
 mod pacman;
+mod rpm;
 mod scripts;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,12 @@ pub enum PackageError {
     DpkgDeb { path: PathBuf, output: String },
     #[error("No pacman package owns {0}, so a package of modules for it could not depend on its kernel.\nInstall the kernel with pacman, or make a .deb (dkms mkbmdeb).")]
     NoKernelPackage(PathBuf),
+    #[error("No rpm package owns {0}, so a package of modules for it could not require its kernel.\nInstall the kernel with rpm or dnf, or make a .deb (dkms mkbmdeb).")]
+    NoRpmKernelPackage(PathBuf),
+    #[error("rpmbuild is not installed: dkms mkbmrpm builds with it.\nInstall it: dnf install rpm-build (Debian: apt-get install rpm).")]
+    NoRpmbuild,
+    #[error("rpmbuild could not build {path}:\n{output}")]
+    Rpmbuild { path: PathBuf, output: String },
     #[error("No module of {module} would be installed on kernel {kernel} (see above), so no package was made for it.\nYou may override by specifying --force.")]
     NothingToPackage { module: String, kernel: String },
 }

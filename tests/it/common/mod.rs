@@ -438,6 +438,8 @@ pub enum Needs {
     TestPackages,
     /// qemu, OVMF, busybox, virt-fw-vars, sbattach and mokutil for the Secure Boot proofs.
     SecureBootProof,
+    /// rpm and rpmbuild (Debian's rpm package).
+    Rpm,
     /// SoftHSM2, the OpenSSL pkcs11 provider and Debian's 6.1 kbuild sign-file.
     Pkcs11Token,
     /// The shells whose completions are tested.
@@ -460,6 +462,7 @@ fn has(need: Needs) -> bool {
         Needs::TestPackages => {
             std::fs::read_dir("/var/cache/dkms-rs-test/debs").is_ok_and(|mut d| d.next().is_some())
         }
+        Needs::Rpm => exists("/usr/bin/rpmbuild") && exists("/usr/bin/rpm"),
         Needs::Pkcs11Token => {
             exists("/usr/bin/softhsm2-util")
                 && exists("/usr/lib/x86_64-linux-gnu/ossl-modules/pkcs11.so")
