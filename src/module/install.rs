@@ -36,8 +36,12 @@ pub enum InstallError {
     LeavesTree { module: String, location: String },
     #[error("Installation aborted.")]
     Aborted,
-    #[error("{path} belongs to the package {package}: dkms does not replace or delete another package's files.\nRemove that package first (apt remove / pacman -R), or leave this module to it.")]
-    OwnedByPackage { path: PathBuf, package: String },
+    #[error("{path} belongs to the package {package}: dkms does not replace or delete another package's files.\nRemove that package first ({remove} {package}), or leave this module to it.")]
+    OwnedByPackage {
+        path: PathBuf,
+        package: String,
+        remove: &'static str,
+    },
     #[error("Problems with depmod detected. Automatically uninstalling this module.\nInstall Failed (depmod problems). Module rolled back to built state.\n{0}")]
     Depmod(String),
     #[error("{0}\nNothing was changed: the previous modules and state are restored.")]
@@ -442,7 +446,11 @@ fn refuse_owned(settings: &Settings, files: &[PathBuf]) -> Result<(), InstallErr
         .into_iter()
         .next()
     {
-        Some((path, package)) => Err(InstallError::OwnedByPackage { path, package }),
+        Some(owned) => Err(InstallError::OwnedByPackage {
+            path: owned.path,
+            package: owned.package,
+            remove: owned.manager.remove_command(),
+        }),
         None => Ok(()),
     }
 }

@@ -13,21 +13,58 @@ use std::process::Command;
 
 use crate::fsutil::through_real_dir;
 
-/// The package that owns each of `paths` that some package owns, as (path, package).
-pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
+/// The package manager whose database names a file's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    Dpkg,
+    Pacman,
+    Rpm,
+}
+
+impl Manager {
+    /// How a user removes one of its packages, for messages.
+    pub fn remove_command(self) -> &'static str {
+        match self {
+            Manager::Dpkg => "apt remove",
+            Manager::Pacman => "pacman -R",
+            Manager::Rpm => "dnf remove",
+        }
+    }
+}
+
+/// A file some package owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub path: PathBuf,
+    pub package: String,
+    pub manager: Manager,
+}
+
+/// The owner of each of `paths` that some package owns.
+pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<Owned> {
     if paths.is_empty() {
         return Vec::new();
     }
     let inside =
         |p: &PathBuf| -> PathBuf { Path::new("/").join(p.strip_prefix(sysroot).unwrap_or(p)) };
     let asked: Vec<PathBuf> = paths.iter().map(inside).collect();
+    let tag = |m: Manager| move |(path, package): (PathBuf, String)| (path, package, m);
     let mut found = Vec::new();
     // dpkg's database lists paths inside the root; pacman takes real paths and `--root`
     // (and may answer with the path resolved through a /lib -> usr/lib link).
-    for (path, package) in dpkg_owners(sysroot, &asked)
+    for (path, package, manager) in dpkg_owners(sysroot, &asked)
         .into_iter()
-        .chain(pacman_owners(sysroot, paths))
-        .chain(rpm_owners(sysroot, &asked))
+        .map(tag(Manager::Dpkg))
+        .chain(
+            pacman_owners(sysroot, paths)
+                .into_iter()
+                .map(tag(Manager::Pacman)),
+        )
+        .chain(
+            rpm_owners(sysroot, &asked)
+                .into_iter()
+                .map(tag(Manager::Rpm)),
+        )
     {
         let at = asked.iter().position(|a| *a == path);
         let at = at.or_else(|| {
@@ -35,7 +72,11 @@ pub fn owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
             paths.iter().position(|p| through_real_dir(p) == real)
         });
         if let Some(i) = at {
-            found.push((paths[i].clone(), package));
+            found.push(Owned {
+                path: paths[i].clone(),
+                package,
+                manager,
+            });
         }
     }
     found
@@ -139,7 +180,11 @@ fn rpm_query(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String, String)
             .arg("--root")
             .arg(sysroot)
             .args(["--dbpath", dbpath])
-            .args(["-qf", "--queryformat", "%{NAME} %|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE}\\n"])
+            .args([
+                "-qf",
+                "--queryformat",
+                "%{NAME} %|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE}\\n",
+            ])
             .arg(path)
             .output()
         else {
@@ -148,7 +193,11 @@ fn rpm_query(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String, String)
         if !out.status.success() {
             continue;
         }
-        if let Some((name, version)) = String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.split_once(' ')) {
+        if let Some((name, version)) = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.split_once(' '))
+        {
             found.push((path.clone(), name.to_string(), version.to_string()));
         }
     }
@@ -164,6 +213,8 @@ fn rpm_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
 
 /// The rpm package owning `path` (inside the root) and its [epoch:]version-release.
 pub fn rpm_package(sysroot: &Path, path: &Path) -> Option<(String, String)> {
-    let (_, package, version) = rpm_query(sysroot, &[path.to_path_buf()]).into_iter().next()?;
+    let (_, package, version) = rpm_query(sysroot, &[path.to_path_buf()])
+        .into_iter()
+        .next()?;
     Some((package, version))
 }

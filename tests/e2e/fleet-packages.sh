@@ -37,7 +37,7 @@ if [[ ! -d /lib/modules/$kernel/kernel || -z $other || -z $cloud_deb ]]; then
     exit 2
 fi
 work=$(mktemp -d /tmp/fleet-e2e.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[[ -n ${E2E_KEEP:-} ]] && echo "kept $work" || rm -rf "$work"' EXIT
 chmod 755 "$work"
 mkdir -p "$work/pkgs" && chown nobody "$work/pkgs"
 mkdir -p "$work/image" && dpkg-deb -x "$cloud_deb" "$work/image"
@@ -50,7 +50,10 @@ rpmbuild -bb --define "_topdir $work/rpmbuild" --define "image $work/image" \
     --define "kver ${cloud_version%-*}" --define "krel ${cloud_version##*-}" \
     tests/e2e/rpm/kernel-core.spec > "$work/kernel-core-rpmbuild.log" 2>&1
 kernel_rpm=$(ls "$work"/rpmbuild/RPMS/x86_64/kernel-core-*.rpm 2>/dev/null)
+rpmbuild -bb --define "_topdir $work/rpmbuild" tests/e2e/rpm/base-system.spec >> "$work/kernel-core-rpmbuild.log" 2>&1
+base_rpm=$(ls "$work"/rpmbuild/RPMS/noarch/base-system-*.rpm 2>/dev/null)
 check "rpmbuild made kernel-core (the cloud kernel as an RPM)" test -f "$kernel_rpm"
+check "rpmbuild made base-system (what the rpm host has)" test -f "$base_rpm"
 # Debian's rpm keeps its database in ~/.rpmdb; an RPM distribution's is /var/lib/rpm.
 mkdir -p "$work/rpm-home" && echo '%_dbpath /var/lib/rpm' > "$work/rpm-home/.rpmmacros"
 acpi_dkms=$(ls /var/cache/dkms-rs-test/debs/acpi-call-dkms_*.deb 2>/dev/null | head -n 1)
@@ -320,7 +323,8 @@ dnf_on() { # root, dnf arguments... (the root's repository is /srv/fleet)
     local r=$1
     shift
     HOME=$work/rpm-home dnf -y --installroot="$r" --setopt=reposdir=/dev/null --releasever=1 \
-        --repofrompath="fleet,file://$r/srv/fleet" --setopt=fleet.gpgcheck=0 "$@"
+        --repofrompath="fleet,file://$r/srv/fleet" --setopt=fleet.gpgcheck=0 \
+        --refresh "$@"
 }
 
 # RPM: the build host gets the cloud kernel from kernel-core's rpm too (its files are the
@@ -345,7 +349,7 @@ rpm_side() {
     cp "$build"/var/lib/dkms/hello/{1.0,2.0}/rpm/*.rpm "$repo/"
     createrepo_c -q "$repo" > "$work/createrepo.log" 2>&1
     check "createrepo_c made the repository (modules only)" test $? -eq 0
-    rpm_on "$rpm_host" --initdb
+    rpm_on "$rpm_host" --initdb && rpm_on "$rpm_host" -i "$base_rpm"
     check "the rpm host has no compiler, make or headers" chroot "$rpm_host" sh -c \
         '! command -v gcc && ! command -v cc && ! command -v make && ! ls -d /usr/src/linux-headers-* /lib/modules/*/build >/dev/null 2>&1'
     dnf_on "$rpm_host" install "kmod-hello-$cloud-1.0" > "$work/dnf-nokernel.log" 2>&1
@@ -354,7 +358,10 @@ rpm_side() {
     cp "$kernel_rpm" "$repo/" && createrepo_c -q --update "$repo" > "$work/createrepo.log" 2>&1
     dnf_on "$rpm_host" install "kmod-hello-$cloud-1.0" > "$work/dnf-install.log" 2>&1
     check "dnf install kmod-hello-$cloud (pulling in kernel-core)" test $? -eq 0
-    check "kernel-core came with it" test "$(rpm_on "$rpm_host" -q --queryformat "%{NAME}-%{VERSION}-%{RELEASE}" kernel-core)" = "kernel-core-${cloud_version/-/-}"
+    check "kernel-core came with it" test "$(rpm_on "$rpm_host" -q --queryformat "%{NAME}-%{VERSION}-%{RELEASE}" kernel-core)" = "kernel-core-$cloud_version"
+    # A machine's kernel is one its user wants: without this dnf would take kernel-core away
+    # with the last package that pulled it in (clean_requirements_on_remove).
+    dnf_on "$rpm_host" mark install kernel-core > "$work/dnf-mark.log" 2>&1
     f=/lib/modules/$cloud/updates/dkms/hello.ko
     check "the module is installed, signed by the build host's key ($signer)" \
         test "$(modinfo -F signer "$rpm_host$f" 2>/dev/null)" = "$signer"
@@ -367,12 +374,14 @@ rpm_side() {
     dkms_on "$rpm_host" uninstall hello/1.0 -k "$cloud" > "$work/rpm-uninstall.log" 2>&1
     check "dkms uninstall refuses the package's file (6)" test $? -eq 6
     check "naming the package" grep -q "^Error! $f belongs to the package kmod-hello-$cloud" "$work/rpm-uninstall.log"
+    check "and dnf to remove it with" grep -q "^Remove that package first (dnf remove kmod-hello-$cloud), or leave this module to it.$" "$work/rpm-uninstall.log"
     dnf_on "$rpm_host" remove "kmod-hello-$cloud" > "$work/dnf-remove.log" 2>&1
     check "dnf remove kmod-hello-$cloud" test $? -eq 0
     check "no module file left" test ! -e "$rpm_host$f"
     check "no dkms state left" test ! -e "$rpm_host/var/lib/dkms/hello"
+    check "kernel-core stays" test -f "$rpm_host/lib/modules/$cloud/modules.dep" -a -f "$rpm_host/boot/vmlinuz-$cloud"
     check "depmod forgot it" bash -c "! grep -q hello.ko '$rpm_host/lib/modules/$cloud/modules.dep'"
-    check "kernel-core stays" test "$(rpm_on "$rpm_host" -q --queryformat "%{NAME}" kernel-core)" = kernel-core
+    check "and rpm still has kernel-core" test "$(rpm_on "$rpm_host" -q --queryformat "%{NAME}" kernel-core)" = kernel-core
     install_cmd=dnf_install remove_cmd=dnf_remove lifecycle "$rpm_host" "lib/modules/$cloud/updates" "$cloud" rpm
 }
 
@@ -418,7 +427,7 @@ source_package_side() {
     check "dkms status shows it installed" test "$(dkms_on "$build" status acpi-call -k "$kernel")" = "acpi-call/1.2.2, $kernel, x86_64: installed"
 }
 
-export work kernel other cloud cloud_version acpi_dkms kernel_rpm passed failed
+export work kernel other cloud cloud_version acpi_dkms kernel_rpm base_rpm passed failed
 export -f in_namespace strip_host dkms_on build_side apt_side pacman_side check overlay_root \
     hello_source pkg_version hello_state lifecycle apt_install apt_purge pacman_install pacman_remove \
     rpm_on dnf_on rpm_side dnf_install dnf_remove source_package_side

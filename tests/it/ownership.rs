@@ -259,7 +259,7 @@ fn a_module_file_a_package_owns_is_neither_replaced_nor_deleted() {
     dpkg_install_into(&root, "patched-modules", &rel, b"the package's module");
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
     let refusal = format!(
-        "\nError! $ROOT/{rel} belongs to the package patched-modules: dkms does not replace or delete another package's files.\nRemove that package first (apt remove / pacman -R), or leave this module to it.\n"
+        "\nError! $ROOT/{rel} belongs to the package patched-modules: dkms does not replace or delete another package's files.\nRemove that package first (apt remove patched-modules), or leave this module to it.\n"
     );
     root.dkms(&["install", "patched/1.0", "-k", &k])
         .is(&root, exit::INSTALL_FAILED, "", &refusal);
@@ -289,7 +289,7 @@ fn uninstall_refuses_a_module_file_a_package_took_over() {
         &root,
         exit::INSTALL_FAILED,
         &format!("Module patched/1.0 for kernel {k} (x86_64):\n"),
-        &format!("\nError! $ROOT/{rel} belongs to the package patched-modules: dkms does not replace or delete another package's files.\nRemove that package first (apt remove / pacman -R), or leave this module to it.\n"),
+        &format!("\nError! $ROOT/{rel} belongs to the package patched-modules: dkms does not replace or delete another package's files.\nRemove that package first (apt remove patched-modules), or leave this module to it.\n"),
     );
     assert_eq!(
         std::fs::read(root.path().join(&rel)).unwrap(),

@@ -240,7 +240,12 @@ fn rpm_install_into(root: &Root, name: &str, version: &str, paths: &[&str]) {
     let files: String = paths.iter().map(|p| format!("\"/{p}\"\n")).collect();
     let copies: String = paths
         .iter()
-        .map(|p| format!("mkdir -p \"$(dirname %{{buildroot}}/{p})\"\ncp -a {r}/{p} %{{buildroot}}/{p}\n", r = root.path().display()))
+        .map(|p| {
+            format!(
+                "mkdir -p \"$(dirname %{{buildroot}}/{p})\"\ncp -a {r}/{p} %{{buildroot}}/{p}\n",
+                r = root.path().display()
+            )
+        })
         .collect();
     let spec = top.path().join("k.spec");
     std::fs::write(&spec, format!("Name: {name}\nVersion: {version}\nRelease: 1\nSummary: a kernel\nLicense: GPL\nAutoReqProv: no\n%description\na kernel\n%install\n{copies}%files\n{files}")).unwrap();
@@ -251,13 +256,30 @@ fn rpm_install_into(root: &Root, name: &str, version: &str, paths: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let rpm = std::fs::read_dir(top.path().join("RPMS/x86_64")).unwrap().flatten().next().unwrap().path();
-    let db = Command::new("rpm").arg("--root").arg(root.path()).args(["--dbpath", "/var/lib/rpm", "--initdb"]).status().unwrap();
+    let rpm = std::fs::read_dir(top.path().join("RPMS/x86_64"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let db = Command::new("rpm")
+        .arg("--root")
+        .arg(root.path())
+        .args(["--dbpath", "/var/lib/rpm", "--initdb"])
+        .status()
+        .unwrap();
     assert!(db.success());
     let out = Command::new("rpm")
         .arg("--root")
         .arg(root.path())
-        .args(["--dbpath", "/var/lib/rpm", "-i", "--nodeps", "--justdb", "--noscripts"])
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "-i",
+            "--nodeps",
+            "--justdb",
+            "--noscripts",
+        ])
         .arg(&rpm)
         .output()
         .unwrap();
@@ -277,11 +299,21 @@ fn mkbmrpm_makes_a_kmod_package_requiring_the_kernels_rpm() {
     let out = root.dkms(&["mkbmrpm", "patched/1.0", "-k", &k]);
     assert_eq!(out.code, exit::TARBALL_FAILED, "{}", out.stderr);
     assert!(out.stderr.ends_with(&format!("\nError! No rpm package owns {}, so a package of modules for it could not require its kernel.\nInstall the kernel with rpm or dnf, or make a .deb (dkms mkbmdeb).\n", root.install_tree().join(&k).join("modules.builtin").display())), "{}", out.stderr);
-    root.write(&format!("lib/modules/{k}/modules.builtin"), "kernel/fs/ext4/ext4.ko\n");
-    rpm_install_into(&root, "kernel-core", "6.1.0", &[&format!("lib/modules/{k}/modules.builtin")]);
+    root.write(
+        &format!("lib/modules/{k}/modules.builtin"),
+        "kernel/fs/ext4/ext4.ko\n",
+    );
+    rpm_install_into(
+        &root,
+        "kernel-core",
+        "6.1.0",
+        &[&format!("lib/modules/{k}/modules.builtin")],
+    );
     let out = root.dkms(&["mkbmrpm", "patched/1.0", "-k", &k]);
     out.ok();
-    let rpm = root.dkms_tree().join(format!("patched/1.0/rpm/kmod-patched-{k}-1.0-1.x86_64.rpm"));
+    let rpm = root
+        .dkms_tree()
+        .join(format!("patched/1.0/rpm/kmod-patched-{k}-1.0-1.x86_64.rpm"));
     assert_eq!(out.stdout.lines().last(), Some(rpm.to_str().unwrap()));
     let q = |args: &[&str]| {
         let o = Command::new("rpm").args(args).arg(&rpm).output().unwrap();
@@ -292,13 +324,30 @@ fn mkbmrpm_makes_a_kmod_package_requiring_the_kernels_rpm() {
         q(&["-qp", "--queryformat", "%{NAME} %{VERSION}-%{RELEASE}\\n"]),
         format!("kmod-patched-{k} 1.0-1\n")
     );
-    assert!(q(&["-qp", "--requires"]).lines().any(|l| l == "kernel-core = 6.1.0-1"), "{}", q(&["-qp", "--requires"]));
+    assert!(
+        q(&["-qp", "--requires"])
+            .lines()
+            .any(|l| l == "kernel-core = 6.1.0-1"),
+        "{}",
+        q(&["-qp", "--requires"])
+    );
     assert_eq!(q(&["-qp", "--conflicts"]), "patched-dkms\n");
     let list = q(&["-qpl"]);
-    assert!(list.contains(&format!("/lib/modules/{k}/updates/dkms/fx_patched.ko\n")), "{list}");
-    assert!(list.contains(&format!("/var/lib/dkms/patched/1.0/{k}/x86_64/.installed-files.json\n")), "{list}");
+    assert!(
+        list.contains(&format!("/lib/modules/{k}/updates/dkms/fx_patched.ko\n")),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!(
+            "/var/lib/dkms/patched/1.0/{k}/x86_64/.installed-files.json\n"
+        )),
+        "{list}"
+    );
     let scripts = q(&["-qp", "--scripts"]);
-    assert!(scripts.contains("posttrans scriptlet") && scripts.contains("postuninstall scriptlet"), "{scripts}");
+    assert!(
+        scripts.contains("posttrans scriptlet") && scripts.contains("postuninstall scriptlet"),
+        "{scripts}"
+    );
     // A shell `%` survives rpm's macro expansion.
     assert!(scripts.contains("rmdir \"${o%/*}\""), "{scripts}");
 }

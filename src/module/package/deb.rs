@@ -95,7 +95,7 @@ impl PackageJob<'_> {
         crate::module::owned::owners(&self.settings.sysroot, &[builtin])
             .into_iter()
             .next()
-            .map(|(_, package)| package)
+            .map(|owned| owned.package)
             .unwrap_or_else(|| format!("linux-image-{}", self.ka.kernel))
     }
 

@@ -20,15 +20,32 @@ impl PackageJob<'_> {
     pub fn rpm_name(&self) -> String {
         format!("kmod-{}-{}", self.module, self.ka.kernel)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "+-._".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "+-._".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 
     /// The RPM package, in `out_dir`; returns its path.
     pub fn rpm(&self, out_dir: &Path) -> Result<PathBuf, PackageError> {
-        let builtin = Path::new("/lib/modules").join(&self.ka.kernel).join("modules.builtin");
-        let (kernel_pkg, kernel_ver) = crate::module::owned::rpm_package(&self.settings.sysroot, &builtin)
-            .ok_or_else(|| PackageError::NoRpmKernelPackage(self.settings.install_tree.join(&self.ka.kernel).join("modules.builtin")))?;
+        let builtin = Path::new("/lib/modules")
+            .join(&self.ka.kernel)
+            .join("modules.builtin");
+        let (kernel_pkg, kernel_ver) =
+            crate::module::owned::rpm_package(&self.settings.sysroot, &builtin).ok_or_else(
+                || {
+                    PackageError::NoRpmKernelPackage(
+                        self.settings
+                            .install_tree
+                            .join(&self.ka.kernel)
+                            .join("modules.builtin"),
+                    )
+                },
+            )?;
         let content = self.content("lib/modules")?;
         let top = tempfile::Builder::new()
             .prefix(".mkbmrpm.")
@@ -43,7 +60,10 @@ impl PackageJob<'_> {
             self.version,
             &self.ka.kernel,
             &self.ka.arch,
-            &Host { modules: "lib/modules", depmod_hook_possible: false },
+            &Host {
+                modules: "lib/modules",
+                depmod_hook_possible: false,
+            },
         );
         let mut files = String::new();
         for d in content.dirs().iter().filter(|d| owns_dir(d, self.module)) {
@@ -89,7 +109,10 @@ impl PackageJob<'_> {
                 std::io::ErrorKind::NotFound => PackageError::NoRpmbuild,
                 _ => io("run rpmbuild for", &spec_file)(e),
             })?;
-        let built = rpmdir.join(&self.ka.arch).join(format!("{name}-{version}-{}.{}.rpm", self.revision, self.ka.arch));
+        let built = rpmdir.join(&self.ka.arch).join(format!(
+            "{name}-{version}-{}.{}.rpm",
+            self.revision, self.ka.arch
+        ));
         if !out.status.success() || !built.is_file() {
             return Err(PackageError::Rpmbuild {
                 path: built,
@@ -105,14 +128,19 @@ impl PackageJob<'_> {
 /// Free text on one spec line: rpm would expand a `%` as a macro and end the field at a
 /// newline.
 fn spec_text(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").replace('%', "%%")
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('%', "%%")
 }
 
 /// The directories the package owns: its own under the dkms tree (`<m>/<v>/<k>/<a>...`),
 /// never the shared ones (`/var/lib/dkms`, `/lib/modules/<k>/updates`...).
 fn owns_dir(dir: &Path, module: &str) -> bool {
     let shared = Path::new("var/lib/dkms").join(module);
-    dir.starts_with(&shared) && dir != shared && dir.components().count() > shared.components().count() + 1
+    dir.starts_with(&shared)
+        && dir != shared
+        && dir.components().count() > shared.components().count() + 1
 }
 
 #[cfg(test)]
