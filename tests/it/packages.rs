@@ -309,6 +309,27 @@ fn mkbmrpm_makes_a_kmod_package_requiring_the_kernels_rpm() {
         "6.1.0",
         &[&format!("lib/modules/{k}/modules.builtin")],
     );
+    // Without rpmbuild (a PATH of every program but it): the package to install is named.
+    root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
+    let bin = root.path().join("no-rpmbuild");
+    std::fs::create_dir_all(&bin).unwrap();
+    for dir in ["/usr/bin", "/usr/sbin"] {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_name() != "rpmbuild" && !bin.join(entry.file_name()).exists() {
+                std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    root.dkms_env(
+        &["mkbmrpm", "patched/1.0", "-k", &k],
+        &[("PATH", bin.to_str().unwrap())],
+    )
+    .is(
+        &root,
+        exit::TARBALL_FAILED,
+        "",
+        "\nError! rpmbuild is not installed: dkms mkbmrpm builds with it.\nInstall it: dnf install rpm-build (Debian: apt-get install rpm).\n",
+    );
     let out = root.dkms(&["mkbmrpm", "patched/1.0", "-k", &k]);
     out.ok();
     let rpm = root
