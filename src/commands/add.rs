@@ -16,13 +16,13 @@ pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
 /// module nor version is given), else `<source_tree>/<m>-<v>`. The caller holds the
 /// lock. Returns the module and version added.
 pub(crate) fn add_requested(ctx: &Context, ka: &KernelArch) -> Result<(String, String)> {
-    let req = ctx.req;
-    let (mut module, mut version) = (req.module.clone(), req.version.clone());
+    let opts = ctx.opts;
+    let (mut module, mut version) = (opts.target.module.clone(), opts.target.version.clone());
     if module.is_none() && version.is_none() {
-        if req.archive.is_some() {
+        if opts.tarball.archive.is_some() {
             return super::tarball::load(ctx);
         }
-        if let Some(dir) = &req.source_dir {
+        if let Some(dir) = &opts.target.source_dir {
             let (m, v) = add_source_tree(ctx, dir, ka)?;
             module = Some(m);
             version = Some(v);

@@ -18,7 +18,7 @@ pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             .built(m, v, Some(&ka.kernel), Some(&ka.arch))
             .is_empty()
         {
-            if !ctx.req.force {
+            if !ctx.opts.force {
                 ctx.report.line(&format!(
                     "Module {m}/{v} already built for kernel {} ({}), skip. You may override by specifying --force.",
                     ka.kernel, ka.arch
@@ -139,9 +139,9 @@ pub fn uninstall(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Res
 /// The module version to build or install, added first when it is not (the original's
 /// `do_build`): named by `m/v`, or by a source directory or archive on the command line.
 fn added_module(ctx: &Context, action: Action, ka: &KernelArch) -> Result<(String, String)> {
-    let req = ctx.req;
-    let named_by_path = req.source_dir.is_some() || req.archive.is_some();
-    if req.module.is_none() && req.version.is_none() && named_by_path {
+    let opts = ctx.opts;
+    let named_by_path = opts.target.source_dir.is_some() || opts.tarball.archive.is_some();
+    if opts.target.module.is_none() && opts.target.version.is_none() && named_by_path {
         let added = super::add::add_requested(ctx, ka)?;
         ctx.report.line("");
         return Ok(added);

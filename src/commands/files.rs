@@ -21,7 +21,7 @@ fn label(i: &Installed) -> String {
 }
 
 pub fn owner(ctx: &Context) -> Result<i32> {
-    if ctx.req.paths.is_empty() {
+    if ctx.opts.target.paths.is_empty() {
         return Err(ActionError::NoPaths.into());
     }
     let installed = manifest::installed(&ctx.tree, ctx.settings, None, None);
@@ -39,7 +39,7 @@ pub fn owner(ctx: &Context) -> Result<i32> {
         through_real_dir(&ctx.settings.dkms_tree),
     ];
     let mut code = exit::SUCCESS;
-    for asked in &ctx.req.paths {
+    for asked in &ctx.opts.target.paths {
         let wanted = through_real_dir(asked);
         let owners: Vec<_> = records.iter().filter(|(_, _, p)| *p == wanted).collect();
         for (i, _, _) in &owners {
@@ -99,27 +99,32 @@ struct VerifyDocument<'a> {
 }
 
 pub fn verify(ctx: &Context) -> Result<i32> {
-    let req = ctx.req;
-    let module = req.module.as_deref();
+    let opts = ctx.opts;
+    let module = opts.target.module.as_deref();
     if let Some(m) = module {
         if ctx
             .tree
-            .module_versions(Some(m), req.version.as_deref())
+            .module_versions(Some(m), opts.target.version.as_deref())
             .is_empty()
         {
-            return Err(match &req.version {
+            return Err(match &opts.target.version {
                 Some(v) => ActionError::NotAdded(m.into(), v.clone()),
                 None => ActionError::MatchNotAdded(m.into()),
             }
             .into());
         }
     }
-    let in_scope = |k: &str| req.kernels.is_empty() || req.kernels.iter().any(|w| w == k);
-    let installed: Vec<Installed> =
-        manifest::installed(&ctx.tree, ctx.settings, module, req.version.as_deref())
-            .into_iter()
-            .filter(|i| in_scope(&i.ka.kernel))
-            .collect();
+    let in_scope =
+        |k: &str| opts.target.kernels.is_empty() || opts.target.kernels.iter().any(|w| w == k);
+    let installed: Vec<Installed> = manifest::installed(
+        &ctx.tree,
+        ctx.settings,
+        module,
+        opts.target.version.as_deref(),
+    )
+    .into_iter()
+    .filter(|i| in_scope(&i.ka.kernel))
+    .collect();
     let stray = if module.is_none() {
         stray_files(ctx, &installed, &in_scope)
     } else {
@@ -131,7 +136,11 @@ pub fn verify(ctx: &Context) -> Result<i32> {
         .into_iter()
         .filter(|k| {
             module.is_none_or(|m| m == k.module)
-                && req.version.as_deref().is_none_or(|v| v == k.version)
+                && opts
+                    .target
+                    .version
+                    .as_deref()
+                    .is_none_or(|v| v == k.version)
                 && in_scope(&k.kernel)
         })
         .collect();
@@ -152,7 +161,7 @@ pub fn verify(ctx: &Context) -> Result<i32> {
     } else {
         exit::SUCCESS
     };
-    if req.json {
+    if opts.output.json {
         print_json(ctx, &installed, &checks, stray, kept);
         return Ok(code);
     }
@@ -222,7 +231,7 @@ fn print_json(
             kernel: Some(&i.ka.kernel),
             arch: Some(&i.ka.arch),
         };
-        for status in collect(ctx.settings, &filter)
+        for status in collect(ctx.settings, &ctx.opts.conf, &filter)
             .into_iter()
             .filter(|e| e.state == State::Installed)
         {

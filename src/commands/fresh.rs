@@ -13,7 +13,7 @@ use crate::state::KernelArch;
 /// they are asked.
 pub(crate) fn by_fingerprint(ctx: &Context) -> bool {
     matches!(
-        ctx.req.action,
+        ctx.opts.action,
         Some(Action::Autoinstall | Action::KernelPostinst)
     )
 }

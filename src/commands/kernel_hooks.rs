@@ -17,14 +17,7 @@ pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> 
     for (m, v) in ctx.tree.module_versions(None, None) {
         for built in ctx.tree.built(&m, &v, Some(&ka.kernel), None) {
             if only_autoinstall {
-                let req = crate::conf::ConfRequest::new(
-                    ctx.settings,
-                    ctx.tree.conf_file(&m, &v),
-                    &m,
-                    &v,
-                    &built.kernel,
-                    &built.arch,
-                );
+                let req = ctx.conf_request(ctx.tree.conf_file(&m, &v), &m, &v, &built);
                 if !crate::conf::load_lenient(&req).is_ok_and(|c| c.autoinstall) {
                     continue;
                 }
@@ -41,7 +34,7 @@ pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> 
     }
     if !worker.changed_kernels().is_empty() {
         ctx.mark_changed(&ka.kernel);
-        if !ctx.req.no_depmod && !batch_depmod(ctx, &ka.kernel) {
+        if ctx.opts.depmod && !batch_depmod(ctx, &ka.kernel) {
             failed = true;
         }
         prune_empty_dirs(&ctx.settings.install_tree.join(&ka.kernel));

@@ -7,13 +7,13 @@ use crate::state::KernelArch;
 
 /// `match --templatekernel T -k K [module]`: install on K what is installed on T.
 pub fn run_match(ctx: &Context, ka: &KernelArch) -> Result<i32> {
-    let Some(template) = ctx.req.template_kernel.clone() else {
+    let Some(template) = ctx.opts.target.template_kernel.clone() else {
         return Err(ActionError::MatchUsage.into());
     };
     if template == ka.kernel {
         return Err(ActionError::MatchSameKernel.into());
     }
-    if let Some(m) = &ctx.req.module {
+    if let Some(m) = &ctx.opts.target.module {
         if crate::state::visible_entries(&ctx.settings.dkms_tree.join(m)).is_empty() {
             return Err(ActionError::MatchNotAdded(m.clone()).into());
         }
@@ -24,7 +24,10 @@ pub fn run_match(ctx: &Context, ka: &KernelArch) -> Result<i32> {
         arch: ka.arch.clone(),
     };
     let mut todo = Vec::new();
-    for (m, v) in ctx.tree.module_versions(ctx.req.module.as_deref(), None) {
+    for (m, v) in ctx
+        .tree
+        .module_versions(ctx.opts.target.module.as_deref(), None)
+    {
         if ctx.tree.is_installed(&m, &v, &template_ka) {
             todo.push((m, v));
         }

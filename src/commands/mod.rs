@@ -8,6 +8,7 @@ mod files;
 mod fresh;
 mod kernel_hooks;
 mod match_kernel;
+pub mod options;
 mod package;
 mod post;
 mod preflight;
@@ -25,17 +26,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Action, Request};
-use crate::conf::{self, ConfRequest, ModuleConf};
+use crate::conf::{self, KernelDirs, ModuleConf};
 use crate::error::{ActionError, Result};
 use crate::exit;
 use crate::framework::Settings;
 use crate::module::kbuild::SignerCell;
 use crate::report::Reporter;
 use crate::state::{KernelArch, Registration, StateTree};
+pub use options::Options;
 
 /// Everything an action needs.
 pub struct Context<'a> {
-    pub req: &'a Request,
+    pub opts: &'a Options,
     pub settings: &'a Settings,
     pub report: &'a Reporter,
     pub tree: StateTree,
@@ -56,12 +58,6 @@ pub struct Context<'a> {
 type ConfKey = (PathBuf, String, String, KernelArch, Option<PathBuf>);
 type ConfMemo = std::sync::Arc<std::sync::Mutex<BTreeMap<ConfKey, ModuleConf>>>;
 
-/// The build directory and config of a kernel, as this request points at them.
-pub(crate) struct KernelDirs {
-    pub build: PathBuf,
-    pub config: PathBuf,
-}
-
 impl<'a> Context<'a> {
     pub(crate) fn mark_changed(&self, kernel: &str) {
         self.changed
@@ -74,7 +70,7 @@ impl<'a> Context<'a> {
     /// per kernel at the end, builds share `jobserver`.
     pub(crate) fn batch_worker(&self, jobserver: Option<jobserver::Client>) -> Context<'a> {
         Context {
-            req: self.req,
+            opts: self.opts,
             settings: self.settings,
             report: self.report,
             tree: self.tree.clone(),
@@ -89,15 +85,23 @@ impl<'a> Context<'a> {
     /// `<kernel>`'s build directory and config (`--kernelsourcedir`, `--config`, else the
     /// installed headers).
     pub(crate) fn kernel_dirs(&self, kernel: &str) -> KernelDirs {
-        let build =
-            crate::kernel::build_dir(self.settings, self.req.kernel_source_dir.as_deref(), kernel);
-        let config = crate::kernel::config_file(&build, self.req.kernel_config.as_deref());
-        KernelDirs { build, config }
+        self.opts.kernel_dirs(self.settings, kernel)
+    }
+
+    /// The request to read `file` as `m/v` on `ka`, with this run's overrides.
+    pub(crate) fn conf_request<'b>(
+        &'b self,
+        file: PathBuf,
+        m: &'b str,
+        v: &'b str,
+        ka: &'b KernelArch,
+    ) -> crate::conf::ConfRequest<'b> {
+        self.opts.conf_request(self.settings, file, m, v, ka)
     }
 
     /// The dkms.conf of `m/v`: `-c FILE`, else the one in its source.
     pub(crate) fn conf_file(&self, m: &str, v: &str) -> PathBuf {
-        (self.req.conf.clone()).unwrap_or_else(|| self.tree.conf_file(m, v))
+        (self.opts.conf_file.clone()).unwrap_or_else(|| self.tree.conf_file(m, v))
     }
 
     /// `kernel`'s signing decision, made by the first build that needs it.
@@ -129,18 +133,19 @@ impl<'a> Context<'a> {
 
 /// Run the request; returns the exit code on success paths that are not 0.
 pub fn run(req: &Request, settings: &Settings, report: &Reporter) -> Result<i32> {
+    let opts = Options::resolve(req);
     let ctx = Context {
         changed: Default::default(),
         jobserver: None,
         batch_depmod: false,
         confs: Default::default(),
         signers: Default::default(),
-        req,
+        opts: &opts,
         settings,
         report,
         tree: StateTree::new(&settings.dkms_tree),
     };
-    let Some(action) = req.action else {
+    let Some(action) = opts.action else {
         report.error("Unknown action specified: \"\"");
         report.line(&crate::cli::usage());
         return Ok(exit::SUCCESS);
@@ -206,7 +211,7 @@ fn run_removal(ctx: &Context, action: Action) -> Result<i32> {
 
 /// add, build, install (which add what is missing first).
 fn run_addition(ctx: &Context, action: Action) -> Result<i32> {
-    if ctx.req.all {
+    if ctx.opts.target.all {
         return Err(ActionError::AllNotSupported(action.name()).into());
     }
     if action == Action::Install {
@@ -232,7 +237,7 @@ fn run_addition(ctx: &Context, action: Action) -> Result<i32> {
 /// autoinstall, match and the kernel hooks, in the original's order of checks: --all
 /// (5), the kernel count (4), then root (1).
 fn run_kernel_wide(ctx: &Context, action: Action) -> Result<i32> {
-    let req = ctx.req;
+    let req = &ctx.opts.target;
     if req.all {
         return Err(ActionError::AllNotSupported(action.name()).into());
     }
@@ -264,7 +269,8 @@ fn run_kernel_wide(ctx: &Context, action: Action) -> Result<i32> {
 /// `dkms generate_mok`: create the signing key pair if it does not exist yet.
 fn generate_mok(ctx: &Context) -> Result<i32> {
     let kernel = ctx
-        .req
+        .opts
+        .target
         .kernels
         .first()
         .cloned()
@@ -291,7 +297,7 @@ fn generate_mok(ctx: &Context) -> Result<i32> {
 
 /// Module and version must both be given (exit 1), and must be usable as names.
 fn module_args(ctx: &Context, action: Action) -> Result<(String, String)> {
-    match (&ctx.req.module, &ctx.req.version) {
+    match (&ctx.opts.target.module, &ctx.opts.target.version) {
         (Some(m), Some(v)) if !m.is_empty() && !v.is_empty() => {
             check_name("Module name", m)?;
             check_name("Module version", v)?;
@@ -368,17 +374,13 @@ pub(crate) fn read_strict_with(
     if let Some(conf) = ctx.confs.lock().expect("conf memo").get(&key) {
         return Ok(conf.clone());
     }
-    let (source_dir, config) = match dirs {
-        Some(d) => (Some(d.build.as_path()), Some(d.config.as_path())),
-        None => (
-            ctx.req.kernel_source_dir.as_deref(),
-            ctx.req.kernel_config.as_deref(),
-        ),
+    let creq = match dirs {
+        Some(d) => ctx
+            .conf_request(file.to_path_buf(), m, v, ka)
+            .with_headers(d),
+        None => ctx.conf_request(file.to_path_buf(), m, v, ka),
     };
-    let creq = ConfRequest::new(ctx.settings, file.to_path_buf(), m, v, &ka.kernel, &ka.arch)
-        .with_kernel_overrides(source_dir, config)
-        .with_directives(&ctx.req.directives);
-    for d in &ctx.req.directives {
+    for d in &ctx.opts.conf.directives {
         if let Some((name, value)) = d.split_once('=') {
             ctx.report.line(&format!("DIRECTIVE: {name}=\"{value}\""));
         }
@@ -461,7 +463,7 @@ fn require_root() -> Result<()> {
 /// The original's `setup_kernels_arches`: `--all` takes every built kernel (version
 /// sorted), the default kernel is the running one, a single arch applies to all kernels.
 fn kernels_for(ctx: &Context, module: Option<(&str, &str)>) -> Result<Vec<KernelArch>> {
-    let req = ctx.req;
+    let req = &ctx.opts.target;
     let mut kernels = req.kernels.clone();
     let mut arches = req.arches.clone();
     if req.all {

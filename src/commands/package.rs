@@ -167,8 +167,8 @@ fn package(
         version: v,
         ka,
         conf: &conf,
-        force: ctx.req.force,
-        revision: ctx.req.revision.unwrap_or(1),
+        force: ctx.opts.force,
+        revision: ctx.opts.revision,
     };
     Ok(Some(match format {
         Format::Deb => job.deb(out_dir)?,

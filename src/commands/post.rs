@@ -190,14 +190,7 @@ fn boot_modules(ctx: &Context, kernel: &str) -> Vec<String> {
         if !ctx.tree.is_installed(&m, &v, &ka) {
             continue;
         }
-        let req = crate::conf::ConfRequest::new(
-            ctx.settings,
-            ctx.conf_file(&m, &v),
-            &m,
-            &v,
-            kernel,
-            &ka.arch,
-        );
+        let req = ctx.conf_request(ctx.conf_file(&m, &v), &m, &v, &ka);
         let Ok(conf) = crate::conf::load_lenient(&req) else {
             continue;
         };

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{check_name, read_strict, require_root, Context};
-use crate::conf::{self, ConfRequest};
+use crate::conf;
 use crate::error::{ActionError, Result};
 use crate::module::script;
 use crate::state::{KernelArch, Registration};
@@ -15,7 +15,7 @@ use crate::transaction::Scratch;
 pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     check_name("Module name", m)?;
     check_name("Module version", v)?;
-    if ctx.req.rpm_safe_upgrade {
+    if ctx.opts.rpm_safe_upgrade {
         super::rpm_upgrade::leave_lock(&ctx.settings.tmp_location, m, v);
     }
     if matches!(
@@ -29,8 +29,8 @@ pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -
         return Err(ActionError::SourceDirMissing(source).into());
     }
     let conf_file = ctx
-        .req
-        .conf
+        .opts
+        .conf_file
         .clone()
         .unwrap_or_else(|| source.join("dkms.conf"));
     let conf = read_strict(ctx, &conf_file, m, v, ka)?;
@@ -86,18 +86,7 @@ pub(crate) fn add_source_tree(
         return Err(ActionError::NoDkmsConf(dir.to_path_buf()).into());
     }
     require_root()?;
-    let creq = ConfRequest::new(
-        ctx.settings,
-        conf_file.clone(),
-        "",
-        "",
-        &ka.kernel,
-        &ka.arch,
-    )
-    .with_kernel_overrides(
-        ctx.req.kernel_source_dir.as_deref(),
-        ctx.req.kernel_config.as_deref(),
-    );
+    let creq = ctx.conf_request(conf_file.clone(), "", "", ka);
     // The original reads it with `read_conf` (exit 8) before copying anything; what only
     // the strict read rejects (duplicate names) fails after the copy, in the dkms tree.
     let conf = conf::load_checked(&creq)?;
@@ -105,7 +94,7 @@ pub(crate) fn add_source_tree(
     check_name("Module name", &m)?;
     check_name("Module version", &v)?;
     let target = ctx.settings.source_tree.join(format!("{m}-{v}"));
-    if ctx.req.force && target.is_dir() {
+    if ctx.opts.force && target.is_dir() {
         ctx.report.stderr("");
         ctx.report.line(&format!("Forcing install of {m}-{v}"));
         std::fs::remove_dir_all(&target).map_err(|source| ActionError::Copy {

@@ -7,7 +7,7 @@ use crate::state::KernelArch;
 
 /// The caller holds the lock.
 pub fn remove(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
-    if ctx.req.rpm_safe_upgrade
+    if ctx.opts.rpm_safe_upgrade
         && super::rpm_upgrade::cancels_remove(&ctx.settings.tmp_location, m, v)
     {
         ctx.report

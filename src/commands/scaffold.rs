@@ -11,12 +11,13 @@ use crate::exit;
 use crate::scaffold::{self, render, Source};
 
 pub fn scaffold(ctx: &Context) -> Result<i32> {
-    let dir = match ctx.req.paths.as_slice() {
+    let dir = match ctx.opts.target.paths.as_slice() {
         [dir] => dir.clone(),
         _ => return Err(ActionError::ScaffoldWhat.into()),
     };
     let directive = |name: &str| {
-        ctx.req
+        ctx.opts
+            .conf
             .directives
             .iter()
             .find_map(|d| d.strip_prefix(&format!("{name}=")).map(str::to_string))
@@ -29,7 +30,7 @@ pub fn scaffold(ctx: &Context) -> Result<i32> {
     .map_err(|e| ActionError::Scaffold(e.to_string()))?;
     let mut files: Vec<(PathBuf, Vec<u8>, u32)> = Vec::new();
     let conf = dir.join("dkms.conf");
-    if conf.exists() && !ctx.req.force && !ctx.req.dry_run {
+    if conf.exists() && !ctx.opts.force && !ctx.opts.scaffold.dry_run {
         return Err(ActionError::Scaffold(format!("{} exists already: scaffold does not replace it (--force does, --dry-run shows what it would write).", conf.display())).into());
     }
     files.push((
@@ -37,16 +38,16 @@ pub fn scaffold(ctx: &Context) -> Result<i32> {
         render::dkms_conf(&source, &source.version).into_bytes(),
         0o644,
     ));
-    if ctx.req.pkgbuild {
+    if ctx.opts.scaffold.pkgbuild {
         files.extend(arch_files(ctx, &source)?);
     }
-    if ctx.req.debian {
+    if ctx.opts.scaffold.debian {
         for (name, text, mode) in render::debian(&source) {
             files.push((dir.join("debian").join(name), text.into_bytes(), mode));
         }
     }
     for (path, bytes, mode) in &files {
-        if ctx.req.dry_run {
+        if ctx.opts.scaffold.dry_run {
             ctx.report.line(&format!("--- {}", path.display()));
             match std::str::from_utf8(bytes) {
                 Ok(text) if !path.to_string_lossy().ends_with(".tar.gz") => {
@@ -102,7 +103,7 @@ fn arch_files(ctx: &Context, s: &Source) -> Result<Vec<(PathBuf, Vec<u8>, u32)>>
                 s,
                 &sha(&tarball),
                 &sha(conf.as_bytes()),
-                ctx.req.install_script,
+                ctx.opts.scaffold.install_script,
             )
             .into_bytes(),
             0o644,
@@ -118,7 +119,7 @@ fn arch_files(ctx: &Context, s: &Source) -> Result<Vec<(PathBuf, Vec<u8>, u32)>>
         let bytes = std::fs::read(s.dir.join(p)).unwrap_or_default();
         files.push((out.join(p), bytes, 0o644));
     }
-    if ctx.req.install_script {
+    if ctx.opts.scaffold.install_script {
         files.push((
             out.join(format!("dkms-{}.install", s.name)),
             render::install_script(s).into_bytes(),
@@ -174,7 +175,7 @@ fn source_tarball(s: &Source) -> std::io::Result<Vec<u8>> {
 
 /// `dkms lint [PATH|M/V]`: exit 0 when it finds nothing, 1 when it does.
 pub fn lint(ctx: &Context) -> Result<i32> {
-    let file = match ctx.req.paths.as_slice() {
+    let file = match ctx.opts.target.paths.as_slice() {
         [p] if p.is_dir() => p.join("dkms.conf"),
         [p] if p.is_file() => p.clone(),
         [p] => {
@@ -182,7 +183,7 @@ pub fn lint(ctx: &Context) -> Result<i32> {
             let (m, v) = word.split_once('/').ok_or(ActionError::LintWhat)?;
             ctx.tree.conf_file(m, v)
         }
-        [] => match (&ctx.req.module, &ctx.req.version) {
+        [] => match (&ctx.opts.target.module, &ctx.opts.target.version) {
             (Some(m), Some(v)) => ctx.tree.conf_file(m, v),
             _ => return Err(ActionError::LintWhat.into()),
         },

@@ -21,18 +21,19 @@ pub(crate) fn certificate(ctx: &Context, kernel: &str) -> PathBuf {
 
 pub fn run(ctx: &Context) -> Result<i32> {
     let kernel = ctx
-        .req
+        .opts
+        .target
         .kernels
         .first()
         .cloned()
         .unwrap_or_else(|| ctx.settings.current_kernel.clone());
     let cert = certificate(ctx, &kernel);
     let report = trust::assess(&ctx.settings.sysroot, &cert).map_err(key_error)?;
-    if ctx.req.enroll {
+    if ctx.opts.secureboot.enroll {
         return enroll(ctx, &report);
     }
     let signed = signed_with(ctx, &cert);
-    if ctx.req.json {
+    if ctx.opts.output.json {
         let doc = serde_json::json!({
             "schema": crate::state::status::STATUS_SCHEMA,
             "secure_boot": [report_json(&report, &signed)],
@@ -63,8 +64,8 @@ pub(crate) fn report_json(report: &Report, signed: &[String]) -> serde_json::Val
 
 /// `m/v, kernel, arch: state` of every installed or built module signed with `cert`.
 fn signed_with(ctx: &Context, cert: &Path) -> Vec<String> {
-    let mut entries = collect(ctx.settings, &Filter::default());
-    super::status::add_signatures(ctx.settings, &mut entries);
+    let mut entries = collect(ctx.settings, &ctx.opts.conf, &Filter::default());
+    super::status::add_signatures(ctx.settings, &ctx.opts.conf, &mut entries);
     signed_in(&entries, cert)
 }
 
@@ -188,7 +189,7 @@ fn enroll(ctx: &Context, r: &Report) -> Result<i32> {
         let der = der_file(ctx, r)?;
         let mut c = std::process::Command::new("mokutil");
         c.arg("--import").arg(&der);
-        if ctx.req.root_pw {
+        if ctx.opts.secureboot.root_pw {
             c.arg("--root-pw");
         } else if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err(ActionError::Key("mokutil asks for a one-time password, which MokManager asks for again at the next boot: run dkms secureboot --enroll on a terminal, or add --root-pw to use root's password instead.".into()).into());
@@ -211,7 +212,7 @@ fn enroll(ctx: &Context, r: &Report) -> Result<i32> {
     ctx.report.line(&format!(
         "The key {} is queued. At the next boot, MokManager (a blue screen) asks to enroll it: choose Enroll MOK, Continue, Yes, then type {}.",
         r.certificate.path.display(),
-        if ctx.req.root_pw { "root's password" } else { "the password you just chose" }
+        if ctx.opts.secureboot.root_pw { "root's password" } else { "the password you just chose" }
     ));
     Ok(exit::SUCCESS)
 }

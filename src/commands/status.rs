@@ -11,44 +11,52 @@ use crate::state::status::{
 };
 
 pub fn run(ctx: &Context) -> Result<i32> {
-    let req = ctx.req;
+    let opts = ctx.opts;
     let mut entries: Vec<StatusEntry> = Vec::new();
     let base = Filter {
-        module: req.module.as_deref(),
-        version: req.version.as_deref(),
+        module: opts.target.module.as_deref(),
+        version: opts.target.version.as_deref(),
         ..Filter::default()
     };
-    if req.kernels.is_empty() {
+    if opts.target.kernels.is_empty() {
         let filter = Filter {
-            arch: req.arches.first().map(String::as_str),
+            arch: opts.target.arches.first().map(String::as_str),
             ..base
         };
-        entries.extend(collect(ctx.settings, &filter));
+        entries.extend(collect(ctx.settings, &ctx.opts.conf, &filter));
     } else {
         // One pass per -k, like the original; a single -a applies to every kernel.
-        for (j, kernel) in req.kernels.iter().enumerate() {
-            let arch = req.arches.get(j).or(req.arches.first()).map(String::as_str);
+        for (j, kernel) in opts.target.kernels.iter().enumerate() {
+            let arch = opts
+                .target
+                .arches
+                .get(j)
+                .or(opts.target.arches.first())
+                .map(String::as_str);
             let filter = Filter {
                 kernel: Some(kernel),
                 arch,
                 ..base.clone()
             };
-            entries.extend(collect(ctx.settings, &filter));
+            entries.extend(collect(ctx.settings, &ctx.opts.conf, &filter));
         }
     }
     let failed: Vec<Failure> = ctx
         .tree
-        .failures(req.module.as_deref(), req.version.as_deref())
+        .failures(
+            opts.target.module.as_deref(),
+            opts.target.version.as_deref(),
+        )
         .into_iter()
-        .filter(|f| req.kernels.is_empty() || req.kernels.contains(&f.kernel))
+        .filter(|f| opts.target.kernels.is_empty() || opts.target.kernels.contains(&f.kernel))
         .collect();
-    if req.json {
-        add_signatures(ctx.settings, &mut entries);
+    if opts.output.json {
+        add_signatures(ctx.settings, &ctx.opts.conf, &mut entries);
         let trust = super::secureboot::per_certificate(ctx, &entries);
         ctx.report.line(&status_json(&entries, &failed, &trust));
         return Ok(0);
     }
-    if req.failed {
+    if opts.output.failed {
         for f in &failed {
             ctx.report.line(&failure_line(f));
         }
@@ -75,7 +83,11 @@ pub fn run(ctx: &Context) -> Result<i32> {
 
 /// Read the signatures of every module of `entries`: each kernel's certificate is
 /// looked up once, each module read from its end (see [`sign::signer_of_file`]).
-pub fn add_signatures(settings: &Settings, entries: &mut [StatusEntry]) {
+pub fn add_signatures(
+    settings: &Settings,
+    overrides: &crate::conf::ConfOverrides,
+    entries: &mut [StatusEntry],
+) {
     let mut certs: std::collections::BTreeMap<String, Option<sign::Certificate>> =
         Default::default();
     for e in entries.iter_mut() {
@@ -83,10 +95,8 @@ pub fn add_signatures(settings: &Settings, entries: &mut [StatusEntry]) {
             continue;
         };
         let cert = certs.entry(kernel.clone()).or_insert_with(|| {
-            let build = crate::kernel::build_dir(settings, None, &kernel);
-            let config =
-                crate::kernel::KernelConfig::read(&crate::kernel::config_file(&build, None))
-                    .unwrap_or_default();
+            let dirs = overrides.kernel_dirs(settings, &kernel);
+            let config = crate::kernel::KernelConfig::read(&dirs.config).unwrap_or_default();
             let (_, path) = sign::policy::key_paths(settings, &kernel, &config);
             sign::Certificate::read(&path)
         });

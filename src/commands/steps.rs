@@ -33,7 +33,7 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
         }
     }
     if ctx.tree.is_installed(m, v, ka) {
-        if !ctx.req.force {
+        if !ctx.opts.force {
             ctx.report.line(&format!(
                 "Module {m}/{v} already installed on kernel {} ({}), skip. You may override by specifying --force.",
                 ka.kernel, ka.arch
@@ -54,8 +54,8 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
     let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
     let (force, version_override) = forced(ctx, m);
     let mut job = install_job(ctx, m, v, ka, &conf);
-    job.force |= ctx.req.rpm_safe_upgrade || force;
-    job.force_version_override = ctx.req.force_version_override || version_override;
+    job.force |= ctx.opts.rpm_safe_upgrade || force;
+    job.force_version_override = ctx.opts.force_version_override || version_override;
     job.run()?;
     ctx.mark_changed(&ka.kernel);
     super::post::modprobe_on_install(ctx, &ka.kernel);
@@ -76,14 +76,7 @@ fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelAr
         {
             continue;
         }
-        let req = ConfRequest::new(
-            ctx.settings,
-            ctx.conf_file(&m, &v),
-            &m,
-            &v,
-            &ka.kernel,
-            &ka.arch,
-        );
+        let req = ctx.conf_request(ctx.conf_file(&m, &v), &m, &v, ka);
         let Ok(conf) = conf::load_lenient(&req) else {
             continue;
         };
@@ -126,7 +119,7 @@ pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Res
         conf: &conf,
         kernel_config: dirs.config,
         kernel_source_dir: dirs.build,
-        force: ctx.req.force,
+        force: ctx.opts.force,
         jobserver: ctx.jobserver.as_ref(),
         // Only parallel runs (which have a jobserver) build outside the shared directory.
         private_build: ctx.jobserver.is_some()
@@ -137,7 +130,7 @@ pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Res
         signer: &signer,
         ahead: false,
         // At every boot autoinstall would compile an unchanged failure again.
-        skip_known_failure: super::fresh::by_fingerprint(ctx) && !ctx.req.retry,
+        skip_known_failure: super::fresh::by_fingerprint(ctx) && !ctx.opts.retry,
     };
     job.run()?;
     Ok(())
@@ -167,9 +160,9 @@ fn install_job<'a>(
         version: v,
         ka,
         conf,
-        force: ctx.req.force,
+        force: ctx.opts.force,
         force_version_override: false,
-        no_depmod: ctx.req.no_depmod || ctx.batch_depmod,
+        no_depmod: !ctx.opts.depmod || ctx.batch_depmod,
     }
 }
 
@@ -186,14 +179,7 @@ pub(crate) fn unbuild_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
 /// The module names needed to remove an install: the dkms.conf read leniently (a
 /// broken or changed conf must not prevent removal), completed by the built files.
 fn conf_for_removal(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> ModuleConf {
-    let req = ConfRequest::new(
-        ctx.settings,
-        ctx.conf_file(m, v),
-        m,
-        v,
-        &ka.kernel,
-        &ka.arch,
-    );
+    let req = ctx.conf_request(ctx.conf_file(m, v), m, v, ka);
     let mut conf = conf::load_lenient(&req).unwrap_or_else(|_| empty_conf(&req));
     let built_dir = ctx.tree.build_dir(m, v, ka).join("module");
     for name in crate::state::visible_entries(&built_dir) {

@@ -12,7 +12,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{read_strict, require_root, take_lock, Context};
-use crate::conf::{self, ConfRequest};
+use crate::conf;
 use crate::error::{ActionError, Result};
 use crate::state::{KernelArch, Registration};
 use crate::transaction::Scratch;
@@ -53,7 +53,7 @@ fn stage_builds(
 ) -> Result<Vec<String>> {
     let main_tree = staging.join("dkms_main_tree");
     std::fs::create_dir(&main_tree).map_err(tar_err("create", &main_tree))?;
-    if ctx.req.source_only {
+    if ctx.opts.tarball.source_only {
         return Ok(vec!["source-only".to_string()]);
     }
     let mut names = Vec::new();
@@ -86,7 +86,7 @@ fn stage_builds(
 /// (`dkms_binaries_only/{PACKAGE_NAME,PACKAGE_VERSION,dkms.conf}`).
 fn stage_source(ctx: &Context, m: &str, v: &str, conf_file: &Path, staging: &Path) -> Result<()> {
     let source = ctx.tree.version_dir(m, v).join("source");
-    if !ctx.req.binaries_only {
+    if !ctx.opts.tarball.binaries_only {
         ctx.report
             .line(&format!("\nMarking {} for archiving...", source.display()));
         let real = std::fs::canonicalize(&source).map_err(tar_err("resolve", &source))?;
@@ -110,7 +110,7 @@ fn stage_source(ctx: &Context, m: &str, v: &str, conf_file: &Path, staging: &Pat
 /// `<v>/tarball/<m>-<v>-<kernels>.dkms.tar.gz`.
 fn tarball_path(ctx: &Context, m: &str, v: &str, names: &[String]) -> PathBuf {
     let default_dir = ctx.tree.version_dir(m, v).join("tarball");
-    if let Some(a) = &ctx.req.archive {
+    if let Some(a) = &ctx.opts.tarball.archive {
         let name = a.file_name().map(PathBuf::from).unwrap_or_default();
         let dir = a.parent().filter(|p| !p.as_os_str().is_empty());
         return dir.map_or(default_dir, Path::to_path_buf).join(name);
@@ -123,7 +123,7 @@ fn tarball_path(ctx: &Context, m: &str, v: &str, names: &[String]) -> PathBuf {
 }
 
 pub fn ldtarball(ctx: &Context) -> Result<i32> {
-    if ctx.req.force && !rustix::process::geteuid().is_root() {
+    if ctx.opts.force && !rustix::process::geteuid().is_root() {
         return Err(ActionError::ForceNeedsRoot.into());
     }
     let _lock = take_lock(ctx)?;
@@ -134,7 +134,7 @@ pub fn ldtarball(ctx: &Context) -> Result<i32> {
 /// Load the archive named on the command line (also `dkms add|build|install <archive>`);
 /// the caller holds the lock. Returns the module and version it added.
 pub fn load(ctx: &Context) -> Result<(String, String)> {
-    let archive = ctx.req.archive.clone().unwrap_or_default();
+    let archive = ctx.opts.tarball.archive.clone().unwrap_or_default();
     if !archive.is_file() {
         return Err(ActionError::ArchiveMissing(archive).into());
     }
@@ -150,9 +150,10 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
         source,
     })?;
     let ka = KernelArch {
-        kernel: (ctx.req.kernels.first().cloned())
+        kernel: (ctx.opts.target.kernels.first().cloned())
             .unwrap_or_else(|| ctx.settings.current_kernel.clone()),
-        arch: (ctx.req.arches.first().cloned()).unwrap_or_else(|| ctx.settings.machine.clone()),
+        arch: (ctx.opts.target.arches.first().cloned())
+            .unwrap_or_else(|| ctx.settings.machine.clone()),
     };
     let main_tree = unpacked.path().join("dkms_main_tree");
     if !main_tree.is_dir() {
@@ -187,7 +188,7 @@ fn identify(
         if !conf.is_file() {
             continue;
         }
-        let req = ConfRequest::new(ctx.settings, conf.clone(), "", "", &ka.kernel, &ka.arch);
+        let req = ctx.conf_request(conf.clone(), "", "", ka);
         match conf::load_lenient(&req) {
             Ok(c) if !c.package_name.is_empty() && !c.package_version.is_empty() => {
                 return Some((loc, c.package_name, c.package_version));
@@ -212,7 +213,7 @@ fn register_archive(ctx: &Context, from: &Path, m: &str, v: &str, ka: &KernelArc
         )
     };
     let was_added = added(ctx);
-    if was_added && !ctx.req.force {
+    if was_added && !ctx.opts.force {
         return Err(ActionError::AlreadyLoaded(m.into(), v.into()).into());
     }
     ctx.report.line(&format!("\nLoading tarball for {m}-{v}"));
@@ -241,7 +242,7 @@ fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> 
                 arch: a.clone(),
             };
             let dest = ctx.tree.build_dir(m, v, &ka);
-            if dest.exists() && !ctx.req.force {
+            if dest.exists() && !ctx.opts.force {
                 ctx.report
                     .warn(&format!("{} already exists. Skipping...", dest.display()));
                 continue;

@@ -76,7 +76,12 @@ fn cache_slot(
     inputs.extend(overrides.iter().cloned());
     inputs.push(req.kernel_config.clone());
     inputs.push(req.kernel_source_dir.join(".config"));
-    Some((path, cache::key(scope, &inputs)))
+    // `--directive` values change the result too.
+    let mut scope = scope.clone();
+    for d in req.directives {
+        scope.set("--directive", d.as_str());
+    }
+    Some((path, cache::key(&scope, &inputs)))
 }
 
 /// Source the files with bash (CR-stripped copies where needed), as the original does.

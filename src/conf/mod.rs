@@ -19,7 +19,7 @@ pub use evaluate::{evaluate, scope_for};
 pub use interpret::{interpret, locate_assignment};
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
@@ -164,52 +164,70 @@ pub struct ConfRequest<'a> {
     pub cache: Option<PathBuf>,
 }
 
+/// What the command line changes in every dkms.conf this run reads, whatever reads it:
+/// `--kernelsourcedir`, `--config` and `--directive` (the original applies them in every
+/// `read_conf`). Built once from the request; [`ConfRequest::new`] is the only way to a
+/// request, so no reader can forget them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfOverrides {
+    pub kernel_source_dir: Option<PathBuf>,
+    pub kernel_config: Option<PathBuf>,
+    pub directives: Vec<String>,
+}
+
+impl ConfOverrides {
+    /// `kernel`'s build directory and config as these overrides point at them (else the
+    /// installed headers, `auto.conf` before `.config`).
+    pub fn kernel_dirs(&self, settings: &crate::framework::Settings, kernel: &str) -> KernelDirs {
+        let build = crate::kernel::build_dir(settings, self.kernel_source_dir.as_deref(), kernel);
+        let config = crate::kernel::config_file(&build, self.kernel_config.as_deref());
+        KernelDirs { build, config }
+    }
+}
+
+/// A kernel's build directory and the config file a dkms.conf sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelDirs {
+    pub build: PathBuf,
+    pub config: PathBuf,
+}
+
 impl<'a> ConfRequest<'a> {
-    /// A request for `file` on kernel/arch, with the kernel's default build directory and
-    /// config (`<install_tree>/<k>/build`, auto.conf or .config) and no directives.
+    /// A request for `file` on kernel/arch with this run's `overrides`.
     pub fn new(
         settings: &'a crate::framework::Settings,
+        overrides: &'a ConfOverrides,
         file: PathBuf,
         module: &'a str,
         version: &'a str,
         kernel: &'a str,
         arch: &'a str,
     ) -> ConfRequest<'a> {
+        let dirs = overrides.kernel_dirs(settings, kernel);
         ConfRequest {
             file,
             module,
             version,
             kernel,
             arch,
-            kernel_source_dir: PathBuf::new(),
-            kernel_config: PathBuf::new(),
+            kernel_source_dir: dirs.build,
+            kernel_config: dirs.config,
             settings,
-            directives: &[],
+            directives: &overrides.directives,
             cache: None,
         }
-        .with_kernel_overrides(None, None)
     }
 
-    /// Apply `--kernelsourcedir` / `--config` (or the defaults when `None`).
-    pub fn with_kernel_overrides(
-        mut self,
-        source_dir: Option<&Path>,
-        config: Option<&Path>,
-    ) -> ConfRequest<'a> {
-        self.kernel_source_dir = crate::kernel::build_dir(self.settings, source_dir, self.kernel);
-        self.kernel_config = crate::kernel::config_file(&self.kernel_source_dir, config);
+    /// Against headers found elsewhere (a kernel not installed yet: preflight's).
+    pub fn with_headers(mut self, dirs: &KernelDirs) -> ConfRequest<'a> {
+        self.kernel_source_dir = dirs.build.clone();
+        self.kernel_config = dirs.config.clone();
         self
     }
 
     /// Let a lenient (status) evaluation cache bash's result at `path`.
     pub fn with_cache(mut self, path: PathBuf) -> ConfRequest<'a> {
         self.cache = Some(path);
-        self
-    }
-
-    /// `--directive NAME=VALUE` values applied after the files.
-    pub fn with_directives(mut self, directives: &'a [String]) -> ConfRequest<'a> {
-        self.directives = directives;
         self
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::identical::Memo;
 use super::{module_file, KernelArch, Registration, StateTree};
-use crate::conf::{self, ConfRequest};
+use crate::conf::{self, ConfOverrides, ConfRequest};
 use crate::framework::Settings;
 
 /// Version tag of the `status --json` document.
@@ -87,8 +87,13 @@ pub struct Filter<'a> {
     pub arch: Option<&'a str>,
 }
 
-/// The entries for one filter, in the original's order.
-pub fn collect(settings: &Settings, filter: &Filter) -> Vec<StatusEntry> {
+/// The entries for one filter, in the original's order; each dkms.conf is read with the
+/// run's `overrides` (`--kernelsourcedir`, `--config`, `--directive`).
+pub fn collect(
+    settings: &Settings,
+    overrides: &ConfOverrides,
+    filter: &Filter,
+) -> Vec<StatusEntry> {
     let tree = StateTree::new(&settings.dkms_tree);
     let install_dir = settings
         .addon_modules_dir()
@@ -112,6 +117,7 @@ pub fn collect(settings: &Settings, filter: &Filter) -> Vec<StatusEntry> {
                 for ka in built {
                     out.push(built_entry(
                         settings,
+                        overrides,
                         &tree,
                         &m,
                         &v,
@@ -140,6 +146,7 @@ fn simple(m: &str, v: &str, state: State) -> StatusEntry {
 
 fn built_entry(
     settings: &Settings,
+    overrides: &ConfOverrides,
     tree: &StateTree,
     m: &str,
     v: &str,
@@ -152,7 +159,7 @@ fn built_entry(
     let mut problem = None;
     let mut memo = Memo::open(&tree.build_dir(m, v, &ka));
     let file = tree.conf_file(m, v);
-    let req = ConfRequest::new(settings, file, m, v, &ka.kernel, &ka.arch)
+    let req = ConfRequest::new(settings, overrides, file, m, v, &ka.kernel, &ka.arch)
         .with_cache(tree.build_dir(m, v, &ka).join(conf::cache::FILE_NAME));
     if let Ok(conf) = conf::load_lenient(&req) {
         for entry in conf.modules.iter().filter(|e| !e.exclusion.excluded()) {

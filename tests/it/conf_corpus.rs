@@ -147,12 +147,21 @@ fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
     }
     let root = root_with_kernels();
     let settings = root.settings();
+    let none = dkms::conf::ConfOverrides::default();
     let mut fast_accepted = 0;
     let mut lenient_accepted = 0;
     let mut compared = 0;
     for file in corpus() {
         for kernel in KERNELS {
-            let req = ConfRequest::new(&settings, file.clone(), "corpus", "1.0", kernel, "x86_64");
+            let req = ConfRequest::new(
+                &settings,
+                &none,
+                file.clone(),
+                "corpus",
+                "1.0",
+                kernel,
+                "x86_64",
+            );
             let our_scope = conf::scope_for(&req);
             let expected = oracle(&file, &our_scope.vars);
             assert!(
@@ -212,6 +221,7 @@ fn shell_logic_depends_on_the_kernel() {
     }
     let root = root_with_kernels();
     let settings = root.settings();
+    let none = dkms::conf::ConfOverrides::default();
     let file = corpus()
         .into_iter()
         .find(|p| p.ends_with("zfs-dkms.conf"))
@@ -219,6 +229,7 @@ fn shell_logic_depends_on_the_kernel() {
     let load = |kernel: &str| {
         conf::load_lenient(&ConfRequest::new(
             &settings,
+            &none,
             file.clone(),
             "zfs",
             "2.1.11",
@@ -238,6 +249,7 @@ fn shell_logic_depends_on_the_kernel() {
         .unwrap();
     let conf = conf::load_strict(&ConfRequest::new(
         &settings,
+        &none,
         nvidia,
         "nvidia-current",
         "535.261.03",

@@ -15,6 +15,7 @@ mod kernel_proof;
 mod kernels;
 mod kill;
 mod modinfo;
+mod overrides;
 mod ownership;
 mod packages;
 mod preflight;

@@ -32,7 +32,7 @@ pub(super) fn run(
             })
         })
         .collect();
-    if !ctx.req.no_depmod {
+    if ctx.opts.depmod {
         tasks.extend(depmod_tasks(&installs, kernels));
     }
     let tokens = ctx.settings.parallel_jobs.unwrap_or(64) as usize;

@@ -12,7 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::{Context, KernelDirs};
+use super::super::Context;
+use crate::conf::KernelDirs;
 use crate::error::{ActionError, Result};
 use crate::state::KernelArch;
 
@@ -33,12 +34,13 @@ pub(crate) struct Targets {
 pub(crate) fn targets(ctx: &Context) -> Result<Targets> {
     let mut list = Vec::new();
     let arch = ctx
-        .req
+        .opts
+        .target
         .arches
         .first()
         .cloned()
         .unwrap_or_else(|| ctx.settings.machine.clone());
-    for kernel in &ctx.req.kernels {
+    for kernel in &ctx.opts.target.kernels {
         list.push(Target {
             ka: KernelArch {
                 kernel: kernel.clone(),
@@ -48,8 +50,12 @@ pub(crate) fn targets(ctx: &Context) -> Result<Targets> {
             from: "installed headers".into(),
         });
     }
-    let (packages, dirs): (Vec<&PathBuf>, Vec<&PathBuf>) =
-        ctx.req.headers.iter().partition(|p| is_package(p));
+    let (packages, dirs): (Vec<&PathBuf>, Vec<&PathBuf>) = ctx
+        .opts
+        .preflight
+        .headers
+        .iter()
+        .partition(|p| is_package(p));
     for dir in dirs {
         list.push(from_dir(dir, &arch, &dir.display().to_string())?);
     }

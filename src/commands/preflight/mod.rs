@@ -21,7 +21,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::schedule::{self, Job, Outcome};
-use super::{take_lock, Context, KernelDirs};
+use super::{take_lock, Context};
+use crate::conf::KernelDirs;
 use crate::error::{ActionError, Result};
 use crate::exit;
 use crate::module::kbuild::{self, BuildError, BuildJob, SignerCell};
@@ -75,7 +76,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
     let targets = match headers::targets(ctx) {
         Ok(t) => t,
         // A hook never stops the package manager for its own trouble.
-        Err(e) if ctx.req.hook => {
+        Err(e) if ctx.opts.preflight.hook => {
             ctx.report
                 .warn(&format!("dkms preflight could not check this kernel: {e}"));
             return Ok(exit::SUCCESS);
@@ -116,11 +117,11 @@ pub fn run(ctx: &Context) -> Result<i32> {
         return Ok(exit::SUCCESS);
     }
     let policy = Policy::of(ctx);
-    if ctx.req.hook && policy == Policy::Warn {
+    if ctx.opts.preflight.hook && policy == Policy::Warn {
         ctx.report.warn("preflight=warn: the kernel's installation goes on, and the modules above will be missing on it. Set preflight=refuse in /etc/dkms/framework.conf to stop such a transaction.");
         return Ok(exit::SUCCESS);
     }
-    if ctx.req.hook {
+    if ctx.opts.preflight.hook {
         ctx.report.stderr("preflight=refuse: the kernel's installation is stopped before anything of it is unpacked.\nTo install it anyway, run the same command again with DKMS_PREFLIGHT=warn in its environment, or set preflight=warn in /etc/dkms/framework.conf.");
     }
     Err(ActionError::PreflightLoses.into())
@@ -295,7 +296,7 @@ fn build(
         private_build: kbuild::private_build_ok(&conf, &shared),
         signer,
         ahead: true,
-        skip_known_failure: !ctx.req.retry,
+        skip_known_failure: !ctx.opts.retry,
     };
     match job.run() {
         Ok(()) => Verdict::Builds { how: "built now" },
@@ -366,7 +367,7 @@ fn mark_lost(ctx: &Context, rows: &mut [Row]) {
 
 /// The table (or `--json`), then what would be lost and what to do.
 fn report(ctx: &Context, rows: &[Row]) {
-    if ctx.req.json {
+    if ctx.opts.output.json {
         let doc = serde_json::json!({
             "schema": crate::state::status::STATUS_SCHEMA,
             "preflight": rows,

@@ -298,6 +298,7 @@ pub fn conf_case(
     settings: &dkms::framework::Settings,
 ) {
     let text = conf_text(rng);
+    let none = dkms::conf::ConfOverrides::default();
     let file = dir.join("dkms.conf");
     std::fs::write(&file, &text).unwrap();
     tally.run(
@@ -310,6 +311,7 @@ pub fn conf_case(
             if let Some(values) = dkms::conf::fast::evaluate(&files, &scope) {
                 let req = dkms::conf::ConfRequest::new(
                     settings,
+                    &none,
                     file.clone(),
                     "m",
                     "1.0",
@@ -443,8 +445,9 @@ pub fn state_case(
                 }
             }
             let filter = dkms::state::status::Filter::default();
-            let mut entries = dkms::state::status::collect(settings, &filter);
-            dkms::commands::status::add_signatures(settings, &mut entries);
+            let none = dkms::conf::ConfOverrides::default();
+            let mut entries = dkms::state::status::collect(settings, &none, &filter);
+            dkms::commands::status::add_signatures(settings, &none, &mut entries);
             for e in &entries {
                 let _ = dkms::state::status::status_line(e);
             }
