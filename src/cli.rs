@@ -24,6 +24,9 @@ use thiserror::Error;
 
 use crate::exit;
 
+/// The version printed by `dkms --version` (the upstream release we are compatible with).
+pub const UPSTREAM_VERSION: &str = "3.4.3";
+
 /// The actions of upstream dkms 3.4.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

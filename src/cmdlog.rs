@@ -55,7 +55,7 @@ impl CommandLog {
     pub fn header(&mut self, m: &str, v: &str, ka: &KernelArch) -> std::io::Result<()> {
         self.write(&format!(
             "DKMS (dkms-{}) make.log for {m}/{v} for kernel {} ({})\n{}\n",
-            crate::UPSTREAM_VERSION,
+            crate::cli::UPSTREAM_VERSION,
             ka.kernel,
             ka.arch,
             crate::report::now_utc()

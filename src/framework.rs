@@ -290,6 +290,20 @@ impl Settings {
             .ok()
             .filter(|s| !s.is_empty())
     }
+
+    /// The directory below `/lib/modules/<k>` where this system puts every dkms module
+    /// whatever its `DEST_MODULE_LOCATION` says (`ADDON_MODULES_DIR`, else the
+    /// distribution's rule, e.g. `/updates/dkms` on Debian), if it has one. The one
+    /// answer to "where do modules install" for install, status and `owner`/`verify`.
+    pub fn module_dir_override(&self) -> Option<String> {
+        self.addon_modules_dir()
+            .map(|d| format!("/{d}"))
+            .or_else(|| {
+                self.distribution()
+                    .ok()
+                    .and_then(|d| d.module_dir_override().map(str::to_string))
+            })
+    }
 }
 
 impl Distribution {
@@ -483,14 +497,14 @@ fn source_files(
         "__dkms_vars={}\n",
         bash::quote(&FRAMEWORK_VARIABLES.join(" "))
     ));
-    script.push_str(crate::conf::eval::ECHO_BACK_FUNCTION);
+    script.push_str(crate::sourcing::ECHO_BACK_FUNCTION);
     for f in files {
         script.push_str(&format!(
             "__dkms_out=$(. {f} >/dev/null; __dkms_echo_back)\neval \"$__dkms_out\"\n",
             f = bash::quote(&f.to_string_lossy())
         ));
     }
-    script.push_str(crate::conf::eval::EMIT_FUNCTION);
+    script.push_str(crate::sourcing::EMIT_FUNCTION);
     script.push_str("__dkms_emit\n");
     let first = files.first().cloned().unwrap_or_default();
     let out =
@@ -498,7 +512,7 @@ fn source_files(
             file: first,
             source,
         })?;
-    if let Some((file, line, message)) = crate::conf::eval::first_syntax_error(&out.stderr, files) {
+    if let Some((file, line, message)) = crate::sourcing::first_syntax_error(&out.stderr, files) {
         return Err(FrameworkError::Syntax {
             file,
             line,
@@ -506,7 +520,7 @@ fn source_files(
         });
     }
     let mut values = start;
-    for (name, _index, value) in crate::conf::eval::parse_records(&out.stdout) {
+    for (name, _index, value) in crate::sourcing::parse_records(&out.stdout) {
         // Framework variables are scalars; index 0 is the scalar value.
         values.insert(name, value);
     }

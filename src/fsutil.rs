@@ -1,6 +1,28 @@
-//! Small filesystem helpers shared by the actions.
+//! Small filesystem helpers shared by the actions, and the one I/O error every layer
+//! reports a failed file operation with.
 
 use std::path::{Path, PathBuf};
+
+/// A file operation that failed: what was done, to which path, and the system's reason.
+#[derive(Debug, thiserror::Error)]
+#[error("Cannot {action} {path}: {source}")]
+pub struct IoError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// `.map_err(io_error("read", &path))`: the one way a failed file operation gets its
+/// action and path.
+pub fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IoError {
+    let path = path.to_path_buf();
+    move |source| IoError {
+        action,
+        path,
+        source,
+    }
+}
 
 /// Recursive copy keeping symlinks as symlinks and permission bits (`cp -pr`).
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -70,6 +92,61 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
         out.push(c);
     }
     out
+}
+
+/// Why `name` cannot be a module, version, kernel or arch name (each is a path component
+/// of the trees, and a word of make's command line), if it cannot.
+pub fn name_flaw(name: &str) -> Option<&'static str> {
+    if name.contains('/') {
+        Some("contains '/'")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("contains white space")
+    } else if name.starts_with('.') {
+        Some("starts with '.'")
+    } else if name.contains('\0') {
+        Some("contains a NUL byte")
+    } else {
+        None
+    }
+}
+
+/// `name` with what [`name_flaw`] refuses replaced by `-` (a suggestion for the fix).
+pub fn name_fixed(name: &str) -> String {
+    let fixed: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c.is_whitespace() || c == '\0' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    fixed.trim_start_matches('.').to_string()
+}
+
+/// Directory entries not starting with `.`, as names (unsorted callers sort).
+pub fn visible_entries(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
+        .map(|n: std::ffi::OsString| std::ffi::OsStr::to_string_lossy(&n).into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The file of a built or installed module: `<dir>/<name>.ko`, else with a compression
+/// suffix (the original tries the uncompressed name first).
+pub fn module_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    ["", ".zst", ".xz", ".gz"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.ko{ext}")))
+        .find(|p| p.exists())
 }
 
 #[cfg(test)]

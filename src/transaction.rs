@@ -23,23 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crashpoint::step;
 
-#[derive(Debug, thiserror::Error)]
-#[error("Cannot {action} {path}: {source}")]
-pub struct TxError {
-    pub action: &'static str,
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
-}
-
-pub(crate) fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TxError {
-    let path = path.to_path_buf();
-    move |source| TxError {
-        action,
-        path,
-        source,
-    }
-}
+/// A failed step of a transaction.
+pub type TxError = crate::fsutil::IoError;
+pub(crate) use crate::fsutil::io_error as err;
 
 /// Journals are `<dkms_tree>/.journal.<pid>.<n>`: one per transaction, so the builds
 /// of a parallel autoinstall can commit independently.

@@ -1,13 +1,13 @@
 //! `dkms add`: register `<source_tree>/<m>-<v>` in the state tree, optionally copying a
 //! source directory there first.
 
+use super::context::Context;
 use super::register::{add_registered, add_source_tree};
-use super::{take_lock, Context};
-use crate::error::{ActionError, Result};
+use crate::commands::error::{ActionError, Result};
 use crate::state::KernelArch;
 
 pub fn run(ctx: &Context, ka: &KernelArch) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     add_requested(ctx, ka)?;
     Ok(0)
 }

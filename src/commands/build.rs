@@ -1,15 +1,15 @@
 //! `dkms build`, `install` and `uninstall`, per kernel, with the original's skip
 //! messages, auto-add, and `--force` (rebuild / reinstall).
 
+use super::context::Context;
 use super::steps::{build_one, install_one, unbuild_one, uninstall_one, Done};
-use super::{take_lock, Context};
 use crate::cli::Action;
-use crate::error::Result;
+use crate::commands::error::Result;
 use crate::exit;
 use crate::state::{KernelArch, Registration};
 
 pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     let (m, v) = added_module(ctx, Action::Build, &kernels[0])?;
     let (m, v) = (m.as_str(), v.as_str());
     let results = each_kernel(ctx, kernels, |ka| {
@@ -34,7 +34,7 @@ pub fn build(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
 }
 
 pub fn install(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     let (m, v) = added_module(ctx, Action::Install, &kernels[0])?;
     let results = each_kernel(ctx, kernels, |ka| install_one(ctx, &m, &v, ka));
     Ok(summarize(ctx, Action::Install, &m, &v, &results))
@@ -155,7 +155,7 @@ fn added_module(ctx: &Context, action: Action, ka: &KernelArch) -> Result<(Strin
 fn add_if_missing(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
     match ctx.tree.registration(m, v, &ctx.settings.source_tree) {
         Registration::Added { .. } => Ok(()),
-        Registration::Broken => Err(crate::error::ActionError::Broken {
+        Registration::Broken => Err(crate::commands::error::ActionError::Broken {
             module: m.into(),
             version: v.into(),
         }

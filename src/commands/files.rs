@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Context;
-use crate::error::{ActionError, Result};
+use super::context::Context;
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 use crate::fsutil::through_real_dir;
 use crate::state::kept::Kept;
@@ -293,7 +293,7 @@ fn stray_files(
             }
         }
     }
-    if let Some(dir) = distribution_dir(ctx) {
+    if let Some(dir) = ctx.settings.module_dir_override() {
         for e in std::fs::read_dir(&ctx.settings.install_tree)
             .into_iter()
             .flatten()
@@ -332,17 +332,4 @@ fn stray_files(
     }
     out.sort();
     out
-}
-
-/// Where this distribution puts dkms's modules (`/updates/dkms` on Debian), if it says.
-fn distribution_dir(ctx: &Context) -> Option<String> {
-    ctx.settings
-        .addon_modules_dir()
-        .map(|d| format!("/{d}"))
-        .or_else(|| {
-            ctx.settings
-                .distribution()
-                .ok()
-                .and_then(|d| d.module_dir_override().map(str::to_string))
-        })
 }

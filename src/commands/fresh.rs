@@ -4,7 +4,7 @@
 //! existing build whose headers (or source) changed under the same kernel release is
 //! rebuilt instead of installed again.
 
-use super::Context;
+use super::context::Context;
 use crate::cli::Action;
 use crate::state::fingerprint::Fingerprint;
 use crate::state::KernelArch;

@@ -2,8 +2,8 @@
 //! kernel is installed over or removed: its dkms modules are uninstalled and unbuilt.
 
 use super::autoinstall::batch_depmod;
-use super::{take_lock, Context};
-use crate::error::{ActionError, Result};
+use super::context::Context;
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 use crate::state::KernelArch;
 
@@ -11,7 +11,7 @@ use crate::state::KernelArch;
 /// AUTOINSTALL): uninstall and unbuild, one depmod, empty directories pruned; 14 if
 /// anything failed.
 pub fn kernel_remove(ctx: &Context, ka: &KernelArch, only_autoinstall: bool) -> Result<i32> {
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     let worker = ctx.batch_worker(None);
     let mut failed = false;
     for (m, v) in ctx.tree.module_versions(None, None) {

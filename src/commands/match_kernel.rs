@@ -1,7 +1,7 @@
 //! `match`: install on one kernel what is installed on another (the template).
 
-use super::{take_lock, Context};
-use crate::error::{ActionError, Result};
+use super::context::Context;
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 use crate::state::KernelArch;
 
@@ -18,7 +18,7 @@ pub fn run_match(ctx: &Context, ka: &KernelArch) -> Result<i32> {
             return Err(ActionError::MatchNotAdded(m.clone()).into());
         }
     }
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     let template_ka = KernelArch {
         kernel: template.clone(),
         arch: ka.arch.clone(),

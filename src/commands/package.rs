@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::context::Context;
 use super::schedule::{self, Job, Outcome};
-use super::Context;
 use crate::cli::Action;
-use crate::error::{ActionError, Result};
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 use crate::module::package::PackageJob;
 use crate::state::KernelArch;
@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, action: Action) -> Result<i32> {
     super::ensure_added(ctx, &m, &v, false)?;
     ctx.tree.check_writable()?;
     let kernels = super::kernels_for(ctx, Some((&m, &v)))?;
-    let _lock = super::take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     super::ensure_added(ctx, &m, &v, false)?;
     let format = match action {
         Action::Mkbmdeb => Format::Deb,
@@ -54,11 +54,7 @@ pub fn run(ctx: &Context, action: Action) -> Result<i32> {
         _ => Format::Pacman,
     };
     let out_dir = ctx.tree.version_dir(&m, &v).join(format.dir());
-    std::fs::create_dir_all(&out_dir).map_err(|source| ActionError::TarballIo {
-        action: "create",
-        path: out_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&out_dir).map_err(crate::fsutil::io_error("create", &out_dir))?;
     let tasks = plan(ctx, &m, &v, &kernels);
     let tokens = ctx.settings.parallel_jobs.unwrap_or(64) as usize;
     let jobserver = jobserver::Client::new(tokens).map_err(ActionError::Jobserver)?;
@@ -118,8 +114,9 @@ fn plan(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Vec<Job<Task
             Task::Package(i),
         );
         if !built {
-            let private =
-                super::read_strict(ctx, &ctx.conf_file(m, v), m, v, ka).is_ok_and(|conf| {
+            let private = ctx
+                .read_strict(&ctx.conf_file(m, v), m, v, ka)
+                .is_ok_and(|conf| {
                     crate::module::kbuild::private_build_ok(
                         &conf,
                         &ctx.tree.version_dir(m, v).join("build"),
@@ -158,15 +155,9 @@ fn package(
         ));
         return Ok(None);
     }
-    let conf = super::read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
+    let conf = ctx.read_strict(&ctx.conf_file(m, v), m, v, ka)?;
     let job = PackageJob {
-        settings: ctx.settings,
-        tree: &ctx.tree,
-        report: ctx.report,
-        module: m,
-        version: v,
-        ka,
-        conf: &conf,
+        on: ctx.on_kernel(m, v, ka, &conf),
         force: ctx.opts.force,
         revision: ctx.opts.revision,
     };

@@ -3,7 +3,7 @@
 //! `<dkms_tree>/post_transaction.log` in make.log's entry format. Neither runs when a
 //! request changed nothing (every module already installed, say).
 
-use super::Context;
+use super::context::Context;
 use crate::cmdlog::CommandLog;
 
 /// After an install on `kernel`: load the new modules for present devices, if asked

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_name, read_strict, require_root, Context};
+use super::context::Context;
+use super::preconditions::{check_name, require_root};
+use crate::commands::error::{ActionError, Result};
 use crate::conf;
-use crate::error::{ActionError, Result};
 use crate::module::script;
 use crate::state::{KernelArch, Registration};
 use crate::transaction::Scratch;
@@ -33,7 +34,7 @@ pub(crate) fn add_registered(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -
         .conf_file
         .clone()
         .unwrap_or_else(|| source.join("dkms.conf"));
-    let conf = read_strict(ctx, &conf_file, m, v, ka)?;
+    let conf = ctx.read_strict(&conf_file, m, v, ka)?;
     if let Ok(findings) = crate::conf::lint::lint(&conf_file) {
         for f in findings {
             ctx.report.warn(&f.to_string());

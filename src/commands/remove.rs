@@ -1,8 +1,8 @@
 //! `dkms remove` and `dkms unbuild`: uninstall where installed, delete the builds, and
 //! (remove) the whole version once no kernel is left.
 
-use super::Context;
-use crate::error::Result;
+use super::context::Context;
+use crate::commands::error::Result;
 use crate::state::KernelArch;
 
 /// The caller holds the lock.

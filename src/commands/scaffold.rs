@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Context;
+use super::context::Context;
+use crate::commands::error::{ActionError, Result};
 use crate::conf::lint;
-use crate::error::{ActionError, Result};
 use crate::exit;
 use crate::scaffold::{self, render, Source};
 

@@ -25,7 +25,10 @@ pub enum Outcome {
 impl Outcome {
     /// How a step ended: BUILD_EXCLUSIVE's 77 is a skip, any other error is reported
     /// here (the run goes on with the other jobs) and fails the job with its code.
-    pub fn of(result: crate::error::Result<()>, report: &crate::report::Reporter) -> Outcome {
+    pub fn of(
+        result: crate::commands::error::Result<()>,
+        report: &crate::report::Reporter,
+    ) -> Outcome {
         match result {
             Ok(()) => Outcome::Done,
             Err(e) if e.exit_code() == crate::exit::EXCLUDED => Outcome::Skipped,

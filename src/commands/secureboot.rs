@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Context;
-use crate::error::{ActionError, Result};
+use super::context::Context;
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 use crate::module::trust::{self, Report, State};
 use crate::state::status::{collect, Filter};
@@ -50,7 +50,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
     })
 }
 
-fn key_error(e: trust::SecureBootError) -> crate::error::Error {
+fn key_error(e: trust::SecureBootError) -> crate::commands::error::Error {
     ActionError::Key(e.to_string()).into()
 }
 
@@ -65,7 +65,8 @@ pub(crate) fn report_json(report: &Report, signed: &[String]) -> serde_json::Val
 /// `m/v, kernel, arch: state` of every installed or built module signed with `cert`.
 fn signed_with(ctx: &Context, cert: &Path) -> Vec<String> {
     let mut entries = collect(ctx.settings, &ctx.opts.conf, &Filter::default());
-    super::status::add_signatures(ctx.settings, &ctx.opts.conf, &mut entries);
+    let mut reader = crate::module::sign::StatusSignatures::new(ctx.settings, &ctx.opts.conf);
+    crate::state::status::add_signatures(&mut entries, &mut reader);
     signed_in(&entries, cert)
 }
 
@@ -264,4 +265,33 @@ pub(crate) fn warn_if_untrusted(ctx: &Context, cert: &Path) {
             words(&r)
         ));
     }
+}
+
+/// `dkms generate_mok`: create the signing key pair if it does not exist yet.
+pub(super) fn generate_mok(ctx: &Context) -> Result<i32> {
+    let kernel = ctx
+        .opts
+        .target
+        .kernels
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ctx.settings.current_kernel.clone());
+    let config =
+        crate::kernel::KernelConfig::read(&ctx.kernel_dirs(&kernel).config).unwrap_or_default();
+    let (key, cert) = crate::module::sign::policy::key_paths(ctx.settings, &kernel, &config);
+    ctx.report.line(&format!("Signing key: {key}"));
+    ctx.report
+        .line(&format!("Public certificate (MOK): {}", cert.display()));
+    if key.starts_with("pkcs11:") || (std::path::Path::new(&key).is_file() && cert.is_file()) {
+        ctx.report
+            .line("The signing key and certificate already exist.");
+        return Ok(0);
+    }
+    ctx.report
+        .line("Certificate or key are missing, generating self signed certificate for MOK...");
+    crate::module::sign::generate(std::path::Path::new(&key), &cert)
+        .map_err(|e| ActionError::Key(e.to_string()))?;
+    ctx.report
+        .line(&crate::module::sign::policy::enrollment_hint(&cert));
+    Ok(0)
 }

@@ -1,13 +1,11 @@
 //! `dkms status [m[/v]] [-k k]... [-a a]... [--json]`: always exit 0.
 
-use super::Context;
-use crate::error::Result;
-use crate::framework::Settings;
+use super::context::Context;
+use crate::commands::error::Result;
 use crate::module::sign;
 use crate::state::failed::Failure;
-use crate::state::status::Signature;
 use crate::state::status::{
-    collect, failure_line, status_json, status_line, Filter, State, StatusEntry,
+    add_signatures, collect, failure_line, status_json, status_line, Filter, State, StatusEntry,
 };
 
 pub fn run(ctx: &Context) -> Result<i32> {
@@ -51,7 +49,8 @@ pub fn run(ctx: &Context) -> Result<i32> {
         .filter(|f| opts.target.kernels.is_empty() || opts.target.kernels.contains(&f.kernel))
         .collect();
     if opts.output.json {
-        add_signatures(ctx.settings, &ctx.opts.conf, &mut entries);
+        let mut reader = sign::StatusSignatures::new(ctx.settings, &ctx.opts.conf);
+        add_signatures(&mut entries, &mut reader);
         let trust = super::secureboot::per_certificate(ctx, &entries);
         ctx.report.line(&status_json(&entries, &failed, &trust));
         return Ok(0);
@@ -79,48 +78,4 @@ pub fn run(ctx: &Context) -> Result<i32> {
         ));
     }
     Ok(0)
-}
-
-/// Read the signatures of every module of `entries`: each kernel's certificate is
-/// looked up once, each module read from its end (see [`sign::signer_of_file`]).
-pub fn add_signatures(
-    settings: &Settings,
-    overrides: &crate::conf::ConfOverrides,
-    entries: &mut [StatusEntry],
-) {
-    let mut certs: std::collections::BTreeMap<String, Option<sign::Certificate>> =
-        Default::default();
-    for e in entries.iter_mut() {
-        let Some(kernel) = e.kernel.clone() else {
-            continue;
-        };
-        let cert = certs.entry(kernel.clone()).or_insert_with(|| {
-            let dirs = overrides.kernel_dirs(settings, &kernel);
-            let config = crate::kernel::KernelConfig::read(&dirs.config).unwrap_or_default();
-            let (_, path) = sign::policy::key_paths(settings, &kernel, &config);
-            sign::Certificate::read(&path)
-        });
-        for m in &mut e.modules {
-            let Some(file) = m.installed.clone().or_else(|| m.built.clone()) else {
-                continue;
-            };
-            let Ok(signer) = sign::signer_of_file(&file) else {
-                continue;
-            };
-            m.signature = Some(match signer {
-                Some(s) => Signature {
-                    signed: true,
-                    key: cert.as_ref().filter(|c| s.is_of(c)).map(|c| c.path.clone()),
-                    signer: Some(s.issuer()),
-                    serial: Some(s.serial_hex),
-                },
-                None => Signature {
-                    signed: false,
-                    signer: None,
-                    serial: None,
-                    key: None,
-                },
-            });
-        }
-    }
 }

@@ -2,9 +2,9 @@
 //! uninstall and unbuild with the original's skip messages and `--force`, the dkms.conf
 //! each needs, and BUILD_DEPENDS_REBUILD. The work itself is [`crate::module`]'s.
 
-use super::{read_strict, Context};
+use super::context::Context;
+use crate::commands::error::Result;
 use crate::conf::{self, ConfRequest, ModuleConf, ModuleEntry};
-use crate::error::Result;
 use crate::module::install::{self, InstallJob};
 use crate::module::kbuild::BuildJob;
 use crate::state::{module_file, KernelArch};
@@ -51,7 +51,7 @@ pub(crate) fn install_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> R
     if unbuilt(ctx) && !(by_fingerprint && super::fresh::take_preflight_build(ctx, m, v, ka)) {
         build_one(ctx, m, v, ka)?;
     }
-    let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
+    let conf = ctx.read_strict(&ctx.conf_file(m, v), m, v, ka)?;
     let (force, version_override) = forced(ctx, m);
     let mut job = install_job(ctx, m, v, ka, &conf);
     job.force |= ctx.opts.rpm_safe_upgrade || force;
@@ -106,17 +106,11 @@ fn rebuild_dependants(ctx: &Context, dep: &str, dep_version: &str, ka: &KernelAr
 }
 
 pub(crate) fn build_one(ctx: &Context, m: &str, v: &str, ka: &KernelArch) -> Result<()> {
-    let conf = read_strict(ctx, &ctx.conf_file(m, v), m, v, ka)?;
+    let conf = ctx.read_strict(&ctx.conf_file(m, v), m, v, ka)?;
     let dirs = ctx.kernel_dirs(&ka.kernel);
     let signer = ctx.signer(&ka.kernel);
     let job = BuildJob {
-        settings: ctx.settings,
-        tree: &ctx.tree,
-        report: ctx.report,
-        module: m,
-        version: v,
-        ka,
-        conf: &conf,
+        on: ctx.on_kernel(m, v, ka, &conf),
         kernel_config: dirs.config,
         kernel_source_dir: dirs.build,
         force: ctx.opts.force,
@@ -153,13 +147,7 @@ fn install_job<'a>(
     conf: &'a ModuleConf,
 ) -> InstallJob<'a> {
     InstallJob {
-        settings: ctx.settings,
-        tree: &ctx.tree,
-        report: ctx.report,
-        module: m,
-        version: v,
-        ka,
-        conf,
+        on: ctx.on_kernel(m, v, ka, conf),
         force: ctx.opts.force,
         force_version_override: false,
         no_depmod: !ctx.opts.depmod || ctx.batch_depmod,

@@ -11,19 +11,24 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{read_strict, require_root, take_lock, Context};
+use super::context::Context;
+use super::preconditions::require_root;
+use crate::commands::error::{ActionError, Result};
 use crate::conf;
-use crate::error::{ActionError, Result};
+use crate::fsutil::io_error;
 use crate::state::{KernelArch, Registration};
 use crate::transaction::Scratch;
 
 pub fn mktarball(ctx: &Context, m: &str, v: &str, kernels: &[KernelArch]) -> Result<i32> {
     let conf_file = ctx.conf_file(m, v);
-    read_strict(ctx, &conf_file, m, v, &kernels[0])?;
+    ctx.read_strict(&conf_file, m, v, &kernels[0])?;
     let staging = tempfile::Builder::new()
         .prefix("dkms.")
         .tempdir_in(&ctx.settings.tmp_location)
-        .map_err(tar_err("create a directory in", &ctx.settings.tmp_location))?;
+        .map_err(io_error(
+            "create a directory in",
+            &ctx.settings.tmp_location,
+        ))?;
     let names = stage_builds(ctx, m, v, kernels, staging.path())?;
     stage_source(ctx, m, v, &conf_file, staging.path())?;
     let dest = tarball_path(ctx, m, v, &names);
@@ -52,7 +57,7 @@ fn stage_builds(
     staging: &Path,
 ) -> Result<Vec<String>> {
     let main_tree = staging.join("dkms_main_tree");
-    std::fs::create_dir(&main_tree).map_err(tar_err("create", &main_tree))?;
+    std::fs::create_dir(&main_tree).map_err(io_error("create", &main_tree))?;
     if ctx.opts.tarball.source_only {
         return Ok(vec!["source-only".to_string()]);
     }
@@ -75,7 +80,7 @@ fn stage_builds(
         for part in ["module", "log"] {
             if built.join(part).is_dir() {
                 crate::fsutil::copy_tree(&built.join(part), &dest.join(part))
-                    .map_err(tar_err("copy", &built.join(part)))?;
+                    .map_err(io_error("copy", &built.join(part)))?;
             }
         }
     }
@@ -89,20 +94,20 @@ fn stage_source(ctx: &Context, m: &str, v: &str, conf_file: &Path, staging: &Pat
     if !ctx.opts.tarball.binaries_only {
         ctx.report
             .line(&format!("\nMarking {} for archiving...", source.display()));
-        let real = std::fs::canonicalize(&source).map_err(tar_err("resolve", &source))?;
+        let real = std::fs::canonicalize(&source).map_err(io_error("resolve", &source))?;
         return crate::fsutil::copy_tree(&real, &staging.join("dkms_source_tree"))
-            .map_err(|e| tar_err("copy", &real)(e).into());
+            .map_err(|e| io_error("copy", &real)(e).into());
     }
     ctx.report
         .line("\nCreating tarball structure to specifically accommodate binaries.");
     let dir = staging.join("dkms_binaries_only");
     let write = |name: &str, text: String| {
-        std::fs::write(dir.join(name), text).map_err(tar_err("write", &dir.join(name)))
+        std::fs::write(dir.join(name), text).map_err(io_error("write", &dir.join(name)))
     };
-    std::fs::create_dir(&dir).map_err(tar_err("create", &dir))?;
+    std::fs::create_dir(&dir).map_err(io_error("create", &dir))?;
     write("PACKAGE_NAME", format!("{m}\n"))?;
     write("PACKAGE_VERSION", format!("{v}\n"))?;
-    std::fs::copy(conf_file, dir.join("dkms.conf")).map_err(tar_err("copy", conf_file))?;
+    std::fs::copy(conf_file, dir.join("dkms.conf")).map_err(io_error("copy", conf_file))?;
     Ok(())
 }
 
@@ -126,7 +131,7 @@ pub fn ldtarball(ctx: &Context) -> Result<i32> {
     if ctx.opts.force && !rustix::process::geteuid().is_root() {
         return Err(ActionError::ForceNeedsRoot.into());
     }
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     load(ctx)?;
     Ok(0)
 }
@@ -144,7 +149,10 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     let unpacked = tempfile::Builder::new()
         .prefix("dkms.")
         .tempdir_in(&ctx.settings.tmp_location)
-        .map_err(tar_err("create a directory in", &ctx.settings.tmp_location))?;
+        .map_err(io_error(
+            "create a directory in",
+            &ctx.settings.tmp_location,
+        ))?;
     read_archive(&archive, unpacked.path()).map_err(|source| ActionError::Unpack {
         path: archive.clone(),
         source,
@@ -169,8 +177,8 @@ pub fn load(ctx: &Context) -> Result<(String, String)> {
     let Some((loc, m, v)) = identify(ctx, unpacked.path(), &ka) else {
         return Err(ActionError::InvalidArchive(archive).into());
     };
-    super::check_name("Module name", &m)?;
-    super::check_name("Module version", &v)?;
+    super::preconditions::check_name("Module name", &m)?;
+    super::preconditions::check_name("Module version", &v)?;
     register_archive(ctx, &unpacked.path().join(loc), &m, &v, &ka)?;
     load_builds(ctx, &main_tree, &m, &v)?;
     Ok((m, v))
@@ -252,13 +260,12 @@ fn load_builds(ctx: &Context, main_tree: &Path, m: &str, v: &str) -> Result<()> 
                 super::steps::unbuild_one(ctx, m, v, &ka)?;
             }
             let kernel_dir = dest.parent().expect("kernel dir").to_path_buf();
-            std::fs::create_dir_all(&kernel_dir).map_err(tar_err("create", &kernel_dir))?;
+            std::fs::create_dir_all(&kernel_dir).map_err(io_error("create", &kernel_dir))?;
             let staged = kernel_dir.join(format!(".tmp_{a}_{}", std::process::id()));
-            let _scratch = Scratch::new(&ctx.tree.root, &staged)
-                .map_err(|e| tar_err(e.action, &e.path)(e.source))?;
-            crate::fsutil::copy_tree(&from, &staged).map_err(tar_err("copy", &from))?;
+            let _scratch = Scratch::new(&ctx.tree.root, &staged)?;
+            crate::fsutil::copy_tree(&from, &staged).map_err(io_error("copy", &from))?;
             crate::crashpoint::step("rename loaded build into place", &dest);
-            std::fs::rename(&staged, &dest).map_err(tar_err("rename into", &dest))?;
+            std::fs::rename(&staged, &dest).map_err(io_error("rename into", &dest))?;
         }
     }
     Ok(())
@@ -287,15 +294,6 @@ fn find_conf(dir: &Path) -> Option<PathBuf> {
         );
     }
     None
-}
-
-fn tar_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ActionError {
-    let path = path.to_path_buf();
-    move |source| ActionError::TarballIo {
-        action,
-        path,
-        source,
-    }
 }
 
 /// `tar -C dir -caf dest .`: compression from the name; written beside, renamed in.

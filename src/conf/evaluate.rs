@@ -34,7 +34,7 @@ pub(super) fn evaluate_with(req: &ConfRequest, lenient: bool) -> Result<Evaluate
         syntax_error: None,
     };
     if directives.is_empty() {
-        if let Some(values) = fast::evaluate_with(&files, &scope, lenient) {
+        if let Some(values) = fast::plain_assignments_with(&files, &scope, lenient) {
             return Ok(plain(values));
         }
     }
@@ -92,11 +92,12 @@ fn with_bash(
     directives: &[(String, String)],
 ) -> Result<Evaluated, ConfError> {
     let stripped = CrStripped::new(&files, &req.settings.tmp_location);
-    let out =
-        eval::evaluate(&stripped.sourced, scope, directives).map_err(|source| ConfError::Bash {
+    let out = eval::source_with_bash(&stripped.sourced, scope, directives).map_err(|source| {
+        ConfError::Bash {
             file: req.file.clone(),
             source,
-        })?;
+        }
+    })?;
     let stderr = stripped.restore_names(&out.stderr);
     Ok(Evaluated {
         syntax_error: eval::first_syntax_error(&stderr, &files),

@@ -15,14 +15,14 @@ use super::eval::{RawValues, Scope, DIRECTIVES, REGEX_DIRECTIVES};
 
 /// Evaluate `files` (already filtered to existing ones) or return `None` when the files
 /// need bash.
-pub fn evaluate(files: &[PathBuf], scope: &Scope) -> Option<RawValues> {
-    evaluate_with(files, scope, false)
+pub fn plain_assignments(files: &[PathBuf], scope: &Scope) -> Option<RawValues> {
+    plain_assignments_with(files, scope, false)
 }
 
-/// Like [`evaluate`]; with `regex_may_stay_unresolved`, package-wide regex directives
+/// Like [`plain_assignments`]; with `regex_may_stay_unresolved`, package-wide regex directives
 /// (index 0 only) are returned without their bash `=~` verdict. Used by `status`, which
 /// only needs module names; builds always get bash's verdict.
-pub fn evaluate_with(
+pub fn plain_assignments_with(
     files: &[PathBuf],
     scope: &Scope,
     regex_may_stay_unresolved: bool,
@@ -367,7 +367,7 @@ mod tests {
         let mut scope = Scope::default();
         scope.set("kernelver", "6.1.0-1-amd64");
         scope.set("dkms_tree", "/var/lib/dkms");
-        evaluate(&[f], &scope)
+        super::plain_assignments(&[f], &scope)
     }
 
     #[test]

@@ -188,11 +188,11 @@ fn package_problems(
         ));
     }
     for (directive, value) in [("PACKAGE_NAME", name), ("PACKAGE_VERSION", version)] {
-        if let Some(what) = crate::state::name_flaw(value) {
+        if let Some(what) = crate::fsutil::name_flaw(value) {
             out.push(problem(
                 directive,
                 format!("{directive} '{value}' {what}: it names directories (/usr/src/<name>-<version>, the dkms tree) and is passed to make, so it could never build."),
-                format!("set {directive}=\"{}\"", crate::state::name_fixed(value)),
+                format!("set {directive}=\"{}\"", crate::fsutil::name_fixed(value)),
             ));
         }
     }

@@ -13,13 +13,13 @@ use std::process::Command;
 
 use thiserror::Error;
 
-use crate::conf::{ModuleConf, ModuleEntry};
+use crate::conf::ModuleEntry;
 use crate::framework::Settings;
 use crate::module::modinfo::Order;
 use crate::report::Reporter;
 use crate::state::kept::Kept;
 use crate::state::manifest::{Check, Kind, Manifest, Placed};
-use crate::state::{module_file, KernelArch, StateTree};
+use crate::state::module_file;
 use crate::transaction::{Transaction, TxError};
 
 #[derive(Debug, Error)]
@@ -60,17 +60,9 @@ impl InstallError {
 /// Where a module is installed: `ADDON_MODULES_DIR`, the distribution's directory,
 /// else the module's own `DEST_MODULE_LOCATION`. Refused if it would leave the tree.
 pub fn dest_dir(settings: &Settings, m: &str, entry: &ModuleEntry) -> Result<String, InstallError> {
-    let location = match settings.addon_modules_dir() {
-        Some(d) => format!("/{d}"),
-        None => match settings
-            .distribution()
-            .ok()
-            .and_then(|d| d.module_dir_override())
-        {
-            Some(d) => d.to_string(),
-            None => entry.dest_location.clone(),
-        },
-    };
+    let location = settings
+        .module_dir_override()
+        .unwrap_or_else(|| entry.dest_location.clone());
     if location.split('/').any(|c| c == "..") {
         return Err(InstallError::LeavesTree {
             module: m.into(),
@@ -82,13 +74,8 @@ pub fn dest_dir(settings: &Settings, m: &str, entry: &ModuleEntry) -> Result<Str
 
 /// Install one built (module, version, kernel, arch).
 pub struct InstallJob<'a> {
-    pub settings: &'a Settings,
-    pub tree: &'a StateTree,
-    pub report: &'a Reporter,
-    pub module: &'a str,
-    pub version: &'a str,
-    pub ka: &'a KernelArch,
-    pub conf: &'a ModuleConf,
+    /// The module version and kernel.
+    pub on: crate::module::ModuleOnKernel<'a>,
     pub force: bool,
     pub force_version_override: bool,
     pub no_depmod: bool,
@@ -96,26 +83,26 @@ pub struct InstallJob<'a> {
 
 impl InstallJob<'_> {
     pub fn run(&self) -> Result<(), InstallError> {
-        let lib = self.settings.install_tree.join(&self.ka.kernel);
+        let lib = self.on.settings.install_tree.join(&self.on.ka.kernel);
         if !lib.is_dir() {
             return Err(InstallError::NoKernelDir(lib));
         }
-        let failed = self.script("pre_install", &self.conf.pre_install);
+        let failed = self.script("pre_install", &self.on.conf.pre_install);
         if failed.is_some_and(|c| c != 0) && !self.force {
             return Err(InstallError::PreInstall);
         }
-        let mut tx = Transaction::begin(&self.tree.root)?;
+        let mut tx = Transaction::begin(&self.on.tree.root)?;
         if let Err(e) = self.place(&mut tx, &lib) {
             tx.rollback();
             if matches!(e, InstallError::Depmod(_)) {
                 // Put depmod's index back in line with the restored tree.
-                let _ = depmod(self.settings, &self.ka.kernel, self.report);
+                let _ = depmod(self.on.settings, &self.on.ka.kernel, self.on.report);
             }
             return Err(e);
         }
         tx.commit()?;
         self.weak_modules(true);
-        self.script("post_install", &self.conf.post_install);
+        self.script("post_install", &self.on.conf.post_install);
         Ok(())
     }
 
@@ -125,30 +112,36 @@ impl InstallJob<'_> {
     /// failure is reported; the install or uninstall stands.
     pub(crate) fn weak_modules(&self, adding: bool) {
         let opted_out = std::env::var("NO_WEAK_MODULES").is_ok_and(|v| !v.is_empty());
-        if opted_out || self.conf.no_weak_modules {
+        if opted_out || self.on.conf.no_weak_modules {
             return;
         }
-        let Ok(dist) = self.settings.distribution() else {
+        let Ok(dist) = self.on.settings.distribution() else {
             return;
         };
-        let Some((tool, add, remove)) = dist.weak_modules(&self.ka.kernel) else {
+        let Some((tool, add, remove)) = dist.weak_modules(&self.on.ka.kernel) else {
             return;
         };
-        let tool = self.settings.sysroot.join(tool);
+        let tool = self.on.settings.sysroot.join(tool);
         if !tool.is_file() {
             return;
         }
-        let lib = self.settings.install_tree.join(&self.ka.kernel);
+        let lib = self.on.settings.install_tree.join(&self.on.ka.kernel);
         let mut paths = Vec::new();
-        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
-            if let Ok(dir) = dest_dir(self.settings, self.module, entry) {
+        for entry in self
+            .on
+            .conf
+            .modules
+            .iter()
+            .filter(|e| !e.exclusion.excluded())
+        {
+            if let Ok(dir) = dest_dir(self.on.settings, self.on.module, entry) {
                 paths.extend(module_files_in(
                     &lib.join(dir.trim_start_matches('/')),
                     &entry.dest_name,
                 ));
             }
         }
-        self.report.line(if adding {
+        self.on.report.line(if adding {
             "Adding linked weak modules..."
         } else {
             "Removing linked weak modules..."
@@ -166,12 +159,13 @@ impl InstallJob<'_> {
         };
         match run() {
             Ok(s) if s.success() => {}
-            Ok(s) => self.report.warn(&format!(
+            Ok(s) => self.on.report.warn(&format!(
                 "{} exited with {s}; the modules are {} all the same.",
                 tool.display(),
                 if adding { "installed" } else { "uninstalled" }
             )),
             Err(e) => self
+                .on
                 .report
                 .warn(&format!("Cannot run {}: {e}", tool.display())),
         }
@@ -183,18 +177,21 @@ impl InstallJob<'_> {
     fn place(&self, tx: &mut Transaction, lib: &Path) -> Result<(), InstallError> {
         self.refuse_packaged(lib)?;
         let mut placed = Vec::new();
-        if self.place_modules(tx, lib, &mut placed)? == 0 && !self.conf.modules.is_empty() {
+        if self.place_modules(tx, lib, &mut placed)? == 0 && !self.on.conf.modules.is_empty() {
             return Err(InstallError::Aborted);
         }
-        let record = self.tree.manifest_path(self.module, self.version, self.ka);
-        tx.place_text(&record, &Manifest::new(placed).to_json(self.settings))?;
-        let link = self.tree.kernel_link(self.module, self.ka);
-        let target = Path::new(self.version)
-            .join(&self.ka.kernel)
-            .join(&self.ka.arch);
+        let record = self
+            .on
+            .tree
+            .manifest_path(self.on.module, self.on.version, self.on.ka);
+        tx.place_text(&record, &Manifest::new(placed).to_json(self.on.settings))?;
+        let link = self.on.tree.kernel_link(self.on.module, self.on.ka);
+        let target = Path::new(self.on.version)
+            .join(&self.on.ka.kernel)
+            .join(&self.on.ka.arch);
         tx.place_symlink(&target, &link)?;
         if !self.no_depmod {
-            depmod(self.settings, &self.ka.kernel, self.report)?;
+            depmod(self.on.settings, &self.on.ka.kernel, self.on.report)?;
         }
         Ok(())
     }
@@ -203,27 +200,34 @@ impl InstallJob<'_> {
     /// owns.
     fn refuse_packaged(&self, lib: &Path) -> Result<(), InstallError> {
         let mut existing = Vec::new();
-        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
-            let dir = dest_dir(self.settings, self.module, entry)?;
+        for entry in self
+            .on
+            .conf
+            .modules
+            .iter()
+            .filter(|e| !e.exclusion.excluded())
+        {
+            let dir = dest_dir(self.on.settings, self.on.module, entry)?;
             let d = lib.join(dir.trim_start_matches('/'));
             existing.extend(module_files_in(&d, &entry.dest_name));
         }
-        refuse_owned(self.settings, &existing)
+        refuse_owned(self.on.settings, &existing)
     }
 
     /// Run one of the module's scripts from its source directory, if it has one.
     fn script(&self, kind: &str, command: &Option<String>) -> Option<i32> {
         let source = self
+            .on
             .tree
-            .version_dir(self.module, self.version)
+            .version_dir(self.on.module, self.on.version)
             .join("source");
         let command = command.as_ref()?;
         crate::module::script::run(
-            self.settings,
-            self.report,
+            self.on.settings,
+            self.on.report,
             kind,
             command,
-            self.module,
+            self.on.module,
             &source,
         )
     }
@@ -236,20 +240,31 @@ impl InstallJob<'_> {
         placed: &mut Vec<Placed>,
     ) -> Result<usize, InstallError> {
         let built_dir = self
+            .on
             .tree
-            .build_dir(self.module, self.version, self.ka)
+            .build_dir(self.on.module, self.on.version, self.on.ka)
             .join("module");
-        let first_install = !self.tree.kernel_link(self.module, self.ka).exists();
+        let first_install = !self
+            .on
+            .tree
+            .kernel_link(self.on.module, self.on.ka)
+            .exists();
         let mut installed = 0;
-        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
+        for entry in self
+            .on
+            .conf
+            .modules
+            .iter()
+            .filter(|e| !e.exclusion.excluded())
+        {
             let built = module_file(&built_dir, &entry.dest_name).ok_or_else(|| {
                 InstallError::BuiltMissing(built_dir.join(format!("{}.ko", entry.dest_name)))
             })?;
-            let dir = dest_dir(self.settings, self.module, entry)?;
+            let dir = dest_dir(self.on.settings, self.on.module, entry)?;
             let dest_dir = lib.join(dir.trim_start_matches('/'));
             if leaves_tree(lib, &dest_dir) {
                 return Err(InstallError::LeavesTree {
-                    module: self.module.into(),
+                    module: self.on.module.into(),
                     location: dest_dir.display().to_string(),
                 });
             }
@@ -268,14 +283,14 @@ impl InstallJob<'_> {
                     tx.remove(&stale)?;
                 }
             }
-            self.report.line(&format!(
+            self.on.report.line(&format!(
                 "Installing {}",
                 dest_dir.join(&file_name).display()
             ));
             tx.create_dirs(&dest_dir)?;
             let dest = dest_dir.join(&file_name);
-            tx.place_file(&built, &dest, self.settings.symlink_modules)?;
-            let kind = if self.settings.symlink_modules {
+            tx.place_file(&built, &dest, self.on.settings.symlink_modules)?;
+            let kind = if self.on.settings.symlink_modules {
                 Kind::Link
             } else {
                 Kind::Module
@@ -314,9 +329,10 @@ impl InstallJob<'_> {
         built: &Path,
         kernels_own: impl Fn(&Path) -> bool,
     ) -> bool {
-        if let Some(obsolete) = &self.conf.obsolete_by {
-            if !self.force && crate::kernel::ver(&self.ka.kernel) >= crate::kernel::ver(obsolete) {
-                self.report.stderr(&format!("Module has been obsoleted due to being included in kernel {obsolete}. We will avoid installing for future kernels above {obsolete}.\nYou may override by specifying --force."));
+        if let Some(obsolete) = &self.on.conf.obsolete_by {
+            if !self.force && crate::kernel::ver(&self.on.ka.kernel) >= crate::kernel::ver(obsolete)
+            {
+                self.on.report.stderr(&format!("Module has been obsoleted due to being included in kernel {obsolete}. We will avoid installing for future kernels above {obsolete}.\nYou may override by specifying --force."));
                 return false;
             }
         }
@@ -326,7 +342,7 @@ impl InstallJob<'_> {
         if existing.len() > 1 {
             let name = built.file_name().unwrap_or_default().to_string_lossy();
             let name = name.split(".ko").next().unwrap_or_default();
-            self.report.warn(&format!("Cannot do version sanity checking because multiple {name}.ko modules were found in kernel {}.", self.ka.kernel));
+            self.on.report.warn(&format!("Cannot do version sanity checking because multiple {name}.ko modules were found in kernel {}.", self.on.ka.kernel));
             return true;
         }
         let installed = &existing[0];
@@ -341,15 +357,15 @@ impl InstallJob<'_> {
         let kernels_own = kernels_own(installed);
         match crate::module::modinfo::compare(&theirs, &ours) {
             Order::InstalledNewer => {
-                self.report.error(&format!("Module version {our_version} for {name} is not newer than what is already found in kernel {} ({}).\nYou may override by specifying --force.", self.ka.kernel, theirs.verinfo().0));
+                self.on.report.error(&format!("Module version {our_version} for {name} is not newer than what is already found in kernel {} ({}).\nYou may override by specifying --force.", self.on.ka.kernel, theirs.verinfo().0));
                 false
             }
             Order::Same if !our_version.is_empty() => {
-                self.report.stderr(&format!("Module {} already installed at version {our_version}, override by specifying --force", installed.display()));
+                self.on.report.stderr(&format!("Module {} already installed at version {our_version}, override by specifying --force", installed.display()));
                 false
             }
             Order::Same if !our_source.is_empty() || same_module(installed, built) => {
-                self.report.stderr(&format!("Module {} already installed (unversioned module), override by specifying --force", installed.display()));
+                self.on.report.stderr(&format!("Module {} already installed (unversioned module), override by specifying --force", installed.display()));
                 false
             }
             // Ours, not the original's: a kernel's own module is never shadowed by one
@@ -361,7 +377,7 @@ impl InstallJob<'_> {
                 } else {
                     &our_version
                 };
-                self.report.stderr(&format!("Module version {shown} for {name} is not newer than the kernel's own {}; it stays in place.\nYou may override by specifying --force.", installed.display()));
+                self.on.report.stderr(&format!("Module version {shown} for {name} is not newer than the kernel's own {}; it stays in place.\nYou may override by specifying --force.", installed.display()));
                 false
             }
             _ => true,
@@ -384,7 +400,7 @@ impl InstallJob<'_> {
             lib.join("updates"),
             lib.join(dir.trim_start_matches('/')),
         ];
-        let store = self.tree.original_module_dir(self.module, self.ka);
+        let store = self.on.tree.original_module_dir(self.on.module, self.on.ka);
         let preferred = candidates
             .iter()
             .find_map(|d| module_file(d, &entry.dest_name));
@@ -397,7 +413,7 @@ impl InstallJob<'_> {
                 } else {
                     // Several same-named modules and none in a preferred place: all are
                     // kept for reference under collisions/, never restored automatically.
-                    self.report.line(&format!(
+                    self.on.report.line(&format!(
                         "Multiple original modules named {} exist; storing them in {} for reference.",
                         entry.dest_name,
                         store.join("collisions").display()
@@ -414,7 +430,7 @@ impl InstallJob<'_> {
             } else {
                 store.join(original.file_name().expect("module file name"))
             };
-            self.report.line(&format!(
+            self.on.report.line(&format!(
                 "Archiving original module {} in {}",
                 original.display(),
                 dest.parent().unwrap_or(&store).display()
@@ -564,15 +580,16 @@ pub fn depmod_run(settings: &Settings, kernel: &str, report: &Reporter) -> Resul
 /// Uninstall one (module, version, kernel, arch): delete the installed files, prune
 /// empty directories, restore archived originals, drop the link, POST_REMOVE, depmod.
 pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
-    let (tree, ka, m, v) = (job.tree, job.ka, job.module, job.version);
-    job.report.line(&format!(
+    let (tree, ka, m, v) = (job.on.tree, job.on.ka, job.on.module, job.on.version);
+    job.on.report.line(&format!(
         "Module {m}/{v} for kernel {} ({}):",
         ka.kernel, ka.arch
     ));
-    let lib = job.settings.install_tree.join(&ka.kernel);
+    let lib = job.on.settings.install_tree.join(&ka.kernel);
     let active = tree.is_installed(m, v, ka);
     if !active {
-        job.report
+        job.on
+            .report
             .line("This module version was INACTIVE for this kernel.");
     } else {
         let present = files_at_destinations(job, &lib)?;
@@ -580,13 +597,14 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
             .iter()
             .flat_map(|p| p.files.iter().cloned())
             .collect();
-        refuse_owned(job.settings, &all)?;
-        job.report
+        refuse_owned(job.on.settings, &all)?;
+        job.on
+            .report
             .line("Before uninstall, this module version was ACTIVE on this kernel.");
         job.weak_modules(false);
         let mut tx = Transaction::begin(&tree.root)?;
         let record_path = tree.manifest_path(m, v, ka);
-        let record = tree.manifest(job.settings, m, v, ka);
+        let record = tree.manifest(job.on.settings, m, v, ka);
         let changed = |f: &Path| {
             record
                 .as_ref()
@@ -599,7 +617,7 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
                     match changed(f) {
                         Some(placed) => keep_changed(&mut tx, job, &lib, f, placed)?,
                         None => {
-                            job.report.line(&format!("Deleting {}", f.display()));
+                            job.on.report.line(&format!("Deleting {}", f.display()));
                             tx.remove(f)?;
                         }
                     }
@@ -621,12 +639,19 @@ pub fn uninstall(job: &InstallJob) -> Result<(), InstallError> {
         }
         tx.commit()?;
     }
-    if let Some(script) = &job.conf.post_remove {
+    if let Some(script) = &job.on.conf.post_remove {
         let source = tree.version_dir(m, v).join("source");
-        crate::module::script::run(job.settings, job.report, "post_remove", script, m, &source);
+        crate::module::script::run(
+            job.on.settings,
+            job.on.report,
+            "post_remove",
+            script,
+            m,
+            &source,
+        );
     }
     if active && !job.no_depmod {
-        depmod(job.settings, &ka.kernel, job.report)?;
+        depmod(job.on.settings, &ka.kernel, job.on.report)?;
     }
     Ok(())
 }
@@ -641,8 +666,8 @@ fn keep_changed(
     file: &Path,
     placed: &Placed,
 ) -> Result<(), InstallError> {
-    let (m, v, ka) = (job.module, job.version, job.ka);
-    let kept = job.tree.kept_path(m, v, ka, lib, file);
+    let (m, v, ka) = (job.on.module, job.on.version, job.on.ka);
+    let kept = job.on.tree.kept_path(m, v, ka, lib, file);
     let sha256 = crate::state::manifest::digest(file)
         .map(|(_, sum)| sum)
         .unwrap_or_default();
@@ -658,7 +683,7 @@ fn keep_changed(
         installed_sha256: placed.sha256.clone(),
         sha256,
     };
-    job.report.warn(&format!(
+    job.on.report.warn(&format!(
         "{} was changed after dkms installed it (its size or SHA-256 differs from the install record): it is moved to {} so that nothing of yours is lost and the module can be installed again. 'dkms verify' lists the files kept this way; delete them when you no longer need them.",
         file.display(),
         kept.display()
@@ -667,7 +692,7 @@ fn keep_changed(
     tx.move_file(file, &kept)?;
     tx.write_new(
         &crate::state::kept::record_path(&kept),
-        &record.to_json(job.settings),
+        &record.to_json(job.on.settings),
     )?;
     Ok(())
 }
@@ -687,8 +712,8 @@ fn files_at_destinations<'c>(
 ) -> Result<Vec<AtDestination<'c>>, InstallError> {
     let mut seen = std::collections::BTreeSet::new();
     let mut present = Vec::new();
-    for entry in &job.conf.modules {
-        let dir = dest_dir(job.settings, job.module, entry)?;
+    for entry in &job.on.conf.modules {
+        let dir = dest_dir(job.on.settings, job.on.module, entry)?;
         let mut files = Vec::new();
         for location in [dir.as_str(), entry.dest_location.as_str()] {
             let d = lib.join(location.trim_start_matches('/'));
@@ -711,7 +736,7 @@ fn restore_original(
     entry: &ModuleEntry,
     lib: &Path,
 ) -> Result<(), InstallError> {
-    let store = job.tree.original_module_dir(job.module, job.ka);
+    let store = job.on.tree.original_module_dir(job.on.module, job.on.ka);
     let Some(archived) = module_file(&store, &entry.dest_name) else {
         return Ok(());
     };
@@ -730,7 +755,7 @@ fn restore_original(
             .join(entry.dest_location.trim_start_matches('/'))
             .join(archived.file_name().unwrap_or_default()),
     };
-    job.report.line(&format!(
+    job.on.report.line(&format!(
         "Restoring archived original module {}",
         target.display()
     ));

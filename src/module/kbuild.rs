@@ -14,14 +14,12 @@ use thiserror::Error;
 use crate::cmdlog::CommandLog as Log;
 use crate::conf::{ModuleConf, ModuleEntry};
 use crate::exit;
-use crate::framework::Settings;
+use crate::fsutil::io_error;
 use crate::kernel::KernelConfig;
 use crate::module::compress::Compression;
 use crate::module::diagnose::{diagnose, Diagnosis, Headers};
-use crate::report::Reporter;
 use crate::state::failed::Failure;
 use crate::state::fingerprint::Fingerprint;
-use crate::state::{KernelArch, StateTree};
 use crate::transaction::Scratch;
 
 #[derive(Debug, Error)]
@@ -80,13 +78,8 @@ pub enum BuildError {
     Unchanged(Box<Failure>),
     #[error("Cannot write the build log or run a build command: {0}")]
     Log(#[from] std::io::Error),
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::IoError),
 }
 
 impl BuildError {
@@ -121,41 +114,17 @@ impl BuildError {
             BuildError::PatchFailed { .. } => exit::INSTALL_FAILED,
             BuildError::Script { code, .. } => *code,
             BuildError::Make { .. } => exit::BUILD_FAILED,
-            BuildError::BuiltModuleMissing { .. } | BuildError::Io { .. } | BuildError::Log(_) => {
+            BuildError::BuiltModuleMissing { .. } | BuildError::Io(_) | BuildError::Log(_) => {
                 exit::BUILT_MODULE_MISSING
             }
         }
     }
 }
 
-impl From<crate::transaction::TxError> for BuildError {
-    fn from(e: crate::transaction::TxError) -> BuildError {
-        BuildError::Io {
-            action: e.action,
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
-    let path = path.to_path_buf();
-    move |source| BuildError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 /// Everything one build needs.
 pub struct BuildJob<'a> {
-    pub settings: &'a Settings,
-    pub tree: &'a StateTree,
-    pub report: &'a Reporter,
-    pub module: &'a str,
-    pub version: &'a str,
-    pub ka: &'a KernelArch,
-    pub conf: &'a ModuleConf,
+    /// The module version and kernel.
+    pub on: crate::module::ModuleOnKernel<'a>,
     pub kernel_source_dir: PathBuf,
     pub kernel_config: PathBuf,
     pub force: bool,
@@ -204,14 +173,14 @@ pub fn check_headers(kernel: &str, dir: &Path) -> Result<(), BuildError> {
 
 impl BuildJob<'_> {
     fn version_dir(&self) -> PathBuf {
-        self.tree.version_dir(self.module, self.version)
+        self.on.tree.version_dir(self.on.module, self.on.version)
     }
 
     /// Where this build happens.
     fn build_dir(&self) -> PathBuf {
         if self.private_build {
             self.version_dir()
-                .join(format!(".build-{}-{}", self.ka.kernel, self.ka.arch))
+                .join(format!(".build-{}-{}", self.on.ka.kernel, self.on.ka.arch))
         } else {
             self.shared_build_dir()
         }
@@ -226,9 +195,13 @@ impl BuildJob<'_> {
     /// kernel.
     fn result_dir(&self) -> PathBuf {
         if self.ahead {
-            self.tree.preflight_dir(self.module, self.version, self.ka)
+            self.on
+                .tree
+                .preflight_dir(self.on.module, self.on.version, self.on.ka)
         } else {
-            self.tree.build_dir(self.module, self.version, self.ka)
+            self.on
+                .tree
+                .build_dir(self.on.module, self.on.version, self.on.ka)
         }
     }
 
@@ -239,7 +212,7 @@ impl BuildJob<'_> {
             &self.version_dir().join("source"),
             &self.kernel_source_dir,
             &self.kernel_config,
-            self.ka,
+            self.on.ka,
         )
         .ok()
     }
@@ -254,13 +227,16 @@ impl BuildJob<'_> {
         }
         // A private build directory never outlives the build, even a killed one.
         let _scratch = match self.private_build {
-            true => Some(Scratch::new(&self.tree.root, &self.build_dir())?),
+            true => Some(Scratch::new(&self.on.tree.root, &self.build_dir())?),
             false => None,
         };
         let result = self.run_here(fingerprint.as_ref());
         let private = self.build_dir();
         match &result {
-            Ok(()) => self.tree.forget_failure(self.module, self.version, self.ka),
+            Ok(()) => self
+                .on
+                .tree
+                .forget_failure(self.on.module, self.on.version, self.on.ka),
             Err(e) if e.names_the_log() => {
                 self.remember_failure(e, &private.join("make.log"), fingerprint)
             }
@@ -277,7 +253,11 @@ impl BuildJob<'_> {
 
     /// The failure recorded for this kernel, if its fingerprint is this build's.
     fn refuse_unchanged_failure(&self, now: Option<&Fingerprint>) -> Result<(), BuildError> {
-        let Some(failure) = self.tree.failure(self.module, self.version, self.ka) else {
+        let Some(failure) = self
+            .on
+            .tree
+            .failure(self.on.module, self.on.version, self.on.ka)
+        else {
             return Ok(());
         };
         if now.is_none() || failure.fingerprint.as_ref() != now {
@@ -292,10 +272,10 @@ impl BuildJob<'_> {
         let kept = self.failed_log();
         let failure = Failure {
             schema: crate::state::failed::SCHEMA.into(),
-            module: self.module.into(),
-            version: self.version.into(),
-            kernel: self.ka.kernel.clone(),
-            arch: self.ka.arch.clone(),
+            module: self.on.module.into(),
+            version: self.on.version.into(),
+            kernel: self.on.ka.kernel.clone(),
+            arch: self.on.ka.arch.clone(),
             time: crate::report::now_utc(),
             exit_code: error.exit_code(),
             first_error: error.diagnosis().and_then(|d| d.first_error.clone()),
@@ -304,10 +284,10 @@ impl BuildJob<'_> {
             log: kept,
             fingerprint,
         };
-        if let Err(e) = self.tree.record_failure(&failure) {
-            self.report.warn(&format!(
+        if let Err(e) = self.on.tree.record_failure(&failure) {
+            self.on.report.warn(&format!(
                 "Cannot record the failed build of {}/{} for kernel {}: {e}",
-                self.module, self.version, self.ka.kernel
+                self.on.module, self.on.version, self.on.ka.kernel
             ));
         }
     }
@@ -315,8 +295,9 @@ impl BuildJob<'_> {
     /// Where the make.log of this kernel's failed build is kept: the original's
     /// `<v>/build/make.log` holds only the last failure of any kernel.
     fn failed_log(&self) -> PathBuf {
-        self.tree
-            .failed_dir(self.module, self.version, self.ka)
+        self.on
+            .tree
+            .failed_dir(self.on.module, self.on.version, self.on.ka)
             .join("make.log")
     }
 
@@ -324,12 +305,18 @@ impl BuildJob<'_> {
     /// its declaration here and in the newest kernel where this version built.
     fn diagnose(&self, log: &Path) -> Option<Diagnosis> {
         let mut built: Vec<(String, PathBuf)> = self
+            .on
             .tree
-            .built(self.module, self.version, None, Some(&self.ka.arch))
+            .built(
+                self.on.module,
+                self.on.version,
+                None,
+                Some(&self.on.ka.arch),
+            )
             .into_iter()
-            .filter(|ka| ka.kernel != self.ka.kernel)
+            .filter(|ka| ka.kernel != self.on.ka.kernel)
             .map(|ka| {
-                let dir = crate::kernel::build_dir(self.settings, None, &ka.kernel);
+                let dir = crate::kernel::build_dir(self.on.settings, None, &ka.kernel);
                 (ka.kernel, dir)
             })
             .filter(|(_, dir)| dir.join("include").is_dir())
@@ -340,7 +327,7 @@ impl BuildJob<'_> {
             .map(|(kernel, dir)| Headers { kernel, dir })
             .collect();
         let failing = Headers {
-            kernel: &self.ka.kernel,
+            kernel: &self.on.ka.kernel,
             dir: &self.kernel_source_dir,
         };
         let d = diagnose(log, &self.build_dir(), &failing, &built_on);
@@ -355,7 +342,7 @@ impl BuildJob<'_> {
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|_| std::fs::copy(log, &kept));
         if let Err(e) = copied {
-            self.report.warn(&format!(
+            self.on.report.warn(&format!(
                 "Cannot keep {} as {}: {e}",
                 log.display(),
                 kept.display()
@@ -369,21 +356,21 @@ impl BuildJob<'_> {
         let source = self.version_dir().join("source");
         let signer = self.signer.get_or_init(|| {
             crate::module::sign::policy::prepare(
-                self.settings,
-                &self.ka.kernel,
+                self.on.settings,
+                &self.on.ka.kernel,
                 &self.kernel_config,
-                self.report,
+                self.on.report,
             )
         });
         let config = KernelConfig::read(&self.kernel_config);
         self.prepare_build_dir(&source)?;
         let log_path = self.build_dir().join("make.log");
         let mut log = Log::create(&log_path)?;
-        log.header(self.module, self.version, self.ka)?;
+        log.header(self.on.module, self.on.version, self.on.ka)?;
         log.env = self.make_environment(config.as_ref());
-        log.echo = self.settings.verbose;
+        log.echo = self.on.settings.verbose;
         self.apply_patches(&mut log)?;
-        if let Some(script) = &self.conf.pre_build {
+        if let Some(script) = &self.on.conf.pre_build {
             self.build_script(&mut log, "pre_build", script)?;
         }
         self.make(&mut log, config.as_ref())?;
@@ -395,7 +382,7 @@ impl BuildJob<'_> {
             signer.as_ref(),
             fingerprint,
         )?;
-        if let Some(script) = &self.conf.post_build {
+        if let Some(script) = &self.on.conf.post_build {
             // The log now lives in the committed build; POST_BUILD appends to it.
             let mut log = Log::append(&result_dir.join("log/make.log"))?;
             log.env = self.make_environment(config.as_ref());
@@ -410,18 +397,18 @@ impl BuildJob<'_> {
     fn preconditions(&self, result_dir: &Path) -> Result<Vec<&ModuleEntry>, BuildError> {
         if result_dir.exists() {
             return Err(BuildError::AlreadyBuilt {
-                kernel: self.ka.kernel.clone(),
+                kernel: self.on.ka.kernel.clone(),
                 dir: result_dir.to_path_buf(),
             });
         }
-        let modules = &self.conf.modules;
+        let modules = &self.on.conf.modules;
         let buildable: Vec<_> = modules.iter().filter(|m| !m.exclusion.excluded()).collect();
-        if self.conf.exclusion.excluded() || (!modules.is_empty() && buildable.is_empty()) {
-            let mut reasons = self.conf.exclusion.reasons.clone();
+        if self.on.conf.exclusion.excluded() || (!modules.is_empty() && buildable.is_empty()) {
+            let mut reasons = self.on.conf.exclusion.reasons.clone();
             reasons.extend(modules.iter().flat_map(|m| m.exclusion.reasons.clone()));
             reasons.dedup();
             return Err(BuildError::Excluded {
-                module: self.module.into(),
+                module: self.on.module.into(),
                 reasons,
             });
         }
@@ -429,7 +416,7 @@ impl BuildJob<'_> {
         if !crate::state::holds_source(&source) {
             return Err(BuildError::NoSource(source));
         }
-        check_headers(&self.ka.kernel, &self.kernel_source_dir)?;
+        check_headers(&self.on.ka.kernel, &self.kernel_source_dir)?;
         self.check_dependencies()?;
         Ok(buildable)
     }
@@ -439,32 +426,32 @@ impl BuildJob<'_> {
     fn make(&self, log: &mut Log, config: Option<&KernelConfig>) -> Result<(), BuildError> {
         let jobs = match self.jobserver {
             Some(_) => Jobs::Jobserver,
-            None => Jobs::Limit(self.settings.parallel_jobs),
+            None => Jobs::Limit(self.on.settings.parallel_jobs),
         };
         log.jobserver = self.jobserver.cloned();
         let conf_make = if self.private_build {
-            self.conf.make_command.replace(
+            self.on.conf.make_command.replace(
                 &format!("M={}", self.shared_build_dir().display()),
                 &format!("M={}", self.build_dir().display()),
             )
         } else {
-            self.conf.make_command.clone()
+            self.on.conf.make_command.clone()
         };
-        let make = make_command(&conf_make, jobs, &self.ka.kernel, config);
+        let make = make_command(&conf_make, jobs, &self.on.ka.kernel, config);
         // The lines of builds running at once interleave: each names its module.
         let what = match self.jobserver {
-            Some(_) => format!("{}/{} module(s)", self.module, self.version),
+            Some(_) => format!("{}/{} module(s)", self.on.module, self.on.version),
             None => "module(s)".to_string(),
         };
-        self.report.line(&format!(
+        self.on.report.line(&format!(
             "Building {what} for kernel {} ({})...",
-            self.ka.kernel, self.ka.arch
+            self.on.ka.kernel, self.on.ka.arch
         ));
         if log.run("Building module(s)", &make, &self.build_dir(), &[])? != 0 {
             log.flush()?;
             return Err(BuildError::Make {
-                kernel: self.ka.kernel.clone(),
-                arch: self.ka.arch.clone(),
+                kernel: self.on.ka.kernel.clone(),
+                arch: self.on.ka.arch.clone(),
                 excerpt: error_excerpt(&log.path),
                 log: self.failed_log(),
                 diagnosis: self.diagnose(&log.path).map(Box::new),
@@ -480,8 +467,8 @@ impl BuildJob<'_> {
             if !self.build_dir().join(format!("{name}.ko")).is_file() {
                 return Err(BuildError::BuiltModuleMissing {
                     name,
-                    kernel: self.ka.kernel.clone(),
-                    arch: self.ka.arch.clone(),
+                    kernel: self.on.ka.kernel.clone(),
+                    arch: self.on.ka.arch.clone(),
                     build_dir: self.shared_build_dir(),
                 });
             }
@@ -494,7 +481,7 @@ impl BuildJob<'_> {
     /// from ours is passed to every build command.
     fn make_environment(&self, config: Option<&KernelConfig>) -> Vec<(String, String)> {
         let mut env = compiler_env(config);
-        let file = &self.settings.build_environment;
+        let file = &self.on.settings.build_environment;
         if file.is_empty() || !Path::new(file).is_file() {
             return env;
         }
@@ -524,11 +511,11 @@ impl BuildJob<'_> {
     /// BUILD_DEPENDS_REBUILD bookkeeping: `.dep_<dependency>` holds the version of each
     /// dependency this build was made against.
     fn record_dependency_versions(&self, dir: &Path) -> Result<(), BuildError> {
-        if !self.conf.build_depends_rebuild {
+        if !self.on.conf.build_depends_rebuild {
             return Ok(());
         }
-        for dep in &self.conf.build_depends {
-            let link = self.tree.kernel_link(dep, self.ka);
+        for dep in &self.on.conf.build_depends {
+            let link = self.on.tree.kernel_link(dep, self.on.ka);
             let Ok(target) = std::fs::read_link(&link) else {
                 continue;
             };
@@ -538,27 +525,27 @@ impl BuildJob<'_> {
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .unwrap_or_default();
             let file = dir.join(format!(".dep_{dep}"));
-            std::fs::write(&file, format!("{version}\n")).map_err(io("write", &file))?;
+            std::fs::write(&file, format!("{version}\n")).map_err(io_error("write", &file))?;
         }
         Ok(())
     }
 
     fn check_dependencies(&self) -> Result<(), BuildError> {
-        for dep in &self.conf.build_depends {
-            let link = self.tree.kernel_link(dep, self.ka);
+        for dep in &self.on.conf.build_depends {
+            let link = self.on.tree.kernel_link(dep, self.on.ka);
             if link.exists() {
                 continue;
             }
             let err = BuildError::MissingDependency {
-                module: self.module.into(),
+                module: self.on.module.into(),
                 dependency: dep.clone(),
-                kernel: self.ka.kernel.clone(),
-                arch: self.ka.arch.clone(),
+                kernel: self.on.ka.kernel.clone(),
+                arch: self.on.ka.arch.clone(),
             };
             if !self.force {
                 return Err(err);
             }
-            self.report.warn(&err.to_string());
+            self.on.report.warn(&err.to_string());
         }
         Ok(())
     }
@@ -567,20 +554,26 @@ impl BuildJob<'_> {
     fn prepare_build_dir(&self, source: &Path) -> Result<(), BuildError> {
         let build = self.build_dir();
         if build.exists() {
-            std::fs::remove_dir_all(&build).map_err(io("delete", &build))?;
+            std::fs::remove_dir_all(&build).map_err(io_error("delete", &build))?;
         }
-        let source = std::fs::canonicalize(source).map_err(io("resolve", source))?;
-        crate::fsutil::copy_tree(&source, &build).map_err(io("copy the source to", &build))?;
-        let overlay = self.settings.config_dir.join(self.module).join("patches");
+        let source = std::fs::canonicalize(source).map_err(io_error("resolve", source))?;
+        crate::fsutil::copy_tree(&source, &build)
+            .map_err(io_error("copy the source to", &build))?;
+        let overlay = self
+            .on
+            .settings
+            .config_dir
+            .join(self.on.module)
+            .join("patches");
         if overlay.is_dir() {
             crate::fsutil::copy_tree(&overlay, &build.join("patches"))
-                .map_err(io("copy patches to", &build))?;
+                .map_err(io_error("copy patches to", &build))?;
         }
         Ok(())
     }
 
     fn apply_patches(&self, log: &mut Log) -> Result<(), BuildError> {
-        for p in &self.conf.patches {
+        for p in &self.on.conf.patches {
             if p.split('/').any(|c| c == "..") || p.starts_with('/') {
                 return Err(BuildError::PatchPath(p.clone()));
             }
@@ -614,7 +607,8 @@ impl BuildJob<'_> {
         let program = self.build_dir().join(first);
         if !program.is_file() || rustix::fs::access(&program, rustix::fs::Access::EXEC_OK).is_err()
         {
-            self.report
+            self.on
+                .report
                 .warn(&format!("The {kind} script is not executable."));
             return Ok(());
         }
@@ -651,24 +645,26 @@ impl BuildJob<'_> {
     ) -> Result<(), BuildError> {
         let final_dir = self.result_dir();
         let kernel_dir = final_dir.parent().expect("<v>/<k>").to_path_buf();
-        std::fs::create_dir_all(&kernel_dir).map_err(io("create", &kernel_dir))?;
-        let staged = kernel_dir.join(format!(".tmp_{}_{}", self.ka.arch, std::process::id()));
-        let _scratch = Scratch::new(&self.tree.root, &staged)?;
+        std::fs::create_dir_all(&kernel_dir).map_err(io_error("create", &kernel_dir))?;
+        let staged = kernel_dir.join(format!(".tmp_{}_{}", self.on.ka.arch, std::process::id()));
+        let _scratch = Scratch::new(&self.on.tree.root, &staged)?;
         let module_dir = staged.join("module");
         let log_dir = staged.join("log");
         for d in [&module_dir, &log_dir] {
-            std::fs::create_dir_all(d).map_err(io("create", d))?;
+            std::fs::create_dir_all(d).map_err(io_error("create", d))?;
         }
         let symvers = self.build_dir().join("Module.symvers");
         if symvers.is_file() {
             std::fs::copy(&symvers, module_dir.join("Module.symvers"))
-                .map_err(io("copy", &symvers))?;
+                .map_err(io_error("copy", &symvers))?;
         }
         if self.kernel_config.is_file() {
             let _ = std::fs::copy(&self.kernel_config, log_dir.join(".config"));
         }
-        let compression =
-            Compression::for_kernel(config, &self.settings.install_tree.join(&self.ka.kernel));
+        let compression = Compression::for_kernel(
+            config,
+            &self.on.settings.install_tree.join(&self.on.ka.kernel),
+        );
         let clang = config.is_some_and(|c| c.get("CONFIG_CC_IS_CLANG") == Some("y"));
         for m in modules {
             let built = self
@@ -678,19 +674,21 @@ impl BuildJob<'_> {
                 self.strip(log, &built, &m.built_name, clang)?;
             }
             if let Some(signer) = signer {
-                signer.sign(&built, self.report);
+                signer.sign(&built, self.on.report);
             }
             self.place_compressed(&built, &module_dir, &m.dest_name, compression)?;
         }
         self.record_dependency_versions(&staged)?;
         if let Some(f) = fingerprint {
             let path = staged.join(crate::state::fingerprint::FILE_NAME);
-            std::fs::write(&path, f.to_json()).map_err(io("write", &path))?;
+            std::fs::write(&path, f.to_json()).map_err(io_error("write", &path))?;
         }
         log.flush()?;
-        std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io("copy", &log.path))?;
+        std::fs::copy(&log.path, log_dir.join("make.log")).map_err(io_error("copy", &log.path))?;
         crate::crashpoint::step("rename build into place", &final_dir);
-        std::fs::rename(&staged, &final_dir).map_err(io("rename the staged build to", &final_dir))
+        std::fs::rename(&staged, &final_dir)
+            .map_err(io_error("rename the staged build to", &final_dir))?;
+        Ok(())
     }
 
     /// `strip -g` (llvm-strip for a clang kernel), as the original does; a failure only
@@ -711,7 +709,7 @@ impl BuildJob<'_> {
             &[],
         )? != 0
         {
-            self.report.warn(&format!(
+            self.on.report.warn(&format!(
                 "Could not strip {}; keeping it unstripped.",
                 built.display()
             ));
@@ -729,16 +727,16 @@ impl BuildJob<'_> {
         compression: Compression,
     ) -> Result<(), BuildError> {
         let opts = match compression {
-            Compression::Gzip => &self.settings.compress_gzip_opts,
-            Compression::Xz => &self.settings.compress_xz_opts,
-            Compression::Zstd => &self.settings.compress_zstd_opts,
+            Compression::Gzip => &self.on.settings.compress_gzip_opts,
+            Compression::Xz => &self.on.settings.compress_xz_opts,
+            Compression::Zstd => &self.on.settings.compress_zstd_opts,
             Compression::None => "",
         };
-        let data = std::fs::read(built).map_err(io("read", built))?;
+        let data = std::fs::read(built).map_err(io_error("read", built))?;
         let (bytes, suffix) = match compression.compress(&data, opts) {
             Ok(c) => (c, compression.suffix()),
             Err(e) => {
-                self.report.warn(&format!(
+                self.on.report.warn(&format!(
                     "Compressing {} failed ({e}); installing it uncompressed.",
                     built.display()
                 ));
@@ -747,7 +745,8 @@ impl BuildJob<'_> {
         };
         let dest = dir.join(format!("{dest_name}.ko{suffix}"));
         crate::crashpoint::step("write built module", &dest);
-        std::fs::write(&dest, bytes).map_err(io("write", &dest))
+        std::fs::write(&dest, bytes).map_err(io_error("write", &dest))?;
+        Ok(())
     }
 
     /// After success the scratch copy goes; `build/` stays as an empty directory.

@@ -70,8 +70,8 @@ impl StateTree {
         let mut out = Vec::new();
         for (m, v) in self.module_versions(module, version) {
             let dir = self.version_dir(&m, &v).join(DIR);
-            for k in super::visible_entries(&dir) {
-                for a in super::visible_entries(&dir.join(&k)) {
+            for k in crate::fsutil::visible_entries(&dir) {
+                for a in crate::fsutil::visible_entries(&dir.join(&k)) {
                     let ka = KernelArch {
                         kernel: k.clone(),
                         arch: a,

@@ -21,12 +21,12 @@ pub fn find(dkms_tree: &Path, source_tree: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     collect(dkms_tree, &mut out, |n| n.starts_with(".dkms-write."));
     collect(source_tree, &mut out, |n| pid_tagged(n, ".copy."));
-    for m in super::visible_entries(dkms_tree) {
+    for m in crate::fsutil::visible_entries(dkms_tree) {
         let module_dir = dkms_tree.join(&m);
         collect(&module_dir, &mut out, |n| {
             pid_tagged(n, ".removing.") || pid_tagged(n, ".adding.")
         });
-        for v in super::visible_entries(&module_dir) {
+        for v in crate::fsutil::visible_entries(&module_dir) {
             let version_dir = module_dir.join(&v);
             collect(&version_dir, &mut out, |n| {
                 n.starts_with(".build-") || pid_tagged(n, ".source.")
@@ -34,7 +34,7 @@ pub fn find(dkms_tree: &Path, source_tree: &Path) -> Vec<PathBuf> {
             collect(&version_dir.join("build"), &mut out, |n| {
                 n.starts_with(".dkms-write.")
             });
-            for k in super::visible_entries(&version_dir) {
+            for k in crate::fsutil::visible_entries(&version_dir) {
                 collect(&version_dir.join(&k), &mut out, |n| {
                     n.starts_with(".tmp_") || pid_tagged(n, ".removing.")
                 });

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
 
-use super::{io_err, StateError};
+use super::StateError;
+use crate::fsutil::io_error;
 
 /// Held while the value lives.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ pub fn try_acquire(dkms_tree: &Path) -> Option<Lock> {
 
 /// Take the lock, calling `on_wait(holder_pid)` once if another process holds it.
 pub fn acquire(dkms_tree: &Path, on_wait: impl FnOnce(Option<u32>)) -> Result<Lock, StateError> {
-    std::fs::create_dir_all(dkms_tree).map_err(io_err("create", dkms_tree))?;
+    std::fs::create_dir_all(dkms_tree).map_err(io_error("create", dkms_tree))?;
     let path = dkms_tree.join(".lock");
     let file = OpenOptions::new()
         .read(true)
@@ -45,7 +46,7 @@ pub fn acquire(dkms_tree: &Path, on_wait: impl FnOnce(Option<u32>)) -> Result<Lo
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(io_err("open", &path))?;
+        .map_err(io_error("open", &path))?;
     // The holder the kernel lists can be gone by the time we ask (it just released the
     // lock): then try again rather than name nobody. Without /proc, say "another".
     for attempt in 0.. {
@@ -58,7 +59,7 @@ pub fn acquire(dkms_tree: &Path, on_wait: impl FnOnce(Option<u32>)) -> Result<Lo
             break;
         }
     }
-    flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err("lock", &path)(e.into()))?;
+    flock(&file, FlockOperation::LockExclusive).map_err(|e| io_error("lock", &path)(e.into()))?;
     Ok(Lock { _file: file, path })
 }
 

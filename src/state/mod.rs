@@ -17,23 +17,18 @@ pub mod lock;
 pub mod manifest;
 pub mod status;
 
-use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::fsutil::io_error;
 use crate::transaction::Scratch;
 
 #[derive(Debug, Error)]
 pub enum StateError {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::IoError),
     #[error("No write access to DKMS tree at {0}")]
     NotWritable(PathBuf),
 }
@@ -41,25 +36,6 @@ pub enum StateError {
 impl StateError {
     pub fn exit_code(&self) -> i32 {
         crate::exit::FAILURE
-    }
-}
-
-impl From<crate::transaction::TxError> for StateError {
-    fn from(e: crate::transaction::TxError) -> StateError {
-        StateError::Io {
-            action: e.action,
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
-
-pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
-    let path = path.to_path_buf();
-    move |source| StateError::Io {
-        action,
-        path,
-        source,
     }
 }
 
@@ -274,19 +250,20 @@ impl StateTree {
     /// a staged directory into place (or completing an existing directory).
     pub fn add(&self, module: &str, version: &str, source: &Path) -> Result<(), StateError> {
         let module_dir = self.root.join(module);
-        std::fs::create_dir_all(&module_dir).map_err(io_err("create", &module_dir))?;
+        std::fs::create_dir_all(&module_dir).map_err(io_error("create", &module_dir))?;
         let final_dir = module_dir.join(version);
         if final_dir.exists() {
             let build = final_dir.join("build");
-            std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
+            std::fs::create_dir_all(&build).map_err(io_error("create", &build))?;
             let link = final_dir.join("source");
             let staged = final_dir.join(format!(".source.{}", std::process::id()));
             let _scratch = Scratch::new(&self.root, &staged)?;
             crate::crashpoint::step("symlink staged source", &staged);
             std::os::unix::fs::symlink(source, &staged)
-                .map_err(io_err("create symlink", &staged))?;
+                .map_err(io_error("create symlink", &staged))?;
             crate::crashpoint::step("rename source link", &link);
-            return std::fs::rename(&staged, &link).map_err(io_err("rename", &link));
+            std::fs::rename(&staged, &link).map_err(io_error("rename", &link))?;
+            return Ok(());
         }
         self.add_staged(module, version, |staged| {
             std::os::unix::fs::symlink(source, staged.join("source"))
@@ -321,11 +298,12 @@ impl StateTree {
         let _scratch = Scratch::new(&self.root, &staged)?;
         let build = staged.join("build");
         crate::crashpoint::step("mkdir staged version", &build);
-        std::fs::create_dir_all(&build).map_err(io_err("create", &build))?;
+        std::fs::create_dir_all(&build).map_err(io_error("create", &build))?;
         crate::crashpoint::step("fill staged version", &staged);
-        fill(&staged).map_err(io_err("create", &staged))?;
+        fill(&staged).map_err(io_error("create", &staged))?;
         crate::crashpoint::step("rename version into place", &final_dir);
-        std::fs::rename(&staged, &final_dir).map_err(io_err("rename", &final_dir))
+        std::fs::rename(&staged, &final_dir).map_err(io_error("rename", &final_dir))?;
+        Ok(())
     }
 
     /// Delete `<m>/<v>` completely: renamed away first (one atomic step), then deleted;
@@ -336,9 +314,9 @@ impl StateTree {
         let doomed = module_dir.join(format!(".{version}.removing.{}", std::process::id()));
         let _scratch = Scratch::new(&self.root, &doomed)?;
         crate::crashpoint::step("rename away", &dir);
-        std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
+        std::fs::rename(&dir, &doomed).map_err(io_error("rename", &dir))?;
         crate::crashpoint::step("delete renamed away", &doomed);
-        std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_error("delete", &doomed))?;
         self.prune_module_dir(module);
         Ok(())
     }
@@ -355,9 +333,9 @@ impl StateTree {
         let doomed = dir.with_file_name(format!(".{}.removing.{}", ka.arch, std::process::id()));
         let scratch = Scratch::new(&self.root, &doomed)?;
         crate::crashpoint::step("rename away", &dir);
-        std::fs::rename(&dir, &doomed).map_err(io_err("rename", &dir))?;
+        std::fs::rename(&dir, &doomed).map_err(io_error("rename", &dir))?;
         crate::crashpoint::step("delete renamed away", &doomed);
-        std::fs::remove_dir_all(&doomed).map_err(io_err("delete", &doomed))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_error("delete", &doomed))?;
         drop(scratch);
         let kernel_dir = self.version_dir(module, version).join(&ka.kernel);
         if visible_entries(&kernel_dir).is_empty() {
@@ -388,36 +366,7 @@ impl StateTree {
     }
 }
 
-/// Why `name` cannot be a module, version, kernel or arch name (each is a path component
-/// of the trees, and a word of make's command line), if it cannot.
-pub fn name_flaw(name: &str) -> Option<&'static str> {
-    if name.contains('/') {
-        Some("contains '/'")
-    } else if name.chars().any(char::is_whitespace) {
-        Some("contains white space")
-    } else if name.starts_with('.') {
-        Some("starts with '.'")
-    } else if name.contains('\0') {
-        Some("contains a NUL byte")
-    } else {
-        None
-    }
-}
-
-/// `name` with what [`name_flaw`] refuses replaced by `-` (a suggestion for the fix).
-pub fn name_fixed(name: &str) -> String {
-    let fixed: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c.is_whitespace() || c == '\0' {
-                '-'
-            } else {
-                c
-            }
-        })
-        .collect();
-    fixed.trim_start_matches('.').to_string()
-}
+pub use crate::fsutil::{module_file, name_fixed, name_flaw, visible_entries};
 
 /// Whether a module version's `source` holds module source, by the original's test:
 /// two entries or more (as `ls` counts them, dot-files not). A binaries-only
@@ -425,28 +374,4 @@ pub fn name_fixed(name: &str) -> String {
 /// dkms.conf alone, and cannot be built.
 pub fn holds_source(source: &Path) -> bool {
     visible_entries(source).len() >= 2
-}
-
-/// Directory entries not starting with `.`, as names (unsorted callers sort).
-pub fn visible_entries(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
-        .map(|n: std::ffi::OsString| OsStr::to_string_lossy(&n).into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The file of a built or installed module: `<dir>/<name>.ko`, else with a compression
-/// suffix (the original tries the uncompressed name first).
-pub fn module_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    ["", ".zst", ".xz", ".gz"]
-        .iter()
-        .map(|ext| dir.join(format!("{name}.ko{ext}")))
-        .find(|p| p.exists())
 }

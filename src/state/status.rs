@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::identical::Memo;
-use super::{module_file, KernelArch, Registration, StateTree};
+use super::{KernelArch, Registration, StateTree};
 use crate::conf::{self, ConfOverrides, ConfRequest};
 use crate::framework::Settings;
+use crate::fsutil::module_file;
 
 /// Version tag of the `status --json` document.
 pub const STATUS_SCHEMA: &str = "dkms-status/1";
@@ -95,15 +96,7 @@ pub fn collect(
     filter: &Filter,
 ) -> Vec<StatusEntry> {
     let tree = StateTree::new(&settings.dkms_tree);
-    let install_dir = settings
-        .addon_modules_dir()
-        .map(|d| format!("/{d}"))
-        .or_else(|| {
-            settings
-                .distribution()
-                .ok()
-                .and_then(|d| d.module_dir_override().map(str::to_string))
-        });
+    let install_dir = settings.module_dir_override();
     let mut out = Vec::new();
     for (m, v) in tree.module_versions(filter.module, filter.version) {
         match tree.registration(&m, &v, &settings.source_tree) {
@@ -293,6 +286,29 @@ pub fn status_json(
         secure_boot,
     })
     .expect("status serializes")
+}
+
+/// Reads a module file's signature; the module layer provides it (this layer keeps the
+/// model and does not parse signatures).
+pub trait SignatureReader {
+    /// The signature of `file`, a module built for `kernel`; `None` when it cannot be
+    /// read.
+    fn read(&mut self, kernel: &str, file: &Path) -> Option<Signature>;
+}
+
+/// Fill in the signature of every module of `entries` (`status --json`): of the
+/// installed copy, else of the built one.
+pub fn add_signatures(entries: &mut [StatusEntry], reader: &mut dyn SignatureReader) {
+    for e in entries.iter_mut() {
+        let Some(kernel) = e.kernel.clone() else {
+            continue;
+        };
+        for m in &mut e.modules {
+            if let Some(file) = m.installed.as_ref().or(m.built.as_ref()) {
+                m.signature = reader.read(&kernel, file);
+            }
+        }
+    }
 }
 
 /// The line `status --failed` prints for a remembered failure.

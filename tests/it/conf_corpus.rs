@@ -169,14 +169,15 @@ fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
                 "oracle read nothing from {}",
                 file.display()
             );
-            let bash = eval::evaluate(std::slice::from_ref(&file), &our_scope, &[]).unwrap();
+            let bash =
+                eval::source_with_bash(std::slice::from_ref(&file), &our_scope, &[]).unwrap();
             assert_eq!(
                 restrict(&bash.values.vars),
                 expected,
                 "bash driver differs on {} for {kernel}",
                 file.display()
             );
-            if let Some(f) = fast::evaluate(std::slice::from_ref(&file), &our_scope) {
+            if let Some(f) = fast::plain_assignments(std::slice::from_ref(&file), &our_scope) {
                 fast_accepted += 1;
                 assert_eq!(
                     f.vars,
@@ -185,7 +186,9 @@ fn our_evaluation_equals_the_originals_bash_on_every_corpus_file() {
                     file.display()
                 );
             }
-            if let Some(f) = fast::evaluate_with(std::slice::from_ref(&file), &our_scope, true) {
+            if let Some(f) =
+                fast::plain_assignments_with(std::slice::from_ref(&file), &our_scope, true)
+            {
                 lenient_accepted += 1;
                 assert_eq!(
                     f.vars,

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::super::context::Context;
 use super::super::schedule::{Job, Outcome};
-use super::super::Context;
 use super::Install;
-use crate::error::Result;
+use crate::commands::error::Result;
 use crate::module::kbuild;
 use crate::state::{KernelArch, Registration};
 
@@ -69,7 +69,7 @@ pub(super) fn collect(ctx: &Context, kernels: &[KernelArch]) -> Result<Plan> {
 /// prebuilt package turns it off): the new kernel will lack it, and the user is told.
 fn add_job(ctx: &Context, plan: &mut Plan, m: &str, v: &str, ka: &KernelArch) {
     let file = ctx.tree.conf_file(m, v);
-    let conf = match super::super::read_strict(ctx, &file, m, v, ka) {
+    let conf = match ctx.read_strict(&file, m, v, ka) {
         Ok(c) => c,
         Err(e) => {
             ctx.report.error(&e.to_string());

@@ -3,8 +3,8 @@
 //! not installable fails the module (11), one unknown to dkms defers it (3.4.1: its
 //! package may not be configured yet). A cycle fails every module in it.
 
+use super::super::context::Context;
 use super::super::schedule::{self, Outcome};
-use super::super::Context;
 use super::collect::Plan;
 use crate::exit;
 

@@ -20,9 +20,9 @@ pub use collect::kernels_with_headers;
 pub(crate) use collect::latest_versions;
 pub(crate) use run::batch_depmod;
 
+use super::context::Context;
 use super::schedule::Outcome;
-use super::{take_lock, Context};
-use crate::error::{ActionError, Result};
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 use crate::state::KernelArch;
 
@@ -41,7 +41,7 @@ pub fn autoinstall(ctx: &Context, kernels: &[KernelArch]) -> Result<i32> {
             .line("Automatic installation of modules has been disabled.");
         return Ok(exit::SUCCESS);
     }
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     let mut plan = collect::collect(ctx, kernels)?;
     let deferred = deps::resolve(ctx, &mut plan);
     let (installs, outcomes) = run::run(ctx, plan.jobs, &plan.kernels)?;

@@ -2,10 +2,10 @@
 //! jobserver for all), one depmod per kernel as soon as that kernel's installs ended, a
 //! line per finished (module, kernel) and a progress bar on a terminal.
 
+use super::super::context::Context;
 use super::super::schedule::{self, Job, Outcome};
-use super::super::Context;
 use super::Install;
-use crate::error::{ActionError, Result};
+use crate::commands::error::{ActionError, Result};
 use crate::exit;
 
 /// What the scheduler runs: an install (its index among the installs), or a kernel's

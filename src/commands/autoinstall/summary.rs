@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::super::context::Context;
 use super::super::schedule::Outcome;
-use super::super::Context;
 use super::Install;
 use crate::exit;
 

@@ -12,9 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::Context;
+use super::super::context::Context;
+use crate::commands::error::{ActionError, Result};
 use crate::conf::KernelDirs;
-use crate::error::{ActionError, Result};
 use crate::state::KernelArch;
 
 /// One kernel to build for, and where its headers are.

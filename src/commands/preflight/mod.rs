@@ -20,10 +20,10 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::context::Context;
 use super::schedule::{self, Job, Outcome};
-use super::{take_lock, Context};
+use crate::commands::error::{ActionError, Result};
 use crate::conf::KernelDirs;
-use crate::error::{ActionError, Result};
 use crate::exit;
 use crate::module::kbuild::{self, BuildError, BuildJob, SignerCell};
 use crate::state::fingerprint::Fingerprint;
@@ -84,7 +84,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
         Err(e) => return Err(e),
     };
     ctx.tree.check_writable()?;
-    let _lock = take_lock(ctx)?;
+    let _lock = ctx.take_lock()?;
     let latest = super::autoinstall::latest_versions(ctx);
     let mut rows: Vec<Row> = Vec::new();
     let mut builds: Vec<Job<Build>> = Vec::new();
@@ -146,7 +146,7 @@ fn decide(ctx: &Context, m: &str, v: &str, ka: &KernelArch, dirs: &KernelDirs) -
     if !crate::state::holds_source(&source) {
         return Some(Verdict::NoSource);
     }
-    let conf = match super::read_strict_with(ctx, &ctx.tree.conf_file(m, v), m, v, ka, Some(dirs)) {
+    let conf = match ctx.read_strict_with(&ctx.tree.conf_file(m, v), m, v, ka, Some(dirs)) {
         Ok(conf) => conf,
         Err(e) => {
             ctx.report.error(&e.to_string());
@@ -184,11 +184,11 @@ fn decide(ctx: &Context, m: &str, v: &str, ka: &KernelArch, dirs: &KernelDirs) -
 
 fn job(ctx: &Context, m: &str, v: &str, t: usize, target: &headers::Target) -> Job<Build> {
     let ka = &target.ka;
-    let private =
-        super::read_strict_with(ctx, &ctx.tree.conf_file(m, v), m, v, ka, Some(&target.dirs))
-            .is_ok_and(|conf| {
-                kbuild::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build"))
-            });
+    let private = ctx
+        .read_strict_with(&ctx.tree.conf_file(m, v), m, v, ka, Some(&target.dirs))
+        .is_ok_and(|conf| {
+            kbuild::private_build_ok(&conf, &ctx.tree.version_dir(m, v).join("build"))
+        });
     let group = if private {
         format!("{m}/{v}/{}/{}", ka.kernel, ka.arch)
     } else {
@@ -268,27 +268,19 @@ fn build(
     jobserver: &jobserver::Client,
 ) -> Verdict {
     let (m, v, ka) = (b.module.as_str(), b.version.as_str(), &target.ka);
-    let conf =
-        match super::read_strict_with(ctx, &ctx.tree.conf_file(m, v), m, v, ka, Some(&target.dirs))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return Verdict::Fails {
-                    exit_code: e.exit_code(),
-                    errors: vec![e.to_string()],
-                    log: None,
-                }
+    let conf = match ctx.read_strict_with(&ctx.tree.conf_file(m, v), m, v, ka, Some(&target.dirs)) {
+        Ok(c) => c,
+        Err(e) => {
+            return Verdict::Fails {
+                exit_code: e.exit_code(),
+                errors: vec![e.to_string()],
+                log: None,
             }
-        };
+        }
+    };
     let shared = ctx.tree.version_dir(m, v).join("build");
     let job = BuildJob {
-        settings: ctx.settings,
-        tree: &ctx.tree,
-        report: ctx.report,
-        module: m,
-        version: v,
-        ka,
-        conf: &conf,
+        on: ctx.on_kernel(m, v, ka, &conf),
         kernel_config: target.dirs.config.clone(),
         kernel_source_dir: target.dirs.build.clone(),
         force: false,

@@ -9,7 +9,8 @@ use openssl::hash::MessageDigest;
 
 use super::names::{deb_arch, deb_version, source_packages};
 use super::scripts::{scripts, Host};
-use super::{io, PackageError, PackageJob};
+use super::{PackageError, PackageJob};
+use crate::fsutil::io_error;
 
 impl PackageJob<'_> {
     /// The Debian package, in `out_dir`; returns its path.
@@ -23,40 +24,42 @@ impl PackageJob<'_> {
         let stage = tempfile::Builder::new()
             .prefix(".mkbmdeb.")
             .tempdir_in(out_dir)
-            .map_err(io("create a directory in", out_dir))?;
+            .map_err(io_error("create a directory in", out_dir))?;
         content.stage(stage.path())?;
-        let version = format!("{}-{}", deb_version(self.version), self.revision);
-        let arch = deb_arch(&self.ka.arch);
+        let version = format!("{}-{}", deb_version(self.on.version), self.revision);
+        let arch = deb_arch(&self.on.ka.arch);
         let control = format!(
             "Package: {name}\nSource: {m}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: dkms mkbmdeb <root@localhost>\nDepends: {kernel}\nConflicts: {conflicts}\nProvides: {provides}\nSection: kernel\nPriority: optional\nInstalled-Size: {size}\nDescription: {desc}\n Prebuilt by dkms from {m} {v}; installed where dkms installs it and registered\n in the dkms tree, so that dkms status, owner and verify see it.\n",
-            m = self.module,
-            v = self.version,
+            m = self.on.module,
+            v = self.on.version,
             kernel = self.deb_kernel_package(),
-            conflicts = source_packages(self.module, false).join(", "),
-            provides = super::names::provided(self.module),
+            conflicts = source_packages(self.on.module, false).join(", "),
+            provides = super::names::provided(self.on.module),
             size = content.size().div_ceil(1024),
             desc = self.description(),
         );
         let (install, remove) = scripts(
-            self.module,
-            self.version,
-            &self.ka.kernel,
-            &self.ka.arch,
+            self.on.module,
+            self.on.version,
+            &self.on.ka.kernel,
+            &self.on.ka.arch,
             &Host {
                 modules: "lib/modules",
                 depmod_hook_possible: false,
             },
         );
         let debian = stage.path().join("DEBIAN");
-        std::fs::create_dir_all(&debian).map_err(io("create", &debian))?;
+        std::fs::create_dir_all(&debian).map_err(io_error("create", &debian))?;
         let write = |file: &str, text: &str, mode: u32| -> Result<(), PackageError> {
             let path = debian.join(file);
-            std::fs::write(&path, text).map_err(io("write", &path))?;
+            std::fs::write(&path, text).map_err(io_error("write", &path))?;
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                .map_err(io("chmod", &path))
+                .map_err(io_error("chmod", &path))?;
+            Ok(())
         };
         write("control", &control, 0o644)?;
-        let sums = md5sums(&content.regular_files()?).map_err(io("checksum files for", &debian))?;
+        let sums =
+            md5sums(&content.regular_files()?).map_err(io_error("checksum files for", &debian))?;
         write("md5sums", &sums, 0o644)?;
         write(
             "postinst",
@@ -74,7 +77,7 @@ impl PackageJob<'_> {
             .arg(stage.path())
             .arg(&out)
             .output()
-            .map_err(io("run dpkg-deb for", &out))?;
+            .map_err(io_error("run dpkg-deb for", &out))?;
         if !built.status.success() {
             return Err(PackageError::DpkgDeb {
                 path: out,
@@ -88,15 +91,16 @@ impl PackageJob<'_> {
     /// Debian's name for it.
     fn deb_kernel_package(&self) -> String {
         let builtin = self
+            .on
             .settings
             .install_tree
-            .join(&self.ka.kernel)
+            .join(&self.on.ka.kernel)
             .join("modules.builtin");
-        crate::module::owned::owners(&self.settings.sysroot, &[builtin])
+        crate::module::owned::owners(&self.on.settings.sysroot, &[builtin])
             .into_iter()
             .next()
             .map(|owned| owned.package)
-            .unwrap_or_else(|| format!("linux-image-{}", self.ka.kernel))
+            .unwrap_or_else(|| format!("linux-image-{}", self.on.ka.kernel))
     }
 
     /// `/usr/share/doc/<package>/copyright`, in Debian's machine-readable format: the
@@ -104,8 +108,8 @@ impl PackageJob<'_> {
     fn copyright(&self, license: Option<&str>) -> String {
         format!(
             "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: {m}\nComment: Kernel modules built by dkms from the sources of {m} {v}.\n\nFiles: *\nCopyright: the authors of {m}\nLicense: {license}\n",
-            m = self.module,
-            v = self.version,
+            m = self.on.module,
+            v = self.on.version,
             license = license.unwrap_or("unknown (the modules declare none)"),
         )
     }

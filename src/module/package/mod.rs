@@ -25,12 +25,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::conf::{ModuleConf, ModuleEntry};
-use crate::framework::Settings;
+use crate::conf::ModuleEntry;
+use crate::fsutil::io_error;
 use crate::module::install::{dest_dir, find_modules, InstallError, InstallJob};
-use crate::report::Reporter;
 use crate::state::manifest::{Kind, Manifest, Placed};
-use crate::state::{module_file, KernelArch, StateTree};
+use crate::state::module_file;
 
 #[derive(Debug, Error)]
 pub enum PackageError {
@@ -38,13 +37,8 @@ pub enum PackageError {
     Install(#[from] InstallError),
     #[error("The built module {0} is missing.\nRebuild it with: dkms build --force")]
     BuiltMissing(PathBuf),
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::IoError),
     #[error("dpkg-deb could not build {path}:\n{output}")]
     DpkgDeb { path: PathBuf, output: String },
     #[error("No pacman package owns {0}, so a package of modules for it could not depend on its kernel.\nInstall the kernel with pacman, or make a .deb (dkms mkbmdeb).")]
@@ -70,24 +64,10 @@ impl PackageError {
     }
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PackageError {
-    let path = path.to_path_buf();
-    move |source| PackageError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 /// Package one built (module, version, kernel, arch).
 pub struct PackageJob<'a> {
-    pub settings: &'a Settings,
-    pub tree: &'a StateTree,
-    pub report: &'a Reporter,
-    pub module: &'a str,
-    pub version: &'a str,
-    pub ka: &'a KernelArch,
-    pub conf: &'a ModuleConf,
+    /// The module version and kernel.
+    pub on: crate::module::ModuleOnKernel<'a>,
     /// Package modules an install would refuse (not newer than the kernel's own).
     pub force: bool,
     /// The package's own revision (Debian revision, pacman pkgrel), from 1: a rebuild of
@@ -118,23 +98,23 @@ fn packaged_conf(conf: &str) -> String {
 
 impl PackageJob<'_> {
     pub fn name(&self) -> String {
-        names::package_name(self.module, &self.ka.kernel)
+        names::package_name(self.on.module, &self.on.ka.kernel)
     }
 
     /// `var/lib/dkms/<m>/<v>/<k>/<a>`: the build's place in the package.
     fn state_dir(&self) -> PathBuf {
         Path::new("var/lib/dkms")
-            .join(self.module)
-            .join(self.version)
-            .join(&self.ka.kernel)
-            .join(&self.ka.arch)
+            .join(self.on.module)
+            .join(self.on.version)
+            .join(&self.on.ka.kernel)
+            .join(&self.on.ka.arch)
     }
 
     /// The files of the package; `modules` is where the host keeps kernel modules
     /// (`lib/modules` on Debian, `usr/lib/modules` on Arch).
     fn content(&self, modules: &str) -> Result<Content, PackageError> {
-        let (m, v, ka) = (self.module, self.version, self.ka);
-        let build = self.tree.build_dir(m, v, ka);
+        let (m, v, ka) = (self.on.module, self.on.version, self.on.ka);
+        let build = self.on.tree.build_dir(m, v, ka);
         let state = self.state_dir();
         let mut content = Content {
             files: Vec::new(),
@@ -143,14 +123,20 @@ impl PackageJob<'_> {
             license: None,
         };
         let mut placed = Vec::new();
-        for entry in self.conf.modules.iter().filter(|e| !e.exclusion.excluded()) {
+        for entry in self
+            .on
+            .conf
+            .modules
+            .iter()
+            .filter(|e| !e.exclusion.excluded())
+        {
             let built = module_file(&build.join("module"), &entry.dest_name).ok_or_else(|| {
                 PackageError::BuiltMissing(
                     build.join("module").join(format!("{}.ko", entry.dest_name)),
                 )
             })?;
             let name = built.file_name().expect("module file name");
-            let dir = dest_dir(self.settings, m, entry)?;
+            let dir = dest_dir(self.on.settings, m, entry)?;
             if !self.installable(entry, &dir, &built) {
                 continue;
             }
@@ -158,7 +144,7 @@ impl PackageJob<'_> {
                 .join(&ka.kernel)
                 .join(dir.trim_start_matches('/'))
                 .join(name);
-            let mut record = Placed::of(&built, Kind::Module).map_err(io("read", &built))?;
+            let mut record = Placed::of(&built, Kind::Module).map_err(io_error("read", &built))?;
             record.path = Path::new("/").join(&dest);
             placed.push(record);
             if content.license.is_none() {
@@ -171,20 +157,20 @@ impl PackageJob<'_> {
                 .files
                 .push((state.join("module").join(name), built.clone()));
         }
-        if placed.is_empty() && !self.conf.modules.is_empty() {
+        if placed.is_empty() && !self.on.conf.modules.is_empty() {
             return Err(PackageError::NothingToPackage {
                 module: format!("{m}/{v}"),
                 kernel: ka.kernel.clone(),
             });
         }
-        let conf_file = self.tree.conf_file(m, v);
-        let conf = std::fs::read_to_string(&conf_file).map_err(io("read", &conf_file))?;
+        let conf_file = self.on.tree.conf_file(m, v);
+        let conf = std::fs::read_to_string(&conf_file).map_err(io_error("read", &conf_file))?;
         content
             .texts
             .push((state.join(".dkms.conf"), packaged_conf(&conf)));
         content.texts.push((
             state.join(".installed-files.json"),
-            Manifest::new(placed).to_json(self.settings),
+            Manifest::new(placed).to_json(self.on.settings),
         ));
         content.links.push((
             Path::new("var/lib/dkms")
@@ -200,32 +186,30 @@ impl PackageJob<'_> {
     /// dkms installed is not the kernel's: the kernel's own is then the one archived in
     /// `original_module/`.
     fn installable(&self, entry: &ModuleEntry, dir: &str, built: &Path) -> bool {
-        let (m, ka) = (self.module, self.ka);
-        let lib = self.settings.install_tree.join(&ka.kernel);
+        let (m, ka) = (self.on.module, self.on.ka);
+        let lib = self.on.settings.install_tree.join(&ka.kernel);
         let mut existing = find_modules(&lib, &entry.dest_name);
-        if std::fs::symlink_metadata(self.tree.kernel_link(m, ka)).is_ok() {
+        if std::fs::symlink_metadata(self.on.tree.kernel_link(m, ka)).is_ok() {
             let own_dest = lib.join(dir.trim_start_matches('/'));
             existing.retain(|p| p.parent() != Some(own_dest.as_path()));
             existing.extend(module_file(
-                &self.tree.original_module_dir(m, ka),
+                &self.on.tree.original_module_dir(m, ka),
                 &entry.dest_name,
             ));
         }
         let judge = InstallJob {
-            settings: self.settings,
-            tree: self.tree,
-            report: self.report,
-            module: m,
-            version: self.version,
-            ka,
-            conf: self.conf,
+            on: crate::module::ModuleOnKernel {
+                module: m,
+                ka,
+                ..self.on
+            },
             force: self.force,
             force_version_override: false,
             no_depmod: true,
         };
         let ok = judge.newer_than(&existing, built, |_| true);
         if !ok {
-            self.report.line(&format!(
+            self.on.report.line(&format!(
                 "{} is not packaged for kernel {}.",
                 built.file_name().unwrap_or_default().to_string_lossy(),
                 ka.kernel
@@ -237,7 +221,7 @@ impl PackageJob<'_> {
     fn description(&self) -> String {
         format!(
             "{} {} kernel modules for Linux {} ({}), built and signed by dkms",
-            self.module, self.version, self.ka.kernel, self.ka.arch
+            self.on.module, self.on.version, self.on.ka.kernel, self.on.ka.arch
         )
     }
 }
@@ -273,7 +257,10 @@ impl Content {
     fn regular_files(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, PackageError> {
         let mut out = Vec::new();
         for (path, from) in &self.files {
-            out.push((path.clone(), std::fs::read(from).map_err(io("read", from))?));
+            out.push((
+                path.clone(),
+                std::fs::read(from).map_err(io_error("read", from))?,
+            ));
         }
         for (path, text) in &self.texts {
             out.push((path.clone(), text.clone().into_bytes()));
@@ -285,22 +272,23 @@ impl Content {
     fn stage(&self, root: &Path) -> Result<(), PackageError> {
         let parent = |p: &Path| -> Result<(), PackageError> {
             let dir = p.parent().expect("a path in the package");
-            std::fs::create_dir_all(dir).map_err(io("create", dir))
+            std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+            Ok(())
         };
         for (path, from) in &self.files {
             let to = root.join(path);
             parent(&to)?;
-            std::fs::copy(from, &to).map_err(io("copy", from))?;
+            std::fs::copy(from, &to).map_err(io_error("copy", from))?;
         }
         for (path, text) in &self.texts {
             let to = root.join(path);
             parent(&to)?;
-            std::fs::write(&to, text).map_err(io("write", &to))?;
+            std::fs::write(&to, text).map_err(io_error("write", &to))?;
         }
         for (path, target) in &self.links {
             let to = root.join(path);
             parent(&to)?;
-            std::os::unix::fs::symlink(target, &to).map_err(io("link", &to))?;
+            std::os::unix::fs::symlink(target, &to).map_err(io_error("link", &to))?;
         }
         Ok(())
     }

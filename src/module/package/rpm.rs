@@ -9,7 +9,8 @@ use std::process::Command;
 
 use super::names::{provided, source_packages};
 use super::scripts::{scripts, Host};
-use super::{io, PackageError, PackageJob};
+use super::{PackageError, PackageJob};
+use crate::fsutil::io_error;
 
 /// A version as rpm allows it (no '-'): `~` before a pre-release word, as for Debian.
 fn rpm_version(v: &str) -> String {
@@ -18,7 +19,7 @@ fn rpm_version(v: &str) -> String {
 
 impl PackageJob<'_> {
     pub fn rpm_name(&self) -> String {
-        format!("kmod-{}-{}", self.module, self.ka.kernel)
+        format!("kmod-{}-{}", self.on.module, self.on.ka.kernel)
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || "+-._".contains(c) {
@@ -33,15 +34,16 @@ impl PackageJob<'_> {
     /// The RPM package, in `out_dir`; returns its path.
     pub fn rpm(&self, out_dir: &Path) -> Result<PathBuf, PackageError> {
         let builtin = Path::new("/lib/modules")
-            .join(&self.ka.kernel)
+            .join(&self.on.ka.kernel)
             .join("modules.builtin");
         let (kernel_pkg, kernel_ver) =
-            crate::module::owned::rpm_package(&self.settings.sysroot, &builtin).ok_or_else(
+            crate::module::owned::rpm_package(&self.on.settings.sysroot, &builtin).ok_or_else(
                 || {
                     PackageError::NoRpmKernelPackage(
-                        self.settings
+                        self.on
+                            .settings
                             .install_tree
-                            .join(&self.ka.kernel)
+                            .join(&self.on.ka.kernel)
                             .join("modules.builtin"),
                     )
                 },
@@ -50,29 +52,33 @@ impl PackageJob<'_> {
         let top = tempfile::Builder::new()
             .prefix(".mkbmrpm.")
             .tempdir_in(out_dir)
-            .map_err(io("create a directory in", out_dir))?;
+            .map_err(io_error("create a directory in", out_dir))?;
         let stage = top.path().join("stage");
         content.stage(&stage)?;
         let name = self.rpm_name();
-        let version = rpm_version(self.version);
+        let version = rpm_version(self.on.version);
         let (install, remove) = scripts(
-            self.module,
-            self.version,
-            &self.ka.kernel,
-            &self.ka.arch,
+            self.on.module,
+            self.on.version,
+            &self.on.ka.kernel,
+            &self.on.ka.arch,
             &Host {
                 modules: "lib/modules",
                 depmod_hook_possible: false,
             },
         );
         let mut files = String::new();
-        for d in content.dirs().iter().filter(|d| owns_dir(d, self.module)) {
+        for d in content
+            .dirs()
+            .iter()
+            .filter(|d| owns_dir(d, self.on.module))
+        {
             files.push_str(&format!("%dir \"/{}\"\n", d.display()));
         }
         for p in content.entries() {
             files.push_str(&format!("\"/{}\"\n", p.display()));
         }
-        let conflicts: Vec<String> = source_packages(self.module, false);
+        let conflicts: Vec<String> = source_packages(self.on.module, false);
         let spec = format!(
             "%global debug_package %{{nil}}\n%global __os_install_post %{{nil}}\n%global _build_id_links none\n\
              Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: {desc}\nLicense: {license}\n\
@@ -87,13 +93,13 @@ impl PackageJob<'_> {
             install = install.replace('%', "%%"),
             remove = remove.replace('%', "%%"),
             conflicts = conflicts.join(", "),
-            provided = provided(self.module),
-            m = self.module,
-            v = self.version,
+            provided = provided(self.on.module),
+            m = self.on.module,
+            v = self.on.version,
             stage = stage.display(),
         );
         let spec_file = top.path().join(format!("{name}.spec"));
-        std::fs::write(&spec_file, spec).map_err(io("write", &spec_file))?;
+        std::fs::write(&spec_file, spec).map_err(io_error("write", &spec_file))?;
         let rpmdir = top.path().join("rpms");
         let out = Command::new("rpmbuild")
             .arg("-bb")
@@ -102,16 +108,16 @@ impl PackageJob<'_> {
             .arg("--define")
             .arg(format!("_rpmdir {}", rpmdir.display()))
             .arg("--target")
-            .arg(&self.ka.arch)
+            .arg(&self.on.ka.arch)
             .arg(&spec_file)
             .output()
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => PackageError::NoRpmbuild,
-                _ => io("run rpmbuild for", &spec_file)(e),
+                _ => io_error("run rpmbuild for", &spec_file)(e).into(),
             })?;
-        let built = rpmdir.join(&self.ka.arch).join(format!(
+        let built = rpmdir.join(&self.on.ka.arch).join(format!(
             "{name}-{version}-{}.{}.rpm",
-            self.revision, self.ka.arch
+            self.revision, self.on.ka.arch
         ));
         if !out.status.success() || !built.is_file() {
             return Err(PackageError::Rpmbuild {
@@ -120,7 +126,7 @@ impl PackageJob<'_> {
             });
         }
         let dest = out_dir.join(built.file_name().expect("a file name"));
-        std::fs::rename(&built, &dest).map_err(io("move", &built))?;
+        std::fs::rename(&built, &dest).map_err(io_error("move", &built))?;
         Ok(dest)
     }
 }

@@ -13,23 +13,69 @@
 //! `CN=DKMS module signing key`, 36500 days, extendedKeyUsage codeSigning; the key as
 //! PEM (mode 0600), the certificate as DER.
 
+mod keys;
 pub mod policy;
+
+pub use keys::{digest, generate};
+
+/// The signatures `status --json` shows: each module read from its end, each kernel's
+/// certificate (the dkms MOK the kernel's config points at) looked up once.
+pub struct StatusSignatures<'a> {
+    settings: &'a crate::framework::Settings,
+    overrides: &'a crate::conf::ConfOverrides,
+    certs: std::collections::BTreeMap<String, Option<Certificate>>,
+}
+
+impl<'a> StatusSignatures<'a> {
+    pub fn new(
+        settings: &'a crate::framework::Settings,
+        overrides: &'a crate::conf::ConfOverrides,
+    ) -> StatusSignatures<'a> {
+        StatusSignatures {
+            settings,
+            overrides,
+            certs: Default::default(),
+        }
+    }
+}
+
+impl crate::state::status::SignatureReader for StatusSignatures<'_> {
+    fn read(&mut self, kernel: &str, file: &Path) -> Option<crate::state::status::Signature> {
+        let (settings, overrides) = (self.settings, self.overrides);
+        let cert = self.certs.entry(kernel.to_string()).or_insert_with(|| {
+            let dirs = overrides.kernel_dirs(settings, kernel);
+            let config = crate::kernel::KernelConfig::read(&dirs.config).unwrap_or_default();
+            let (_, path) = policy::key_paths(settings, kernel, &config);
+            Certificate::read(&path)
+        });
+        let signer = signer_of_file(file).ok()?;
+        Some(match signer {
+            Some(s) => crate::state::status::Signature {
+                signed: true,
+                key: cert.as_ref().filter(|c| s.is_of(c)).map(|c| c.path.clone()),
+                signer: Some(s.issuer()),
+                serial: Some(s.serial_hex),
+            },
+            None => crate::state::status::Signature {
+                signed: false,
+                signer: None,
+                serial: None,
+                key: None,
+            },
+        })
+    }
+}
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::path::{Path, PathBuf};
 use std::ptr;
 
 use foreign_types::ForeignType;
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
+use openssl::bn::BigNum;
 use openssl::cms::CmsContentInfo;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, SubjectKeyIdentifier,
-};
-use openssl::x509::{X509NameBuilder, X509};
+use openssl::x509::X509;
 use thiserror::Error;
 
 /// `~Module signature appended~\n`, the kernel's MODULE_SIG_STRING.
@@ -77,21 +123,6 @@ pub enum SignError {
     },
     #[error("signing failed: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
-}
-
-/// The digest of `CONFIG_MODULE_SIG_HASH`.
-pub fn digest(name: &str) -> Result<MessageDigest, SignError> {
-    Ok(match name {
-        "sha1" => MessageDigest::sha1(),
-        "sha224" => MessageDigest::sha224(),
-        "sha256" => MessageDigest::sha256(),
-        "sha384" => MessageDigest::sha384(),
-        "sha512" => MessageDigest::sha512(),
-        "sha3-256" => MessageDigest::sha3_256(),
-        "sha3-384" => MessageDigest::sha3_384(),
-        "sha3-512" => MessageDigest::sha3_512(),
-        other => return Err(SignError::Hash(other.to_string())),
-    })
 }
 
 /// A private key and its certificate, loaded and checked to match.
@@ -218,53 +249,6 @@ impl SigningKey {
             Ok(cms.to_der()?)
         }
     }
-}
-
-/// Create the key pair the original makes with `openssl req` (on first need, or by
-/// `dkms generate_mok`). Written beside their destinations and renamed into place.
-pub fn generate(key_path: &Path, cert_path: &Path) -> Result<(), SignError> {
-    let fail = |e: &dyn std::fmt::Display| SignError::Generate {
-        key: key_path.into(),
-        cert: cert_path.into(),
-        reason: e.to_string(),
-    };
-    let rsa = Rsa::generate(2048)?;
-    let key = PKey::from_rsa(rsa)?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("CN", "DKMS module signing key")?;
-    let name = name.build();
-    let mut serial = BigNum::new()?;
-    serial.rand(159, MsbOption::MAYBE_ZERO, false)?;
-    let mut builder = X509::builder()?;
-    builder.set_version(2)?;
-    let serial = serial.to_asn1_integer()?;
-    builder.set_serial_number(&serial)?;
-    builder.set_subject_name(&name)?;
-    builder.set_issuer_name(&name)?;
-    builder.set_pubkey(&key)?;
-    let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(36500)?);
-    builder.set_not_before(&not_before)?;
-    builder.set_not_after(&not_after)?;
-    let ski = SubjectKeyIdentifier::new().build(&builder.x509v3_context(None, None))?;
-    builder.append_extension(ski)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(true)
-        .build(&builder.x509v3_context(None, None))?;
-    builder.append_extension(aki)?;
-    builder.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    builder.append_extension(ExtendedKeyUsage::new().code_signing().build()?)?;
-    builder.sign(&key, MessageDigest::sha256())?;
-    let cert = builder.build();
-
-    for p in [key_path, cert_path] {
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
-        }
-    }
-    crate::fsutil::write_atomically(key_path, &key.private_key_to_pem_pkcs8()?, 0o600)
-        .map_err(|e| fail(&e))?;
-    crate::fsutil::write_atomically(cert_path, &cert.to_der()?, 0o644).map_err(|e| fail(&e))?;
-    Ok(())
 }
 
 fn serial_hex(cert: &X509) -> String {

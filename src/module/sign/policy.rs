@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{digest, generate, SigningKey};
+use super::keys::{digest, generate};
+use super::SigningKey;
 use crate::framework::Settings;
 use crate::kernel::KernelConfig;
 use crate::report::Reporter;

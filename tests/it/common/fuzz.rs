@@ -308,7 +308,7 @@ pub fn conf_case(
             scope.set("kernelver", "6.1.0-1-amd64");
             scope.set("arch", "x86_64");
             let files = [file.clone()];
-            if let Some(values) = dkms::conf::fast::evaluate(&files, &scope) {
+            if let Some(values) = dkms::conf::fast::plain_assignments(&files, &scope) {
                 let req = dkms::conf::ConfRequest::new(
                     settings,
                     &none,
@@ -447,7 +447,8 @@ pub fn state_case(
             let filter = dkms::state::status::Filter::default();
             let none = dkms::conf::ConfOverrides::default();
             let mut entries = dkms::state::status::collect(settings, &none, &filter);
-            dkms::commands::status::add_signatures(settings, &none, &mut entries);
+            let mut reader = dkms::module::sign::StatusSignatures::new(settings, &none);
+            dkms::state::status::add_signatures(&mut entries, &mut reader);
             for e in &entries {
                 let _ = dkms::state::status::status_line(e);
             }

@@ -1,4 +1,6 @@
-//! The crate-level error: every failure, typed, with the original's exit code.
+//! The errors of the commands: [`ActionError`] (argument combinations, tree
+//! preconditions) and [`Error`], every failure of a run, typed, with the original's exit
+//! code; rendered once, at the edge (`crate::run`).
 
 use std::path::PathBuf;
 
@@ -66,13 +68,8 @@ pub enum ActionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Cannot {action} {path}: {source}")]
-    TarballIo {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    TarballIo(#[from] crate::fsutil::IoError),
     #[error("{0} does not exist.")]
     ArchiveMissing(PathBuf),
     #[error("Unable to install {0}: rpm packages are not supported by this dkms.")]
@@ -149,7 +146,7 @@ impl ActionError {
             ActionError::Copy { .. } => exit::INSTALL_FAILED,
             ActionError::TarballNotBuilt { .. }
             | ActionError::Tarball { .. }
-            | ActionError::TarballIo { .. } => exit::TARBALL_FAILED,
+            | ActionError::TarballIo(_) => exit::TARBALL_FAILED,
             ActionError::TarballNotWritable(_) => exit::TARBALL_NOT_WRITABLE,
             ActionError::RpmUnsupported(_) => exit::RPM_UNSUPPORTED,
             ActionError::Unpack { .. } | ActionError::InvalidArchive(_) => exit::BAD_ARCHIVE,
@@ -190,6 +187,14 @@ pub enum Error {
     Install(#[from] InstallError),
     #[error(transparent)]
     Package(#[from] crate::module::package::PackageError),
+}
+
+/// A file operation of a command itself (the tarball and package actions, whose
+/// failures the original reports with exit 6).
+impl From<crate::fsutil::IoError> for Error {
+    fn from(e: crate::fsutil::IoError) -> Error {
+        Error::Action(ActionError::TarballIo(e))
+    }
 }
 
 impl Error {
