@@ -8,6 +8,10 @@ use common::{simple_conf, Root};
 const K1: &str = "6.1.0-56-amd64";
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_debian_dkms),
+    ignore = "needs Debian's bash dkms (.ci/install-deps)"
+)]
 fn add_then_remove_round_trip_readable_by_the_original() {
     if !common::host_ready(&[Needs::DebianDkms]) {
         return;
@@ -56,6 +60,10 @@ fn add_then_remove_round_trip_readable_by_the_original() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_debian_dkms),
+    ignore = "needs Debian's bash dkms (.ci/install-deps)"
+)]
 fn remove_of_a_module_added_by_the_original() {
     if !common::host_ready(&[Needs::DebianDkms]) {
         return;

@@ -32,6 +32,10 @@ fn log_env(root: &Root) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn every_module_on_every_kernel_in_one_run() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -81,6 +85,10 @@ fn every_module_on_every_kernel_in_one_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn one_failing_module_never_stops_the_others() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -125,6 +133,10 @@ fn one_failing_module_never_stops_the_others() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_depends_unknown_deferred_and_cycles_reported() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -162,6 +174,10 @@ fn build_depends_unknown_deferred_and_cycles_reported() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn no_autoinstall_file_and_kernels_without_headers() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -208,6 +224,10 @@ fn kernel_hooks_need_exactly_one_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -260,6 +280,10 @@ fn one_depmod_per_kernel_and_makes_share_one_jobserver() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn kernel_prerm_and_preinst_remove_what_they_should() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -297,6 +321,10 @@ fn kernel_prerm_and_preinst_remove_what_they_should() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn match_installs_what_the_template_kernel_has() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -325,6 +353,10 @@ fn match_installs_what_the_template_kernel_has() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn two_autoinstalls_at_once_both_end_correctly() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -381,6 +413,10 @@ fn on_a_terminal(root: &Root, args: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_terminal_gets_a_live_progress_bar_and_a_pipe_plain_lines() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -415,6 +451,10 @@ fn a_terminal_gets_a_live_progress_bar_and_a_pipe_plain_lines() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -450,6 +490,10 @@ fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn post_transaction_runs_once_per_run_or_once_per_kernel_when_it_names_the_kernel() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -490,6 +534,10 @@ fn summary(stdout: &str) -> Vec<&str> {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_skipped_dependency_lets_its_dependants_run_and_decide() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;

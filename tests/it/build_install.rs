@@ -26,6 +26,10 @@ fn installed_file(root: &Root, k: &str, name: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn patches_apply_in_order_and_patch_match_filters() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -50,6 +54,10 @@ fn patches_apply_in_order_and_patch_match_filters() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn every_hook_runs_where_the_original_runs_it() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -78,6 +86,10 @@ fn every_hook_runs_where_the_original_runs_it() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn failing_hooks_stop_with_their_codes() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -124,6 +136,10 @@ fn failing_hooks_stop_with_their_codes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_exclusive_is_exit_77_and_builds_nothing() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -139,6 +155,10 @@ fn build_exclusive_is_exit_77_and_builds_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_depends_needs_the_dependency_installed() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -169,6 +189,10 @@ fn build_depends_needs_the_dependency_installed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -213,6 +237,10 @@ fn a_failing_make_is_exit_10_with_the_log_and_its_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_missing_built_module_is_exit_7() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -241,6 +269,10 @@ fn missing_headers_are_exit_21_naming_the_package() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn already_built_and_installed_are_skipped_unless_forced() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -269,6 +301,10 @@ fn already_built_and_installed_are_skipped_unless_forced() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn xz_compressed_on_a_kernel_that_compresses() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -296,6 +332,10 @@ fn xz_compressed_on_a_kernel_that_compresses() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn real_depmod_indexes_the_scratch_root() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -320,6 +360,10 @@ fn failing_depmod(root: &Root) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_failing_depmod_rolls_the_install_back_exactly() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -356,6 +400,10 @@ fn a_failing_depmod_rolls_the_install_back_exactly() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn an_unwritable_install_location_fails_cleanly() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -380,6 +428,10 @@ fn an_unwritable_install_location_fails_cleanly() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn modules_installed_by_the_original_are_removed_by_us_and_vice_versa() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -411,6 +463,10 @@ fn modules_installed_by_the_original_are_removed_by_us_and_vice_versa() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -451,6 +507,10 @@ fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() 
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_post_transaction_only_in_a_comment_runs_nothing_and_writes_no_log() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -468,6 +528,10 @@ fn a_post_transaction_only_in_a_comment_runs_nothing_and_writes_no_log() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_environment_exports_reach_build_commands() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -502,6 +566,10 @@ fn build_environment_exports_reach_build_commands() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_depends_rebuild_records_dependency_versions() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -524,6 +592,10 @@ fn build_depends_rebuild_records_dependency_versions() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_destination_that_escapes_through_a_symlink_is_refused() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -557,6 +629,10 @@ impl Drop for TinyMount {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -606,6 +682,10 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_module() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn an_original_module_is_archived_with_its_origin_and_restored() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -653,6 +733,10 @@ fn an_original_module_is_archived_with_its_origin_and_restored() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn colliding_originals_are_stored_for_reference_and_never_restored() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -684,6 +768,10 @@ fn colliding_originals_are_stored_for_reference_and_never_restored() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn symlink_modules_installs_links_to_the_built_copies() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -703,6 +791,10 @@ fn symlink_modules_installs_links_to_the_built_copies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn modules_to_force_install_overrides_the_version_check() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -752,6 +844,10 @@ fn modules_to_force_install_overrides_the_version_check() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn depmod_gets_the_system_map_when_there_is_one() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -781,6 +877,10 @@ fn depmod_gets_the_system_map_when_there_is_one() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_module_excluded_for_this_kernel_is_skipped_but_the_others_build() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -800,6 +900,10 @@ fn a_module_excluded_for_this_kernel_is_skipped_but_the_others_build() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -847,6 +951,10 @@ fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn verbose_shows_commands_and_output_and_quiet_shows_nothing() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -904,6 +1012,10 @@ fn sources_outside(root: &Root, fixture: &str, name: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -951,6 +1063,10 @@ fn build_and_install_add_a_source_directory_or_dkms_conf_path_first() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn an_empty_dkms_conf_is_exit_8_and_changes_nothing() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -974,6 +1090,10 @@ fn an_empty_dkms_conf_is_exit_8_and_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_conf_without_modules_adds_builds_and_installs_with_a_warning() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -999,6 +1119,10 @@ fn a_conf_without_modules_adds_builds_and_installs_with_a_warning() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn an_older_version_never_replaces_a_newer_installed_one() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -1034,6 +1158,10 @@ fn an_older_version_never_replaces_a_newer_installed_one() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn build_exclusive_at_index_0_applies_to_every_module() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -1053,6 +1181,10 @@ fn build_exclusive_at_index_0_applies_to_every_module() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_version_less_module_never_shadows_the_kernels_own() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -1090,6 +1222,10 @@ fn a_version_less_module_never_shadows_the_kernels_own() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn the_kernels_own_module_suffix_decides_compression_over_its_config() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;

@@ -258,6 +258,10 @@ fn newer_built(root: &Root, k: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn install_survives_a_crash_at_every_step() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -270,6 +274,10 @@ fn install_survives_a_crash_at_every_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn autoinstall_survives_a_crash_at_every_step() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -282,6 +290,10 @@ fn autoinstall_survives_a_crash_at_every_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn uninstall_survives_a_crash_at_every_step() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -294,6 +306,10 @@ fn uninstall_survives_a_crash_at_every_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn unbuild_survives_a_crash_at_every_step() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -306,6 +322,10 @@ fn unbuild_survives_a_crash_at_every_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn remove_survives_a_crash_at_every_step() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -317,6 +337,10 @@ fn remove_survives_a_crash_at_every_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn ldtarball_survives_a_crash_at_every_step() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -343,6 +367,10 @@ fn ldtarball_survives_a_crash_at_every_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn random_kills_during_a_real_build_and_install() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -417,6 +445,10 @@ fn random_kills_during_a_real_build_and_install() {
 /// state is the same every time, the exit codes are the original's, and a dkms that
 /// waits names a process that really is one of the others.
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn eight_dkms_at_once_agree_whatever_the_order() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;

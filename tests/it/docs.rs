@@ -135,6 +135,7 @@ fn shell(root: &crate::common::Root, path: &str, program: &str, script: &str) ->
 }
 
 #[test]
+#[cfg_attr(not(dkms_host_fish), ignore = "needs fish (.ci/install-deps)")]
 fn fish_completes_actions_options_modules_and_kernels() {
     if !crate::common::host_ready(&[crate::common::Needs::Fish]) {
         return;
@@ -156,6 +157,7 @@ fn fish_completes_actions_options_modules_and_kernels() {
 }
 
 #[test]
+#[cfg_attr(not(dkms_host_zsh), ignore = "needs zsh (.ci/install-deps)")]
 fn zsh_completes_actions_options_modules_and_kernels() {
     if !crate::common::host_ready(&[crate::common::Needs::Zsh]) {
         return;

@@ -117,6 +117,10 @@ fn the_install_step_puts_every_hook_in_place() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -171,6 +175,10 @@ fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn debian_package_postinst_interface() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -216,6 +224,10 @@ fn worker_lines(stdout: &str) -> Vec<&str> {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn pacman_hooks_install_every_module_for_kernels_with_headers_and_modules() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -370,6 +382,10 @@ fn postinst_lines(stdout: &str) -> Vec<&str> {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn common_postinst_goes_on_after_a_failed_kernel_and_fails_the_package() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -406,6 +422,10 @@ fn common_postinst_goes_on_after_a_failed_kernel_and_fails_the_package() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn common_postinst_stops_at_the_first_failure_without_continue_on_error() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -437,6 +457,10 @@ fn common_postinst_stops_at_the_first_failure_without_continue_on_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn common_postinst_skips_boot_variants_and_kernels_a_binaries_only_package_lacks() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;

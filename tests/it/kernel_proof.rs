@@ -84,6 +84,14 @@ fn config_compressing(root: &Root, k: &str, kind: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_kernel_image,
+        dkms_host_secure_boot_proof
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, an installed kernel image, qemu, OVMF and the Secure Boot tools (.ci/install-deps)"
+)]
 fn a_secure_boot_kernel_loads_our_signed_modules_and_refuses_others() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -189,6 +197,14 @@ fn guest(k: &str, cert: &Path, module: &Path, mode: &str) -> (serde_json::Value,
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_kernel_image,
+        dkms_host_secure_boot_proof
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, an installed kernel image, qemu, OVMF and the Secure Boot tools (.ci/install-deps)"
+)]
 fn a_secure_boot_machine_is_told_whether_it_trusts_our_key() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),

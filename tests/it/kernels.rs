@@ -25,6 +25,10 @@ fn only_on_612(root: &Root) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn a_kernel_excluded_by_build_exclusive_does_not_stop_the_next() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -52,6 +56,10 @@ fn a_kernel_excluded_by_build_exclusive_does_not_stop_the_next() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn a_kernel_that_fails_to_compile_does_not_stop_the_next() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -94,6 +102,10 @@ fn a_kernel_that_fails_to_compile_does_not_stop_the_next() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn the_exit_status_of_several_kernels_is_the_originals() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),

@@ -84,6 +84,10 @@ fn assert_clean(root: &Root, k: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn killed_during_make() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -101,6 +105,10 @@ fn killed_during_make() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn killed_in_pre_install_before_any_file_is_placed() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -118,6 +126,10 @@ fn killed_in_pre_install_before_any_file_is_placed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -157,6 +169,10 @@ fn killed_in_depmod_after_every_file_was_placed_is_rolled_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn killed_in_post_install_after_the_commit_keeps_the_new_module() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -188,6 +204,10 @@ fn installed_any(root: &Root, k: &str) -> Option<(String, Vec<u8>)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn an_interrupted_autoinstall_leaves_each_module_old_or_new_and_the_next_one_finishes() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -282,6 +302,10 @@ mkdir -p "$PWD/written-after-the-kill"
 "#;
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_killed_dkms_takes_its_builds_with_it() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;

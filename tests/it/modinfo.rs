@@ -42,6 +42,10 @@ fn modinfo_field(path: &PathBuf, field: &str) -> Option<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_kernel_image),
+    ignore = "needs an installed kernel image (.ci/install-deps)"
+)]
 fn matches_modinfo_on_real_modules() {
     if !common::host_ready(&[Needs::KernelImage]) {
         return;

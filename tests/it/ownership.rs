@@ -23,6 +23,10 @@ fn installed() -> Option<(Root, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn owner_names_the_module_that_placed_each_path() {
     let Some((root, k)) = installed() else { return };
     let module = format!("$ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko");
@@ -54,6 +58,10 @@ fn owner_names_the_module_that_placed_each_path() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn verify_reports_modified_missing_and_stray_files() {
     let Some((root, k)) = installed() else { return };
     let dir = root.install_tree().join(&k).join("updates/dkms");
@@ -110,6 +118,10 @@ fn verify_reports_modified_missing_and_stray_files() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_module_changed_since_its_install_is_kept_aside_and_never_blocks_a_reinstall() {
     let Some((root, k)) = installed() else { return };
     let module = root
@@ -186,6 +198,10 @@ fn a_module_changed_since_its_install_is_kept_aside_and_never_blocks_a_reinstall
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn a_module_the_original_installed_has_no_record_and_is_not_stray() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -248,6 +264,10 @@ fn dpkg_install_into(root: &Root, name: &str, path: &str, bytes: &[u8]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_module_file_a_package_owns_is_neither_replaced_nor_deleted() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -274,6 +294,10 @@ fn a_module_file_a_package_owns_is_neither_replaced_nor_deleted() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn uninstall_refuses_a_module_file_a_package_took_over() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -302,6 +326,10 @@ fn uninstall_refuses_a_module_file_a_package_took_over() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn a_root_copied_elsewhere_verifies_its_own_files() {
     let Some((root, k)) = installed() else { return };
     let record = root
@@ -343,6 +371,10 @@ fn a_root_copied_elsewhere_verifies_its_own_files() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn records_of_the_first_schema_with_another_roots_paths_are_read() {
     let Some((root, k)) = installed() else { return };
     let record = root
@@ -364,6 +396,10 @@ fn records_of_the_first_schema_with_another_roots_paths_are_read() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn verify_and_owner_answer_for_what_they_are_asked() {
     let Some((root, k)) = installed() else { return };
     let dir = root.install_tree().join(&k).join("updates/dkms");

@@ -18,6 +18,10 @@ fn dpkg_deb(args: &[&str], deb: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn mkbmdeb_builds_what_is_missing_and_packages_the_kernel() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -186,6 +190,10 @@ fn a_second_packaging_run_waits_for_the_lock() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_kernel_image)),
+    ignore = "needs Debian's 6.1 kernel headers, an installed kernel image (.ci/install-deps)"
+)]
 fn mkbmdeb_never_packages_a_module_that_install_refuses() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::KernelImage]) {
         return;
@@ -287,6 +295,10 @@ fn rpm_install_into(root: &Root, name: &str, version: &str, paths: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_rpm)),
+    ignore = "needs Debian's 6.1 kernel headers, rpm and rpmbuild (.ci/install-deps)"
+)]
 fn mkbmrpm_makes_a_kmod_package_requiring_the_kernels_rpm() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Rpm]) {
         return;

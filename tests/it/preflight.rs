@@ -41,6 +41,10 @@ fn table(stdout: &str) -> &str {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn preflight_names_the_module_a_kernel_would_lose_and_why() {
     let Some((root, old, new)) = installed_on_61() else {
         return;
@@ -166,6 +170,10 @@ fn make_runs(runs: &Path) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn the_kernels_installation_takes_what_preflight_built_and_compiles_nothing() {
     let Some((root, _old, new)) = installed_on_61() else {
         return;
@@ -203,6 +211,10 @@ fn copied_headers(root: &Root, k: &str) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_12),
+    ignore = "needs Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn one_changed_crc_in_module_symvers_forces_a_rebuild() {
     if !common::host_ready(&[Needs::Headers("6.12")]) {
         return;
@@ -241,6 +253,10 @@ fn one_changed_crc_in_module_symvers_forces_a_rebuild() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn an_unchanged_failure_is_not_compiled_again_until_asked() {
     let Some((root, _old, new)) = installed_on_61() else {
         return;
@@ -274,6 +290,10 @@ fn an_unchanged_failure_is_not_compiled_again_until_asked() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12, dkms_host_test_packages)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, the real *-dkms packages (.ci/install-deps)"
+)]
 fn headers_from_packages_not_installed_yet() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),

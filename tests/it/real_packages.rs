@@ -166,6 +166,15 @@ fn same_as_debian(package: &str, expected_codes: [i32; 2]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_headers_6_12,
+        dkms_host_debian_dkms,
+        dkms_host_test_packages
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+)]
 fn acpi_call() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -179,6 +188,15 @@ fn acpi_call() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_headers_6_12,
+        dkms_host_debian_dkms,
+        dkms_host_test_packages
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+)]
 fn v4l2loopback_with_shell_logic_in_dkms_conf() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -192,6 +210,15 @@ fn v4l2loopback_with_shell_logic_in_dkms_conf() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_headers_6_12,
+        dkms_host_debian_dkms,
+        dkms_host_test_packages
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+)]
 fn xtables_addons_many_modules() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -205,6 +232,15 @@ fn xtables_addons_many_modules() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_headers_6_12,
+        dkms_host_debian_dkms,
+        dkms_host_test_packages
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+)]
 fn r8168_realtek_nic_driver() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -218,6 +254,15 @@ fn r8168_realtek_nic_driver() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_headers_6_12,
+        dkms_host_debian_dkms,
+        dkms_host_test_packages
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+)]
 fn bbswitch() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -231,6 +276,15 @@ fn bbswitch() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        dkms_host_headers_6_1,
+        dkms_host_headers_6_12,
+        dkms_host_debian_dkms,
+        dkms_host_test_packages
+    )),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+)]
 fn dm_writeboost() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),

@@ -114,6 +114,10 @@ fn kernel_install(root: &Root, args: &[&str]) -> common::Output {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_kernel_install)),
+    ignore = "needs Debian's 6.1 kernel headers, systemd's kernel-install (.ci/install-deps)"
+)]
 fn kernel_install_builds_before_the_initramfs_plugin_and_removes_on_remove() {
     if !common::host_ready(&[common::Needs::Headers("6.1")])
         || !std::path::Path::new("/usr/bin/kernel-install").exists()

@@ -63,6 +63,10 @@ fn walk(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12, dkms_host_test_packages)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, the real *-dkms packages (.ci/install-deps)"
+)]
 fn scaffolded_confs_install_what_the_shipped_ones_install() {
     if !common::host_ready(&[
         Needs::Headers("6.1"),
@@ -131,6 +135,10 @@ fn scaffolded_confs_install_what_the_shipped_ones_install() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_test_packages),
+    ignore = "needs the real *-dkms packages (.ci/install-deps)"
+)]
 fn what_scaffold_cannot_infer_it_says() {
     if !common::host_ready(&[Needs::TestPackages]) {
         return;

@@ -98,6 +98,10 @@ fn state(root: &Root) -> (i32, serde_json::Value) {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_secure_boot_proof),
+    ignore = "needs qemu, OVMF and the Secure Boot tools (.ci/install-deps)"
+)]
 fn the_key_is_found_in_a_real_mok_list_among_other_certificates_and_hashes() {
     if !common::host_ready(&[Needs::SecureBootProof]) {
         return;
@@ -146,6 +150,10 @@ fn the_key_is_found_in_a_real_mok_list_among_other_certificates_and_hashes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_secure_boot_proof),
+    ignore = "needs qemu, OVMF and the Secure Boot tools (.ci/install-deps)"
+)]
 fn a_truncated_mok_list_is_reported_and_never_trusted() {
     if !common::host_ready(&[Needs::SecureBootProof]) {
         return;
@@ -222,6 +230,10 @@ fn the_whole_report_and_what_an_install_says() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn an_install_that_signs_with_an_untrusted_key_says_so() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;

@@ -44,6 +44,10 @@ fn keypair(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_kernel_image)),
+    ignore = "needs Debian's 6.1 kernel headers, an installed kernel image (.ci/install-deps)"
+)]
 fn byte_for_byte_the_kernels_sign_file() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::KernelImage]) {
         return;
@@ -80,6 +84,10 @@ fn byte_for_byte_the_kernels_sign_file() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn keys_are_made_like_the_original() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -132,6 +140,10 @@ fn keys_are_made_like_the_original() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn bad_keys_are_clear_errors() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;

@@ -31,6 +31,10 @@ fn signer(path: &Path) -> Option<sign::Signer> {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn the_key_is_made_once_and_modules_are_signed_with_it() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -73,6 +77,10 @@ fn the_key_is_made_once_and_modules_are_signed_with_it() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_headers_6_12)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers (.ci/install-deps)"
+)]
 fn signed_before_compression_on_an_xz_kernel() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Headers("6.12")]) {
         return;
@@ -89,6 +97,10 @@ fn signed_before_compression_on_an_xz_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn policy_and_kernel_config_decide_like_the_original() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -154,6 +166,10 @@ fn policy_and_kernel_config_decide_like_the_original() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -195,6 +211,10 @@ fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -337,6 +357,10 @@ fn token_with(root: &Root, key: &Path) -> Vec<(String, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_pkcs11)),
+    ignore = "needs Debian's 6.1 kernel headers, SoftHSM2 and the pkcs11 provider (.ci/install-deps)"
+)]
 fn a_key_in_a_pkcs11_token_signs_byte_for_byte_as_the_same_key_in_a_file() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::Pkcs11Token]) {
         return;

@@ -187,6 +187,10 @@ fn json_schema_is_locked() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_debian_dkms),
+    ignore = "needs Debian's bash dkms (.ci/install-deps)"
+)]
 fn side_by_side_with_debians_bash_dkms() {
     if !common::host_ready(&[Needs::DebianDkms]) {
         return;
@@ -234,6 +238,10 @@ fn side_by_side_with_debians_bash_dkms() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_debian_dkms),
+    ignore = "needs Debian's bash dkms (.ci/install-deps)"
+)]
 fn side_by_side_on_a_tree_written_by_debians_dkms() {
     if !common::host_ready(&[Needs::DebianDkms]) {
         return;
@@ -256,6 +264,10 @@ fn side_by_side_on_a_tree_written_by_debians_dkms() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_debian_dkms),
+    ignore = "needs Debian's bash dkms (.ci/install-deps)"
+)]
 fn bash_evaluations_are_cached_for_status_and_invalidated_by_changes() {
     if !common::host_ready(&[Needs::DebianDkms]) {
         return;

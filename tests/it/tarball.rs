@@ -27,6 +27,10 @@ fn bare_root(k: &str) -> Root {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn round_trip_with_source() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -63,6 +67,10 @@ fn round_trip_with_source() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn binaries_only_needs_no_source() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -110,6 +118,10 @@ fn binaries_only_needs_no_source() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn source_only_naming() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
@@ -121,6 +133,10 @@ fn source_only_naming() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(dkms_host_headers_6_1, dkms_host_debian_dkms)),
+    ignore = "needs Debian's 6.1 kernel headers, Debian's bash dkms (.ci/install-deps)"
+)]
 fn archives_are_exchanged_with_debians_dkms() {
     if !common::host_ready(&[Needs::Headers("6.1"), Needs::DebianDkms]) {
         return;
@@ -166,6 +182,10 @@ fn archives_are_exchanged_with_debians_dkms() {
 }
 
 #[test]
+#[cfg_attr(
+    not(dkms_host_headers_6_1),
+    ignore = "needs Debian's 6.1 kernel headers (.ci/install-deps)"
+)]
 fn bad_archives_and_requests() {
     if !common::host_ready(&[Needs::Headers("6.1")]) {
         return;
