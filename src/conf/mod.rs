@@ -241,20 +241,6 @@ pub struct Evaluated {
     pub syntax_error: Option<(PathBuf, u32, String)>,
 }
 
-/// Evaluate and validate strictly (add/build/install): any problem is an error.
-pub fn load_strict(req: &ConfRequest) -> Result<ModuleConf, ConfError> {
-    let evaluated = evaluate(req)?;
-    let (conf, problems) = interpret(req, &evaluated);
-    if problems.is_empty() {
-        Ok(conf)
-    } else {
-        Err(ConfError::Invalid {
-            file: req.file.clone(),
-            problems,
-        })
-    }
-}
-
 /// The original's plain `read_conf` (`add` from a path reads this before copying the
 /// source): every problem but those only the strict read rejects.
 pub fn load_checked(req: &ConfRequest) -> Result<ModuleConf, ConfError> {

@@ -432,7 +432,28 @@ fn etc_dkms_override_files_apply_in_order() {
         &format!("etc/dkms/o--{K1}.conf"),
         "DEST_MODULE_LOCATION=\"/updates\"\n",
     );
-    root.dkms(&["add", "o/1", "-k", K1]).ok();
+    root.dkms(&["add", "o/1", "-k", K1]).is(
+        &root,
+        0,
+        "Creating symlink $ROOT/var/lib/dkms/o/1/source -> $ROOT/usr/src/o-1\n",
+        "",
+    );
+    // Each file is read, the kernel's last: whichever holds the bad value is named.
+    let refusal = |file: &str| {
+        format!("\nError! Bad conf file.\nFile: $ROOT/usr/src/o-1/dkms.conf does not represent a valid dkms.conf file.\n$ROOT/etc/dkms/{file}:1: Directive 'DEST_MODULE_LOCATION' does not begin with '/kernel', '/updates', or '/extra' in record #0.\n  fix: set DEST_MODULE_LOCATION[0] to a path under /kernel, /updates or /extra\n")
+    };
+    root.dkms(&["remove", "o/1", "--all"]).ok();
+    root.write(
+        &format!("etc/dkms/o--{K1}.conf"),
+        "DEST_MODULE_LOCATION=\"/worse\"\n",
+    )
+    .write("etc/dkms/o.conf", "DEST_MODULE_LOCATION=/extra\n");
+    root.dkms(&["add", "o/1", "-k", K1])
+        .is(&root, 8, "", &refusal(&format!("o--{K1}.conf")));
+    std::fs::remove_file(root.path().join(format!("etc/dkms/o--{K1}.conf"))).unwrap();
+    root.write("etc/dkms/o.conf", "DEST_MODULE_LOCATION=/bad-again\n");
+    root.dkms(&["add", "o/1", "-k", K1])
+        .is(&root, 8, "", &refusal("o.conf"));
 }
 
 #[test]

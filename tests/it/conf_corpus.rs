@@ -258,7 +258,8 @@ fn shell_logic_depends_on_the_kernel() {
         .into_iter()
         .find(|p| p.ends_with("nvidia-kernel-dkms.conf"))
         .unwrap();
-    let conf = conf::load_strict(&ConfRequest::new(
+    // As `add`, `build` and `install` read it: evaluated, interpreted, no problem.
+    let req = ConfRequest::new(
         &settings,
         &none,
         nvidia,
@@ -266,8 +267,9 @@ fn shell_logic_depends_on_the_kernel() {
         "535.261.03",
         KERNELS[0],
         "x86_64",
-    ))
-    .unwrap();
+    );
+    let (conf, problems) = conf::interpret(&req, &conf::evaluate(&req).unwrap());
+    assert!(problems.is_empty(), "{problems:?}");
     let dest: Vec<&str> = conf.modules.iter().map(|m| m.dest_name.as_str()).collect();
     assert_eq!(
         dest,
