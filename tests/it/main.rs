@@ -5,12 +5,14 @@ mod common;
 
 mod add_remove;
 mod autoinstall;
-mod build_install;
+mod build;
 mod conf_corpus;
 mod crash;
 mod docs;
+mod failures;
 mod fuzz;
 mod hooks;
+mod install;
 mod kernel_proof;
 mod kernels;
 mod kill;

@@ -547,3 +547,23 @@ pub fn run_while_locked(root: &Root, args: &[&str], while_waiting: impl FnOnce()
     drop(held);
     finish(child, waiting, rest)
 }
+
+/// A scratch root with Debian's 6.1 headers as its kernel and `fixtures` in its source
+/// tree.
+pub fn root_with(fixtures: &[&str]) -> (Root, String) {
+    let root = Root::new();
+    let k = headers("6.1");
+    root.real_kernel(&k);
+    for f in fixtures {
+        root.fixture(f);
+    }
+    (root, k)
+}
+
+/// Where `name.ko` is installed for `k` on Debian (`updates/dkms`).
+pub fn installed_file(root: &Root, k: &str, name: &str) -> PathBuf {
+    root.install_tree()
+        .join(k)
+        .join("updates/dkms")
+        .join(format!("{name}.ko"))
+}
