@@ -165,134 +165,42 @@ fn same_as_debian(package: &str, expected_codes: [i32; 2]) {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(
-        dkms_host_headers_6_1,
-        dkms_host_headers_6_12,
-        dkms_host_debian_dkms,
-        dkms_host_test_packages
-    )),
-    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
-)]
-fn acpi_call() {
-    if !common::host_ready(&[
-        Needs::Headers("6.1"),
-        Needs::Headers("6.12"),
-        Needs::DebianDkms,
-        Needs::TestPackages,
-    ]) {
-        return;
-    }
-    same_as_debian("acpi-call-dkms", [0, 0]);
+/// Each package, and the exit status both dkms give on the 6.1 and the 6.12 kernel (what
+/// its source supports: several do not build on 6.12).
+macro_rules! packages {
+    ($($test:ident: $package:literal, [$on_61:expr, $on_612:expr];)*) => {
+        $(
+            #[test]
+            #[cfg_attr(
+                not(all(
+                    dkms_host_headers_6_1,
+                    dkms_host_headers_6_12,
+                    dkms_host_debian_dkms,
+                    dkms_host_test_packages
+                )),
+                ignore = "needs Debian's 6.1 and 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
+            )]
+            fn $test() {
+                if common::host_ready(&[
+                    Needs::Headers("6.1"),
+                    Needs::Headers("6.12"),
+                    Needs::DebianDkms,
+                    Needs::TestPackages,
+                ]) {
+                    same_as_debian($package, [$on_61, $on_612]);
+                }
+            }
+        )*
+    };
 }
 
-#[test]
-#[cfg_attr(
-    not(all(
-        dkms_host_headers_6_1,
-        dkms_host_headers_6_12,
-        dkms_host_debian_dkms,
-        dkms_host_test_packages
-    )),
-    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
-)]
-fn v4l2loopback_with_shell_logic_in_dkms_conf() {
-    if !common::host_ready(&[
-        Needs::Headers("6.1"),
-        Needs::Headers("6.12"),
-        Needs::DebianDkms,
-        Needs::TestPackages,
-    ]) {
-        return;
-    }
-    same_as_debian("v4l2loopback-dkms", [0, dkms::exit::BUILD_FAILED]);
-}
+use dkms::exit::{BUILD_FAILED, BUILT_MODULE_MISSING, SUCCESS};
 
-#[test]
-#[cfg_attr(
-    not(all(
-        dkms_host_headers_6_1,
-        dkms_host_headers_6_12,
-        dkms_host_debian_dkms,
-        dkms_host_test_packages
-    )),
-    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
-)]
-fn xtables_addons_many_modules() {
-    if !common::host_ready(&[
-        Needs::Headers("6.1"),
-        Needs::Headers("6.12"),
-        Needs::DebianDkms,
-        Needs::TestPackages,
-    ]) {
-        return;
-    }
-    same_as_debian("xtables-addons-dkms", [0, dkms::exit::BUILT_MODULE_MISSING]);
-}
-
-#[test]
-#[cfg_attr(
-    not(all(
-        dkms_host_headers_6_1,
-        dkms_host_headers_6_12,
-        dkms_host_debian_dkms,
-        dkms_host_test_packages
-    )),
-    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
-)]
-fn r8168_realtek_nic_driver() {
-    if !common::host_ready(&[
-        Needs::Headers("6.1"),
-        Needs::Headers("6.12"),
-        Needs::DebianDkms,
-        Needs::TestPackages,
-    ]) {
-        return;
-    }
-    same_as_debian("r8168-dkms", [0, dkms::exit::BUILD_FAILED]);
-}
-
-#[test]
-#[cfg_attr(
-    not(all(
-        dkms_host_headers_6_1,
-        dkms_host_headers_6_12,
-        dkms_host_debian_dkms,
-        dkms_host_test_packages
-    )),
-    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
-)]
-fn bbswitch() {
-    if !common::host_ready(&[
-        Needs::Headers("6.1"),
-        Needs::Headers("6.12"),
-        Needs::DebianDkms,
-        Needs::TestPackages,
-    ]) {
-        return;
-    }
-    same_as_debian("bbswitch-dkms", [0, 0]);
-}
-
-#[test]
-#[cfg_attr(
-    not(all(
-        dkms_host_headers_6_1,
-        dkms_host_headers_6_12,
-        dkms_host_debian_dkms,
-        dkms_host_test_packages
-    )),
-    ignore = "needs Debian's 6.1 kernel headers, Debian's 6.12 kernel headers, Debian's bash dkms, the real *-dkms packages (.ci/install-deps)"
-)]
-fn dm_writeboost() {
-    if !common::host_ready(&[
-        Needs::Headers("6.1"),
-        Needs::Headers("6.12"),
-        Needs::DebianDkms,
-        Needs::TestPackages,
-    ]) {
-        return;
-    }
-    same_as_debian("dm-writeboost-dkms", [0, dkms::exit::BUILD_FAILED]);
+packages! {
+    acpi_call: "acpi-call-dkms", [SUCCESS, SUCCESS];
+    bbswitch: "bbswitch-dkms", [SUCCESS, SUCCESS];
+    v4l2loopback_with_shell_logic_in_dkms_conf: "v4l2loopback-dkms", [SUCCESS, BUILD_FAILED];
+    xtables_addons_many_modules: "xtables-addons-dkms", [SUCCESS, BUILT_MODULE_MISSING];
+    r8168_realtek_nic_driver: "r8168-dkms", [SUCCESS, BUILD_FAILED];
+    dm_writeboost: "dm-writeboost-dkms", [SUCCESS, BUILD_FAILED];
 }
