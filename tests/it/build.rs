@@ -76,25 +76,49 @@ fn already_built_and_installed_are_skipped_unless_forced() {
         return;
     }
     let (root, k) = root_with(&["patched-1.0"]);
+    let conf = root.source_tree().join("patched-1.0/dkms.conf");
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap() + "AUTOINSTALL=yes\n",
+    )
+    .unwrap();
     root.dkms(&["build", "patched/1.0", "-k", &k]).ok();
-    let out = root.dkms(&["build", "patched/1.0", "-k", &k]);
-    out.ok();
-    assert!(out.stdout.contains(&format!(
-        "Module patched/1.0 already built for kernel {k} (x86_64), skip."
-    )));
+    root.dkms(&["build", "patched/1.0", "-k", &k]).is(
+        &root,
+        0,
+        &format!("Module patched/1.0 already built for kernel {k} (x86_64), skip. You may override by specifying --force.\n"),
+        "",
+    );
     root.dkms(&["install", "patched/1.0", "-k", &k]).ok();
-    let out = root.dkms(&["install", "patched/1.0", "-k", &k]);
-    assert!(out.stdout.contains(&format!(
-        "Module patched/1.0 already installed on kernel {k} (x86_64), skip."
-    )));
-    let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--force"]);
-    out.ok();
-    assert!(out
-        .stdout
-        .contains("Before uninstall, this module version was ACTIVE"));
+    root.dkms(&["install", "patched/1.0", "-k", &k]).is(
+        &root,
+        0,
+        &format!("Module patched/1.0 already installed on kernel {k} (x86_64), skip. You may override by specifying --force.\n"),
+        "",
+    );
+    // --force: install takes the module out and puts it back (no build).
+    let file = format!("$ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko");
+    let depmod =
+        format!("Skipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n");
+    root.dkms(&["install", "patched/1.0", "-k", &k, "--force"]).is(
+        &root,
+        0,
+        &format!("Module patched/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting {file}\n{depmod}\nInstalling {file}\n{depmod}"),
+        "",
+    );
+    // autoinstall leaves an installed module alone, --force or not, as the original.
+    root.dkms(&["autoinstall", "-k", &k, "--force"])
+        .is(&root, 0, "", "");
+    // build --force uninstalls and builds again.
+    root.dkms(&["build", "patched/1.0", "-k", &k, "--force"]).is(
+        &root,
+        0,
+        &format!("Module patched/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting {file}\n{depmod}Sign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\n"),
+        "",
+    );
     assert_eq!(
         root.dkms(&["status"]).stdout,
-        format!("patched/1.0, {k}, x86_64: installed\n")
+        format!("patched/1.0, {k}, x86_64: built\n")
     );
 }
 
