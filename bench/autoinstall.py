@@ -18,13 +18,13 @@ Targets: builds only, ours <= 1.1 x (raw make CPU / cores); whole autoinstall, o
 faster than bash dkms. Some packages do not build on 6.12 (same exit code with both dkms):
 that work counts too. The three kernels need their linux-image installed for a realistic
 depmod (the script says which one is missing).
-Usage: bench/autoinstall.py
+Usage: bench/autoinstall.py  (DKMS_BIN=FILE times another build of ours)
 """
 import os, resource, shutil, subprocess, tempfile, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-OURS = REPO / "target/release/dkms"
+OURS = Path(os.environ.get("DKMS_BIN", REPO / "target/release/dkms"))
 DEBS = Path("/var/cache/dkms-rs-test/debs")
 PACKAGES = ["acpi-call-dkms", "bbswitch-dkms", "v4l2loopback-dkms", "r8168-dkms", "xtables-addons-dkms", "dm-writeboost-dkms"]
 
