@@ -146,7 +146,9 @@ def main():
     root = scratch([], ks)
     cpu0 = children_cpu()
     for k in ks:
-        subprocess.run(["depmod", "-b", str(root), "-a", "-F", f"/boot/System.map-{k}", k], check=True)
+        system_map = Path(f"/boot/System.map-{k}")
+        symbols = ["-F", str(system_map)] if system_map.exists() else []
+        subprocess.run(["depmod", "-b", str(root), "-a"] + symbols + [k], check=True)
     depmod_cpu = children_cpu() - cpu0
     shutil.rmtree(root)
 
