@@ -1,8 +1,12 @@
 //! dkms: Dynamic Kernel Module Support, a drop-in replacement for the bash original.
 //!
-//! Data flows one way: [`cli`] → [`plan`] → ([`conf`], [`kernel`], [`state`]) →
-//! [`report`]. [`run`] is the edge: it renders every error exactly once, with the
-//! original's exit code.
+//! Data flows one way: [`cli`] parses the command line into a request; [`commands`]
+//! resolves it once ([`commands::Options`]) and does the actions, each on [`module`]
+//! operations (one module version on one kernel), which work on [`state`] (the dkms
+//! tree) through [`transaction`]s; below them [`conf`] (dkms.conf) and the foundation
+//! ([`framework`], [`kernel`], [`sourcing`], [`bash`], [`report`], [`fsutil`]). [`run`]
+//! is the edge: it renders every error exactly once, with the original's exit code. The
+//! test module `layers` checks these rules on the import graph.
 
 pub mod bash;
 pub mod cli;

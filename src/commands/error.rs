@@ -1,5 +1,5 @@
 //! The errors of the commands: [`ActionError`] (argument combinations, tree
-//! preconditions) and [`Error`], every failure of a run, typed, with the original's exit
+//! preconditions) and [`Error`](enum@Error), every failure of a run, typed, with the original's exit
 //! code; rendered once, at the edge (`crate::run`).
 
 use std::path::PathBuf;

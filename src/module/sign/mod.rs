@@ -4,7 +4,7 @@
 //! "~Module signature appended~\n"`. The signature is a detached CMS SignedData with
 //! no signed attributes and the signer identified by issuer and serial number, over
 //! the whole (stripped, uncompressed) module, with the hash of the kernel's
-//! `CONFIG_MODULE_SIG_HASH`. [`sign_module`] makes exactly the calls of the kernel's
+//! `CONFIG_MODULE_SIG_HASH`. [`SigningKey::sign_module`] makes exactly the calls of the kernel's
 //! `scripts/sign-file.c` (`CMS_sign` + `CMS_add1_signer` + `CMS_final`); the rust
 //! openssl crate wraps only the first, so the other two are declared here. A test
 //! checks the output byte for byte against Debian's `sign-file`.
