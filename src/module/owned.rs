@@ -211,7 +211,7 @@ fn rpm_owners(sysroot: &Path, paths: &[PathBuf]) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// The rpm package owning `path` (inside the root) and its [epoch:]version-release.
+/// The rpm package owning `path` (inside the root) and its `[epoch:]version-release`.
 pub fn rpm_package(sysroot: &Path, path: &Path) -> Option<(String, String)> {
     let (_, package, version) = rpm_query(sysroot, &[path.to_path_buf()])
         .into_iter()
