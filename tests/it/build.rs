@@ -28,6 +28,8 @@ fn patches_apply_in_order_and_patch_match_filters() {
             .join(format!("patched/1.0/{k}/x86_64/log/make.log")),
     )
     .unwrap();
+    // The log holds make's and the compiler's own text and elapsed times: our lines in it
+    // are looked for.
     assert!(log.contains("Applying patch set-version.patch\n# command: patch -p1 < ./patches/'set-version.patch'"), "{log}");
     assert!(!log.contains("never-applies"));
     assert!(log.contains("# exit code: 0\n# elapsed time: 00:00:"));
@@ -348,6 +350,7 @@ fn verbose_shows_commands_and_output_and_quiet_shows_nothing() {
     let (root, k) = root_with(&["patched-1.0", "hooks-1.0"]);
     let out = root.dkms(&["install", "patched/1.0", "-k", &k, "--verbose"]);
     out.ok();
+    // --verbose shows make's own output, which varies with make and gcc: looked for.
     assert!(
         out.stdout.contains("make -j") && out.stdout.contains("KERNELRELEASE="),
         "{}",
