@@ -281,6 +281,9 @@ fn shell_logic_depends_on_the_kernel() {
             "nvidia-current-peermem"
         ]
     );
-    assert!(conf.make_command.contains("KERNEL_UNAME=6.1.0-56-amd64"));
+    assert_eq!(
+        conf.make_command,
+        "env NV_VERBOSE=1 make -j2 modules KERNEL_UNAME=6.1.0-56-amd64"
+    );
     assert!(conf.autoinstall);
 }

@@ -29,6 +29,8 @@ fn xz_compressed_on_a_kernel_that_compresses() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
+    // xz's own listing (sizes, ratio, its version's layout): the two settings that the
+    // kernel's own modules use are looked for.
     assert!(
         listing.contains("CRC32") && listing.contains("dict=1MiB"),
         "{listing}"
@@ -50,6 +52,7 @@ fn the_kernels_own_module_suffix_decides_compression_over_its_config() {
     // .ko.xz modules; ours follows the modules.
     let (root, k) = root_with(&["patched-1.0"]);
     let config = std::fs::read_to_string(format!("/usr/src/linux-headers-{k}/.config")).unwrap();
+    // A precondition on Debian's kernel config, not an output of ours.
     assert!(config.contains("CONFIG_MODULE_COMPRESS_NONE=y"));
     let own = root
         .install_tree()
@@ -427,6 +430,8 @@ fn post_transaction_runs_once_per_changed_kernel_and_not_when_nothing_changed() 
         format!("done {k}\ndone {k}\n")
     );
     let log = std::fs::read_to_string(root.dkms_tree().join("post_transaction.log")).unwrap();
+    // The log records the elapsed time and the whole environment line: its fixed parts
+    // are looked for.
     assert!(
         log.contains("Executing post-transaction command\n# command: kernelver=")
             && log.contains("# exit code: 0"),

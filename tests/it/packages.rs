@@ -365,22 +365,43 @@ fn mkbmrpm_makes_a_kmod_package_requiring_the_kernels_rpm() {
         q(&["-qp", "--requires"])
     );
     assert_eq!(q(&["-qp", "--conflicts"]), "patched-dkms\n");
-    let list = q(&["-qpl"]);
-    assert!(
-        list.contains(&format!("/lib/modules/{k}/updates/dkms/fx_patched.ko\n")),
-        "{list}"
-    );
-    assert!(
-        list.contains(&format!(
-            "/var/lib/dkms/patched/1.0/{k}/x86_64/.installed-files.json\n"
-        )),
-        "{list}"
-    );
-    let scripts = q(&["-qp", "--scripts"]);
-    assert!(
-        scripts.contains("posttrans scriptlet") && scripts.contains("postuninstall scriptlet"),
-        "{scripts}"
-    );
-    // A shell `%` survives rpm's macro expansion.
-    assert!(scripts.contains("rmdir \"${o%/*}\""), "{scripts}");
+    assert_eq!(q(&["-qpl"]), format!(
+            "/lib/modules/{k}/updates/dkms/fx_patched.ko\n/var/lib/dkms/patched/1.0/{k}\n/var/lib/dkms/patched/1.0/{k}/x86_64\n/var/lib/dkms/patched/1.0/{k}/x86_64/.dkms.conf\n/var/lib/dkms/patched/1.0/{k}/x86_64/.installed-files.json\n/var/lib/dkms/patched/1.0/{k}/x86_64/module\n/var/lib/dkms/patched/1.0/{k}/x86_64/module/fx_patched.ko\n/var/lib/dkms/patched/kernel-{k}-x86_64\n"
+        ));
+    // A shell `%` survives rpm's macro expansion (`${o%/*}`).
+    assert_eq!(q(&["-qp", "--scripts"]), SCRIPTS.replace("@K@", &k));
 }
+
+/// What `rpm -qp --scripts` shows of a kmod package for kernel `@K@`.
+const SCRIPTS: &str = r#"postuninstall scriptlet (using /bin/sh):
+if [ "$1" -eq 0 ]; then
+d='/var/lib/dkms/patched'; v='1.0'; k='@K@'; a='x86_64'
+rm -rf "$d/$v/$k/$a"
+rmdir "$d/$v/$k" 2>/dev/null || true
+if [ -f "$d/$v/source/.from-package" ] && ! ls -d "$d/$v"/*/*/module >/dev/null 2>&1; then
+    rm -rf "$d/$v"
+fi
+rmdir "$d" 2>/dev/null || true
+if [ -d /lib/modules/"$k"/kernel ]; then depmod -a "$k"; fi || true
+fi
+posttrans scriptlet (using /bin/sh):
+d='/var/lib/dkms/patched'; v='1.0'; k='@K@'; a='x86_64'
+if [ ! -e "$d/$v/source" ]; then
+    mkdir -p "$d/$v/source"
+    cp "$d/$v/$k/$a/.dkms.conf" "$d/$v/source/dkms.conf"
+    : > "$d/$v/source/.from-package"
+fi
+for o in "$d"/*/"$k/$a"; do
+    if [ "$o" != "$d/$v/$k/$a" ] && [ -d "$o" ] && [ ! -d "$o/module" ]; then
+        rm -rf "$o"
+        rmdir "${o%/*}" 2>/dev/null || true
+    fi
+done
+for s in "$d"/*/source/.from-package; do
+    o=${s%/source/.from-package}
+    if [ "$o" != "$d/$v" ] && [ -f "$s" ] && ! ls -d "$o"/*/*/module >/dev/null 2>&1; then
+        rm -rf "$o"
+    fi
+done
+if [ -d /lib/modules/"$k"/kernel ]; then depmod -a "$k"; fi
+"#;

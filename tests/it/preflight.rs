@@ -185,9 +185,12 @@ fn the_kernels_installation_takes_what_preflight_built_and_compiles_nothing() {
     root.real_kernel(&new);
     let (path, runs) = counting_make(&root);
     let out = root.dkms_env(&["kernel_postinst", "-k", &new], &[("PATH", &path)]);
-    assert_eq!(out.code, exit::SUCCESS, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(make_runs(&runs), 0, "nothing compiled:\n{}", out.stdout);
-    assert!(out.stdout.contains(&format!("Using the build of patched/1.0 that dkms preflight made for kernel {new} (x86_64): its source and the kernel's headers are unchanged.\n")), "{}", out.stdout);
+    out.is(&root, exit::SUCCESS, &format!(
+            "Autoinstall of module exclusive/1.0 for kernel {k} (x86_64)\nAutoinstall of module patched/1.0 for kernel {k} (x86_64)\nUsing the build of patched/1.0 that dkms preflight made for kernel {k} (x86_64): its source and the kernel's headers are unchanged.\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko.xz\ndkms: exclusive/1.0 for kernel {k} (x86_64): skipped\ndkms: patched/1.0 for kernel {k} (x86_64): installed\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nAutoinstall on {k} succeeded for module(s) patched.\nAutoinstall on {k} was skipped for module(s) exclusive.\n",
+            k = new
+        ),
+        "");
     assert!(root
         .dkms(&["status", "patched", "-k", &new])
         .stdout
@@ -243,8 +246,10 @@ fn one_changed_crc_in_module_symvers_forces_a_rebuild() {
     std::fs::remove_file(&symvers).unwrap();
     std::fs::write(&symvers, text.replacen(first, &changed, 1)).unwrap();
     let out = root.dkms_env(&["autoinstall", "-k", &k], &[("PATH", &path)]);
-    assert_eq!(out.code, exit::SUCCESS, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains(&format!("Rebuilding patched/1.0 for kernel {k} (x86_64): the kernel's Module.symvers changed since it was built.\n")), "{}", out.stdout);
+    out.is(&root, exit::SUCCESS, &format!(
+            "Autoinstall of module patched/1.0 for kernel {k} (x86_64)\nRebuilding patched/1.0 for kernel {k} (x86_64): the kernel's Module.symvers changed since it was built.\nModule patched/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko.xz\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding patched/1.0 module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/.build-{k}-x86_64/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko.xz\ndkms: patched/1.0 for kernel {k} (x86_64): installed\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nAutoinstall on {k} succeeded for module(s) patched.\n"
+        ),
+        "");
     assert_eq!(make_runs(&runs), 1, "rebuilt once");
     assert_eq!(
         root.dkms(&["status"]).stdout,
@@ -271,6 +276,8 @@ fn an_unchanged_failure_is_not_compiled_again_until_asked() {
     let again = root.dkms_env(&["autoinstall", "-k", &new], &env);
     assert_eq!(again.code, exit::AUTOINSTALL_FAILED);
     assert_eq!(make_runs(&runs), compiled, "not compiled again");
+    // The refusal names the date of the failed build, and the summary follows the
+    // other module's lines: the two sentences that matter are looked for.
     assert!(
         again.stderr.contains(&format!(
             "\nError! classdev/1.0 failed to build for kernel {new} (x86_64) on "
@@ -333,6 +340,8 @@ fn headers_from_packages_not_installed_yet() {
         out.stdout,
         out.stderr
     );
+    // The first line names the unpacked packages' scratch directory and the table's
+    // other row quotes gcc's error: the header and this row are looked for.
     assert!(out
         .stdout
         .starts_with(&format!("Preflight for kernel {new} (x86_64), headers: ")));

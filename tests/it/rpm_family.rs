@@ -175,6 +175,8 @@ fn kernel_install_builds_before_the_initramfs_plugin_and_removes_on_remove() {
     std::fs::create_dir_all(root.install_tree().join(bare)).unwrap();
     let out = kernel_install(&root, &["add", bare, &image]);
     assert_eq!(out.code, 0, "{out:?}");
+    // kernel-install's own plugins (systemd's version) print around ours: our message is
+    // looked for.
     assert!(
         out.stderr.contains(&format!(
             "Error! Your kernel headers for kernel {bare} cannot be found"

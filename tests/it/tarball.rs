@@ -37,14 +37,12 @@ fn round_trip_with_source() {
     }
     let (root, k) = built_root();
     let out = root.dkms(&["mktarball", "patched/1.0", "-k", &k]);
-    out.ok();
     let archive = tarball(&root, &format!("patched-1.0-kernel{k}-x86_64.dkms.tar.gz"));
-    assert!(
-        out.stdout
-            .contains(&format!("Tarball location: {}", archive.display())),
-        "{}",
-        out.stdout
-    );
+    out.is(&root, 0, &format!(
+            "Marking modules for {k} (x86_64) for archiving...\n\nMarking $ROOT/var/lib/dkms/patched/1.0/source for archiving...\n\nTarball location: {}\n",
+            archive.display()
+        ),
+        "");
     let other = bare_root(&k);
     other.dkms(&["ldtarball", archive.to_str().unwrap()]).ok();
     assert!(other.source_tree().join("patched-1.0/dkms.conf").exists());
