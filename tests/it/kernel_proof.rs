@@ -48,7 +48,10 @@ fn install(root: &Root, k: &str, framework: &str, extra: &[&str]) -> PathBuf {
         .unwrap()
 }
 
-/// Boot the signed kernel with `cert` enrolled and try to load `module`.
+/// Boot the signed kernel with `cert` enrolled and try to load `module`. The log is the
+/// guest's console (firmware, kernel and timing lines that vary from boot to boot): the
+/// tests look for the kernel's own verdict lines in it. So does the `/proc/keys` check,
+/// whose other entries are the kernel's built-in keys.
 fn boot(k: &str, module: &Path, cert: &Path) -> (i32, String) {
     let out = Command::new("bash")
         .arg(prover())
