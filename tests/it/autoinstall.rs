@@ -4,6 +4,7 @@
 //! removal actions, match, and two autoinstalls racing.
 
 use crate::common::{self, Needs};
+use crate::common::{NEW_KEY, SIGNING};
 
 use std::path::PathBuf;
 
@@ -334,7 +335,7 @@ fn match_installs_what_the_template_kernel_has() {
     root.dkms(&["match", "--templatekernel", &a, "-k", &b]).is(
         &root,
         0,
-        &format!("Matching patched/1.0 from kernel {a} onto kernel {b} (x86_64)\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {b} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\nInstalling $ROOT/lib/modules/{b}/updates/dkms/fx_patched.ko.xz\nSkipping depmod because '$ROOT/lib/modules/{b}/modules.dep' is missing.\n"),
+        &format!("Matching patched/1.0 from kernel {a} onto kernel {b} (x86_64)\n{SIGNING}Building module(s) for kernel {b} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\nInstalling $ROOT/lib/modules/{b}/updates/dkms/fx_patched.ko.xz\nSkipping depmod because '$ROOT/lib/modules/{b}/modules.dep' is missing.\n"),
         "",
     );
     assert_eq!(
@@ -477,7 +478,7 @@ fn a_failing_depmod_is_reported_with_what_to_run_and_exit_11() {
     );
     let out = root.dkms_env(&["autoinstall", "-k", &k], &[("PATH", &path)]);
     out.is(&root, dkms::exit::AUTOINSTALL_FAILED, &format!(
-            "Autoinstall of module patched/1.0 for kernel {k} (x86_64)\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding patched/1.0 module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/.build-{k}-x86_64/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\ndkms: patched/1.0 for kernel {k} (x86_64): installed\nRunning depmod for kernel {k}...\nAutoinstall on {k} succeeded for module(s) patched.\n"
+            "Autoinstall of module patched/1.0 for kernel {k} (x86_64)\n{SIGNING}{NEW_KEY}Building patched/1.0 module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/.build-{k}-x86_64/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\ndkms: patched/1.0 for kernel {k} (x86_64): installed\nRunning depmod for kernel {k}...\nAutoinstall on {k} succeeded for module(s) patched.\n"
         ),
         &format!(
             "\nError! depmod failed for kernel {k}: depmod: FATAL: could not open modules.order\nThe modules are in place but not indexed, so modprobe cannot find them: fix the problem and run 'depmod -a {k}'.\n\nError! One or more modules failed to install during autoinstall.\nRefer to previous errors for more information.\n"

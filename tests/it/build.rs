@@ -3,6 +3,7 @@
 //! build environment, source directories, and what is built again or skipped.
 
 use crate::common::{self, installed_file, root_with, Needs};
+use crate::common::{NEW_KEY, SIGNING};
 use common::Root;
 use std::path::PathBuf;
 
@@ -115,7 +116,7 @@ fn already_built_and_installed_are_skipped_unless_forced() {
     root.dkms(&["build", "patched/1.0", "-k", &k, "--force"]).is(
         &root,
         0,
-        &format!("Module patched/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting {file}\n{depmod}Sign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\n"),
+        &format!("Module patched/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting {file}\n{depmod}{SIGNING}Building module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\n"),
         "",
     );
     assert_eq!(
@@ -218,7 +219,7 @@ fn build_depends_needs_the_dependency_installed() {
     root.dkms(&["build", "depends/1.0", "-k", &k, "--force"]).is(
         &root,
         0,
-        &format!("Creating symlink $ROOT/var/lib/dkms/depends/1.0/source -> $ROOT/usr/src/depends-1.0\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/depends/1.0/build/fx_depends.ko\n"),
+        &format!("Creating symlink $ROOT/var/lib/dkms/depends/1.0/source -> $ROOT/usr/src/depends-1.0\n\n{SIGNING}{NEW_KEY}Building module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/depends/1.0/build/fx_depends.ko\n"),
         &format!("Warning: {missing}"),
     );
 }
@@ -285,7 +286,7 @@ fn build_depends_rebuild_rebuilds_dependants_when_the_dependency_changes() {
     // A new version of the dependency: the dependant is rebuilt and stays installed.
     let out = root.dkms_env(&["install", "hooks/2.0", "-k", &k, "--force"], &env);
     out.is(&root, 0, &format!(
-            "Creating symlink $ROOT/var/lib/dkms/hooks/2.0/source -> $ROOT/usr/src/hooks-2.0\n\nRunning the post_add script:\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/hooks/2.0/build/fx_hooks.ko\n\nRunning the pre_install script:\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_hooks.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n\nRunning the post_install script:\nRebuilding depends/1.0 for kernel {k} (x86_64): it was built against hooks 1.0, now 2.0.\nModule depends/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting $ROOT/lib/modules/{k}/updates/dkms/fx_depends.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/depends/1.0/build/fx_depends.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_depends.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"
+            "Creating symlink $ROOT/var/lib/dkms/hooks/2.0/source -> $ROOT/usr/src/hooks-2.0\n\nRunning the post_add script:\n\n{SIGNING}Building module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/hooks/2.0/build/fx_hooks.ko\n\nRunning the pre_install script:\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_hooks.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n\nRunning the post_install script:\nRebuilding depends/1.0 for kernel {k} (x86_64): it was built against hooks 1.0, now 2.0.\nModule depends/1.0 for kernel {k} (x86_64):\nBefore uninstall, this module version was ACTIVE on this kernel.\nDeleting $ROOT/lib/modules/{k}/updates/dkms/fx_depends.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/depends/1.0/build/fx_depends.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_depends.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"
         ),
         "");
     assert_eq!(std::fs::read_to_string(&dep).unwrap(), "2.0\n");

@@ -2,6 +2,7 @@
 //! as the kernel and package tools run them, against a scratch root.
 
 use crate::common::{self, Needs};
+use crate::common::{NEW_KEY, SIGNING};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,7 +133,7 @@ fn a_new_kernel_gets_every_module_and_a_removed_one_loses_them() {
     i.root.dkms(&["add", "patched/1.0", "-k", &k]).ok();
     let out = i.run("/etc/kernel/postinst.d/dkms", &[&k], "");
     out.is(&i.root, 0, &format!(
-            "Autoinstall of module patched/1.0 for kernel {k} (x86_64)\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding patched/1.0 module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/.build-{k}-x86_64/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\ndkms: patched/1.0 for kernel {k} (x86_64): installed\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nAutoinstall on {k} succeeded for module(s) patched.\n"
+            "Autoinstall of module patched/1.0 for kernel {k} (x86_64)\n{SIGNING}{NEW_KEY}Building patched/1.0 module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/.build-{k}-x86_64/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\ndkms: patched/1.0 for kernel {k} (x86_64): installed\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\nAutoinstall on {k} succeeded for module(s) patched.\n"
         ),
         "");
     assert_eq!(

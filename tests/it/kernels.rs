@@ -2,6 +2,7 @@
 //! original's loop, and the exit status is the last kernel's. Real kbuild against
 //! Debian's 6.1 and 6.12 headers.
 
+use crate::common::SIGNING;
 use crate::common::{self, Needs, Root};
 
 /// A root with the 6.1 and 6.12 headers, the fixture `fixture`, and a signing key made
@@ -15,8 +16,6 @@ fn two_kernels(fixture: &str) -> (Root, String, String) {
 }
 
 /// The signing lines every build prints.
-const SIGNING: &str = "Sign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\n";
-
 /// `exclusive` limited to the 6.12 series.
 fn only_on_612(root: &Root) {
     let conf = root.source_tree().join("exclusive-1.0/dkms.conf");

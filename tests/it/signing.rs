@@ -3,6 +3,7 @@
 //! input ending in a warning and an unsigned module, never a failed install.
 
 use crate::common::{self, Needs};
+use crate::common::{NEW_KEY, SIGNING};
 
 use std::path::{Path, PathBuf};
 
@@ -49,7 +50,7 @@ fn the_key_is_made_once_and_modules_are_signed_with_it() {
     out.is(
         &root,
         0,
-        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
+        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\n{SIGNING}{NEW_KEY}Building module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
         "",
     );
     let mode =
@@ -202,7 +203,7 @@ fn an_external_sign_file_is_honoured_and_a_missing_one_only_warns() {
     out.is(
         &root,
         0,
-        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\nSign command: {tool}\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nCertificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\nBuilding module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
+        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\nSign command: {tool}\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\n{NEW_KEY}Building module(s) for kernel {k} (x86_64)...\nSigning module $ROOT/var/lib/dkms/patched/1.0/build/fx_patched.ko\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
         "",
     );
     assert!(signer(&installed(&root, &k, ""))
@@ -254,7 +255,7 @@ fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
     out.is(
         &root,
         0,
-        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {k} (x86_64)...\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
+        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\n{SIGNING}Building module(s) for kernel {k} (x86_64)...\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
         "Warning: cannot use the signing key $ROOT/var/lib/dkms/mok.key: it is protected by a passphrase; set KBUILD_SIGN_PIN; modules won't be signed. Fix the key (mok_signing_key / mok_certificate in /etc/dkms/framework.conf) or remove both files to have a new pair generated.\n",
     );
     assert!(signer(&installed(&root, &k, "")).is_none());
@@ -283,7 +284,7 @@ fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
     out.is(
         &root,
         0,
-        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\nSign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\nBuilding module(s) for kernel {k} (x86_64)...\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
+        &format!("Creating symlink $ROOT/var/lib/dkms/patched/1.0/source -> $ROOT/usr/src/patched-1.0\n\n{SIGNING}Building module(s) for kernel {k} (x86_64)...\nInstalling $ROOT/lib/modules/{k}/updates/dkms/fx_patched.ko\nSkipping depmod because '$ROOT/lib/modules/{k}/modules.dep' is missing.\n"),
         "Warning: the certificate $ROOT/var/lib/dkms/mok.pub does not belong to the key $ROOT/var/lib/dkms/mok.key; modules won't be signed. Fix the key (mok_signing_key / mok_certificate in /etc/dkms/framework.conf) or remove both files to have a new pair generated.\n",
     );
     assert!(signer(&installed(&root, &k, "")).is_none());
@@ -293,12 +294,8 @@ fn bad_keys_leave_modules_unsigned_with_a_clear_warning() {
 fn generate_mok_creates_the_pair_once() {
     let root = Root::new();
     let paths = "Signing key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\n";
-    root.dkms(&["generate_mok"]).is(
-        &root,
-        0,
-        &format!("{paths}Certificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\n"),
-        "",
-    );
+    root.dkms(&["generate_mok"])
+        .is(&root, 0, &format!("{paths}{NEW_KEY}"), "");
     let key = std::fs::read(root.dkms_tree().join("mok.key")).unwrap();
     root.dkms(&["generate_mok"]).is(
         &root,

@@ -112,6 +112,12 @@ impl Output {
     }
 }
 
+/// What an install that signs prints about its key (`$ROOT` for the scratch root).
+pub const SIGNING: &str = "Sign command: built-in (the kernel's sign-file format, in-process)\nSigning key: $ROOT/var/lib/dkms/mok.key\nPublic certificate (MOK): $ROOT/var/lib/dkms/mok.pub\n";
+
+/// What the first install that signs prints when it makes the key.
+pub const NEW_KEY: &str = "Certificate or key are missing, generating self signed certificate for MOK...\nA new module signing key was created. For a Secure Boot machine to load modules signed with it, enroll its certificate:\n  mokutil --import $ROOT/var/lib/dkms/mok.pub\nthen reboot and confirm the enrollment in MokManager (the blue screen shown at boot).\n";
+
 pub const DEBIAN_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
 
 /// A minimal valid dkms.conf for a one-module package.
